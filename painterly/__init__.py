@@ -1,0 +1,29 @@
+"""painterly: paint a photo in the style of an artwork (Gatys et al. neural style transfer).
+
+>>> import painterly
+>>> result = painterly.stylize(content_image, style_image, steps=50)  # doctest: +SKIP
+>>> result.image.save("painted.png")  # doctest: +SKIP
+"""
+
+from .api import Progress, Result, stylize
+from .errors import ImageError, OutputError, PainterlyError, SettingsError, WeightsError
+from .settings import DEFAULT, PRESETS, TUTORIAL, Settings, preset
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT",
+    "PRESETS",
+    "TUTORIAL",
+    "ImageError",
+    "OutputError",
+    "PainterlyError",
+    "Progress",
+    "Result",
+    "Settings",
+    "SettingsError",
+    "WeightsError",
+    "__version__",
+    "preset",
+    "stylize",
+]

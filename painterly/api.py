@@ -1,0 +1,288 @@
+"""The public API: :func:`stylize` takes images and settings and returns a :class:`Result`."""
+
+from __future__ import annotations
+
+import io
+import math
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from PIL import Image
+
+from . import colour
+from .devices import pick_device, pick_precision
+from .errors import ImageError, SettingsError
+from .images import ImageLike, fit_size, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
+from .losses import StyleTarget
+from .masks import prepare_masks
+from .network import VGG19, deepest
+from .optimize import Objective, content_targets, run_scale, style_grams
+from .settings import INITS, Settings
+from .weights import load_weights
+
+__all__ = ["Progress", "Result", "stylize"]
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a run, as the callback receives it. ``image()`` renders the current image."""
+
+    step: int  # 0-based, counted over all scales
+    total_steps: int  # steps planned over all scales (early stopping may end sooner)
+    scale: int  # 0-based index of the current scale
+    scales: int
+    size: tuple[int, int]  # (w, h) of the current scale
+    losses: dict[str, float]  # total, style, content, tv (weighted; total is their sum)
+    elapsed: float  # seconds since the optimization started
+    eta: float  # estimated seconds left
+    _image: torch.Tensor = field(repr=False)
+    _to_rgb: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
+
+    def image(self) -> Image.Image:
+        """The image as it is after this step (a PIL copy; costs one conversion)."""
+        return to_pil(self._to_rgb(self._image))
+
+
+#: A callback may return True to stop the run (the best image so far is still returned).
+Callback = Callable[[Progress], Any]
+
+
+@dataclass
+class Result:
+    """What :func:`stylize` returns."""
+
+    image: Image.Image
+    history: list[dict[str, Any]]
+    best_step: int
+    best_loss: float
+    seconds: float  # the whole call
+    seconds_setup: float  # loading weights, images and targets
+    settings: Settings
+    device: str
+    precision: str
+    stopped: bool = False  # stopped early by the callback or Ctrl-C
+    content: Image.Image | None = field(default=None, repr=False)
+    styles: list[Image.Image] = field(default_factory=list, repr=False)
+
+    def record(self) -> dict[str, Any]:
+        """The run record (``--history``): settings, per-step losses, best, timings, versions."""
+        from . import __version__
+
+        return {
+            "settings": self.settings.to_dict(),
+            "history": self.history,
+            "best": {"step": self.best_step, "total": self.best_loss},
+            "seconds_total": self.seconds,
+            "seconds_setup": self.seconds_setup,
+            "image_size": list(self.image.size),
+            "device": self.device,
+            "precision": self.precision,
+            "stopped": self.stopped,
+            "versions": {"painterly": __version__, "torch": torch.__version__, "python": platform.python_version()},
+        }
+
+    def _repr_png_(self) -> bytes:
+        """Jupyter shows the result inline."""
+        buffer = io.BytesIO()
+        self.image.save(buffer, format="PNG")
+        return buffer.getvalue()
+
+
+def stylize(
+    content: ImageLike,
+    style: ImageLike | Sequence[ImageLike],
+    settings: Settings | None = None,
+    *,
+    callback: Callback | None = None,
+    masks: Sequence[ImageLike] | None = None,
+    init_image: ImageLike | None = None,
+    **overrides: Any,
+) -> Result:
+    """Paint ``content`` in the style of ``style`` (one image or several, blended).
+
+    ``content``/``style``: PIL images, numpy arrays (uint8 0..255 or float 0..1, (H, W[, 3|4])) or
+    tensors ((3, H, W), float 0..1). ``settings`` defaults to the ``default`` preset; ``overrides``
+    replace single fields (``stylize(c, s, steps=50)``). ``masks``: one grayscale image per style
+    saying where it applies (see :mod:`painterly.masks`). ``init_image`` starts from that image.
+    ``callback`` receives a :class:`Progress` after every step and may return True to stop.
+    """
+    from .settings import DEFAULT
+
+    started = time.perf_counter()
+    settings = (settings or DEFAULT).replace(**overrides) if overrides else (settings or DEFAULT)
+    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles_in:
+        raise ImageError("at least one style image is needed")
+    if settings.style_blend_weights and len(settings.style_blend_weights) != len(styles_in):
+        raise SettingsError(
+            f"style_blend_weights has {len(settings.style_blend_weights)} values for {len(styles_in)} style images"
+        )
+    content_img = from_any(content, "content image")
+    style_imgs = [from_any(s, f"style image {i + 1}" if len(styles_in) > 1 else "style image")
+                  for i, s in enumerate(styles_in)]
+    start_img = _init_image(settings, init_image)
+
+    device = pick_device(settings.device)
+    precision = pick_precision(settings.precision, device)
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    dtype = torch.float64 if precision == "fp64" else torch.float32
+    net = _network(settings, device).to(dtype)
+    autocast = torch.bfloat16 if precision == "bf16" else None
+
+    sizes = settings.scale_sizes()
+    steps = settings.scale_steps()
+    plan = [(fit_size(content_img.size, s), n) for s, n in zip(sizes, steps)]
+    for s in sizes:  # fail before any work if a scale is too thin for the network
+        resize_longer(content_img, s, "content image")
+    total_steps = sum(n for _, n in plan)
+    history: list[dict[str, Any]] = []
+    clock = {"start": time.perf_counter(), "rate": None}
+    setup_seconds = 0.0
+    image: torch.Tensor | None = None
+    outcome = None
+    to_rgb: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
+    for scale, (size, n_steps) in enumerate(plan):
+        t0 = time.perf_counter()
+        content_t = to_tensor(resize_longer(content_img, max(size), "content image"), device).to(dtype)
+        style_size = max(MIN_STYLE, round(max(size) * settings.style_scale))
+        style_ts = [to_tensor(resize_longer(s, style_size, "style image"), device).to(dtype) for s in style_imgs]
+        content_t, style_ts, to_rgb = _apply_colour(settings.colour, content_t, style_ts)
+        mask_ts = prepare_masks(masks, len(style_ts), size, device) if masks is not None else None
+        objective = Objective(net, settings, {}, [], autocast)
+        objective.content_targets = content_targets(objective, content_t) if objective.content_layers else {}
+        objective.style_targets = _style_targets(objective, style_ts, settings.style_blend_weights, mask_ts)
+        if image is None:
+            image = _first_image(settings, start_img, content_t, style_ts, size, device).to(dtype)
+            if settings.colour == "luminance":  # the run happens on gray images
+                image = colour.gray_as_rgb(colour.luminance(image))
+        else:
+            image = resize_tensor(image, size)
+        setup_seconds += time.perf_counter() - t0
+        offset = len(history)
+        pixels = size[0] * size[1]
+
+        def report(i: int, losses: dict[str, float], current: torch.Tensor, *, _scale=scale, _size=size,
+                   _offset=offset, _pixels=pixels) -> bool:
+            now = time.perf_counter() - clock["start"] - setup_seconds
+            history.append({"step": _offset + i, **losses, "seconds": round(now, 4), "scale": _scale,
+                            "size": list(_size), "optimizer": settings.optimizer})
+            done_here = i + 1
+            rate = now_rate(history, _offset, _pixels)
+            left = (plan[_scale][1] - done_here) * _pixels + sum(
+                n * w * h for (w, h), n in plan[_scale + 1:])
+            if callback is None:
+                return False
+            event = Progress(_offset + i, total_steps, _scale, len(plan), _size, losses, now, left * rate,
+                             current, to_rgb)
+            return bool(callback(event))
+
+        outcome = run_scale(objective, image, settings, n_steps, report)
+        image = outcome.image
+        if outcome.stopped:
+            break
+    assert outcome is not None and image is not None
+    final = to_pil(to_rgb(image))
+    best_step = outcome.best_step + (len(history) - outcome.steps_run)
+    return Result(
+        image=final,
+        history=history,
+        best_step=best_step,
+        best_loss=outcome.best_total,
+        seconds=time.perf_counter() - started,
+        seconds_setup=setup_seconds,
+        settings=settings,
+        device=str(device),
+        precision=precision,
+        stopped=outcome.stopped,
+        content=content_img,
+        styles=style_imgs,
+    )
+
+
+#: Smallest longer side a style image is resized to, whatever the style scale.
+MIN_STYLE = 32
+
+
+def now_rate(history: list[dict[str, Any]], offset: int, pixels: int) -> float:
+    """Seconds per pixel-step measured over this scale so far (for the ETA)."""
+    done = len(history) - offset
+    start = history[offset - 1]["seconds"] if offset else 0.0
+    spent = history[-1]["seconds"] - start
+    return spent / max(done, 1) / max(pixels, 1)
+
+
+def _network(settings: Settings, device: torch.device) -> VGG19:
+    layers = [*settings.content_layers, *settings.style_layers]
+    cut = deepest(layers)
+    weights = load_weights(settings.weights)
+    names = list(weights)
+    kept = {name: weights[name] for name in names[: names.index(cut) + 1]}
+    net = VGG19(kept, pooling=settings.pooling).to(device)
+    return net.to(memory_format=torch.channels_last)
+
+
+def _apply_colour(mode: str, content: torch.Tensor, styles: list[torch.Tensor]):
+    """Colour mode -> (content, styles, to_rgb): the images the network sees and how to get RGB back."""
+    if mode == "histogram":
+        return content, [colour.match_histogram(s, content) for s in styles], lambda x: x
+    if mode == "luminance":
+        content_y = colour.luminance(content)
+        styles_y = [colour.gray_as_rgb(colour.match_luminance(colour.luminance(s), content_y)) for s in styles]
+        original = content
+
+        def to_rgb(x: torch.Tensor) -> torch.Tensor:
+            y = colour.luminance(x)
+            return colour.combine_luminance(y, resize_tensor(original, (x.shape[-1], x.shape[-2])))
+
+        return colour.gray_as_rgb(content_y), styles_y, to_rgb
+    return content, styles, lambda x: x
+
+
+def _style_targets(
+    objective: Objective, styles: list[torch.Tensor], blend: tuple[float, ...], masks: list[torch.Tensor] | None
+) -> list[StyleTarget]:
+    if not objective.style_layers:
+        return []
+    weights = list(blend) if blend else [1.0] * len(styles)
+    grams = [style_grams(objective, s) for s in styles]
+    if masks is not None:
+        # Each style rules its own region; its loss is scaled by its blend weight.
+        total = sum(weights)
+        return [StyleTarget(gm, m, w * len(weights) / total) for gm, m, w in zip(grams, masks, weights)]
+    total = sum(weights)
+    blended = {layer: sum(w * g[layer] for w, g in zip(weights, grams)) / total for layer in grams[0]}
+    return [StyleTarget(blended)]
+
+
+def _init_image(settings: Settings, init_image: ImageLike | None) -> Image.Image | None:
+    if init_image is not None:
+        return from_any(init_image, "init image")
+    if settings.init in INITS:
+        return None
+    return open_image(settings.init)  # any other value names an image file
+
+
+def _first_image(
+    settings: Settings,
+    start_img: Image.Image | None,
+    content_t: torch.Tensor,
+    style_ts: list[torch.Tensor],
+    size: tuple[int, int],
+    device: torch.device,
+) -> torch.Tensor:
+    """The image the first scale starts from, (1, 3, h, w) RGB 0..255."""
+    w, h = size
+    if start_img is not None:
+        return to_tensor(start_img.resize(size, Image.LANCZOS), device)
+    if settings.init == "noise":
+        generator = torch.Generator().manual_seed(settings.seed)
+        noise = torch.rand((1, 3, h, w), generator=generator) * 255.0
+        return noise.to(device)
+    if settings.init == "style":
+        return resize_tensor(style_ts[0], size)
+    return content_t.clone()

@@ -1,0 +1,103 @@
+"""The losses of Gatys style transfer, as pure functions, and the objective that combines them.
+
+Shapes: feature maps are (N, C, H, W); Gram matrices (N, C, C); images (N, 3, H, W) RGB 0..255.
+Everything is accumulated in float32 even when the network ran in bf16 (float64 stays float64).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+
+def _wide(t: torch.Tensor) -> torch.Tensor:
+    """``t`` in float32, or float64 if it already is: losses never accumulate in half precision."""
+    return t if t.dtype == torch.float64 else t.float()
+
+
+def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Feature correlations ``A^T A / (H*W)`` of (N, C, H, W) maps -> (N, C, C), as the tutorial.
+
+    With ``mask`` (N, 1, H, W) in 0..1, positions are weighted by the mask and the sum is divided by
+    the mask's total instead of H*W, so the statistics come only from the masked region.
+    """
+    n, c, h, w = features.shape
+    a = _wide(features).reshape(n, c, h * w)
+    if mask is None:
+        return a @ a.transpose(1, 2) / (h * w)
+    m = mask.to(a.dtype).reshape(n, 1, h * w)
+    return (a * m) @ a.transpose(1, 2) / m.sum(dim=2, keepdim=True).clamp_min(1e-8)
+
+
+def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of two feature maps (scalar)."""
+    return F.mse_loss(_wide(features), _wide(target))
+
+
+def style_loss(gram: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of two Gram matrices over their C x C entries (scalar)."""
+    return F.mse_loss(gram, target)
+
+
+def total_variation(image: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between horizontally and vertically neighbouring pixels (scalar).
+
+    A mean, not a sum, so that one weight behaves the same at every image size.
+    """
+    dx = image[..., :, 1:] - image[..., :, :-1]
+    dy = image[..., 1:, :] - image[..., :-1, :]
+    return _wide(dx).pow(2).mean() + _wide(dy).pow(2).mean()
+
+
+@dataclass(frozen=True)
+class StyleTarget:
+    """What one region of the result should look like: a Gram per layer, where (mask), how much."""
+
+    grams: dict[str, torch.Tensor]  # layer -> (1, C, C)
+    mask: torch.Tensor | None = None  # (1, 1, H, W) at the image's size, 0..1; None: everywhere
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class LossTerms:
+    """The weighted terms of one evaluation; ``total = style + content + tv``."""
+
+    total: torch.Tensor
+    style: torch.Tensor
+    content: torch.Tensor
+    tv: torch.Tensor
+
+    def floats(self) -> dict[str, float]:
+        return {k: float(getattr(self, k).detach()) for k in ("total", "style", "content", "tv")}
+
+
+def resize_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """Area-average a (1, 1, H, W) mask to the spatial size of the (N, C, h, w) map ``like``."""
+    if mask.shape[-2:] == like.shape[-2:]:
+        return mask
+    return F.adaptive_avg_pool2d(mask, like.shape[-2:])
+
+
+def style_term(
+    features: dict[str, torch.Tensor], targets: list[StyleTarget], layer_weights: dict[str, float]
+) -> torch.Tensor:
+    """Weighted sum over layers (and regions) of the Gram losses against ``targets``."""
+    total = _wide(next(iter(features.values()))).new_zeros(())
+    for layer, weight in layer_weights.items():
+        f = features[layer]
+        for target in targets:
+            mask = None if target.mask is None else resize_mask(target.mask, f)
+            total = total + weight * target.weight * style_loss(gram_matrix(f, mask), target.grams[layer])
+    return total
+
+
+def content_term(
+    features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], layer_weights: dict[str, float]
+) -> torch.Tensor:
+    """Weighted sum over layers of the content losses."""
+    total = _wide(next(iter(features.values()))).new_zeros(())
+    for layer, weight in layer_weights.items():
+        total = total + weight * content_loss(features[layer], targets[layer])
+    return total

@@ -1,0 +1,265 @@
+"""Every setting of a run, its default, and the presets.
+
+:class:`Settings` is the single source of defaults. Presets are instances of it. The CLI and the
+web page build their options from its fields (name, type, ``help`` and ``choices`` metadata), so a
+new field shows up everywhere without a second copy of its default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import SettingsError, closest
+from .network import CONV_LAYERS
+
+OPTIMIZERS = ("lbfgs", "adam")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp64")
+INITS = ("content", "noise", "style")
+POOLINGS = ("max", "avg")
+COLOURS = ("none", "luminance", "histogram")
+
+TUTORIAL_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
+MAX_SIZE = 8192  # longer side in px; beyond this a run cannot fit in any ordinary memory
+MIN_SIZE = 32  # VGG19 pools four times before block5: smaller images leave nothing to compare
+
+
+def _opt(help: str, choices: tuple[str, ...] | None = None, group: str = "run", **extra: Any) -> dict:
+    meta: dict[str, Any] = {"help": help, "group": group}
+    if choices:
+        meta["choices"] = choices
+    meta.update(extra)
+    return meta
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides what a run computes. Frozen: derive variants with :meth:`replace`."""
+
+    # -- size and length
+    size: int = field(default=512, metadata=_opt("longer side of the result in px", group="size"))
+    steps: int = field(default=1000, metadata=_opt("optimizer steps (per scale when multi-scale)", group="size"))
+    start_size: int = field(
+        default=0,
+        metadata=_opt("coarse-to-fine: longer side of the first scale in px (0: one scale only)", group="size"),
+    )
+    scale_factor: float = field(default=math.sqrt(2), metadata=_opt("size ratio between scales", group="size"))
+    scale_steps_decay: float = field(
+        default=1.0, metadata=_opt("each finer scale runs this fraction of the previous one's steps", group="size")
+    )
+    # -- loss
+    content_weight: float = field(default=1e3, metadata=_opt("weight of the content loss", group="loss"))
+    style_weight: float = field(default=1e-2, metadata=_opt("weight of the style loss", group="loss"))
+    tv_weight: float = field(default=0.0, metadata=_opt("weight of the total-variation (smoothness) loss", group="loss"))
+    content_layers: tuple[str, ...] = field(
+        default=("block5_conv2",), metadata=_opt("VGG19 layers compared with the content", group="loss")
+    )
+    content_layer_weights: tuple[float, ...] = field(
+        default=(), metadata=_opt("one weight per content layer (empty: equal, summing to 1)", group="loss")
+    )
+    style_layers: tuple[str, ...] = field(
+        default=TUTORIAL_STYLE_LAYERS, metadata=_opt("VGG19 layers whose Gram matrices are matched", group="loss")
+    )
+    style_layer_weights: tuple[float, ...] = field(
+        default=(), metadata=_opt("one weight per style layer (empty: equal, summing to 1)", group="loss")
+    )
+    pooling: str = field(default="max", metadata=_opt("VGG19 pooling", POOLINGS, group="loss"))
+    # -- optimizer
+    optimizer: str = field(default="adam", metadata=_opt("pixel optimizer", OPTIMIZERS, group="optimizer"))
+    lr: float = field(default=5.0, metadata=_opt("learning rate (step length for lbfgs)", group="optimizer"))
+    adam_beta1: float = field(default=0.99, metadata=_opt("Adam beta1", group="optimizer"))
+    adam_beta2: float = field(default=0.999, metadata=_opt("Adam beta2", group="optimizer"))
+    adam_eps: float = field(default=0.1, metadata=_opt("Adam epsilon (TensorFlow's rule)", group="optimizer"))
+    lbfgs_history: int = field(default=100, metadata=_opt("L-BFGS history size", group="optimizer"))
+    ema: float = field(
+        default=0.0, metadata=_opt("decay of the image's moving average, the output (0: off)", group="optimizer")
+    )
+    patience: int = field(
+        default=0, metadata=_opt("stop a scale after this many steps without improvement (0: never)", group="optimizer")
+    )
+    min_improvement: float = field(
+        default=1e-3, metadata=_opt("relative loss drop that counts as improvement", group="optimizer")
+    )
+    # -- init and colour
+    init: str = field(
+        default="content", metadata=_opt("start image: content, noise, style, or an image file", group="image")
+    )
+    seed: int = field(default=0, metadata=_opt("random seed (noise init, reproducibility)", group="image"))
+    colour: str = field(default="none", metadata=_opt("keep the content's colours", COLOURS, group="image"))
+    style_scale: float = field(
+        default=1.0, metadata=_opt("style image's longer side relative to the result's", group="image")
+    )
+    style_blend_weights: tuple[float, ...] = field(
+        default=(), metadata=_opt("one weight per style image (empty: equal)", group="image")
+    )
+    # -- machine
+    device: str = field(default="auto", metadata=_opt("where to run", DEVICES, group="machine"))
+    precision: str = field(
+        default="auto", metadata=_opt("network precision (auto: bf16 where the hardware is fast at it; fp64 for reference checks)", PRECISIONS, group="machine")
+    )
+    threads: int = field(default=0, metadata=_opt("CPU threads (0: all cores)", group="machine"))
+    weights: str = field(
+        default="", metadata=_opt("VGG19 weights file (.bin or Keras .h5; empty: bundled)", group="machine")
+    )
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):  # accept lists from JSON and the API; store tuples
+                object.__setattr__(self, f.name, tuple(value))
+        _validate(self)
+
+    def replace(self, **changes: Any) -> Settings:
+        """Return a copy with ``changes`` applied; unknown names raise :class:`SettingsError`."""
+        unknown = [k for k in changes if k not in FIELD_NAMES]
+        if unknown:
+            name = unknown[0]
+            raise SettingsError(f"unknown setting '{name}'{closest(name, FIELD_NAMES)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting by name, JSON-ready (tuples become lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Settings:
+        """Build settings from :meth:`to_dict` output (missing names keep their defaults)."""
+        return cls().replace(**data)
+
+    def scale_sizes(self) -> list[int]:
+        """Longer side of each scale, coarse to fine; the last one is ``size``."""
+        if not self.start_size or self.start_size >= self.size:
+            return [self.size]
+        sizes = [self.size]
+        while sizes[-1] / self.scale_factor >= self.start_size:
+            sizes.append(round(sizes[-1] / self.scale_factor))
+        return sizes[::-1]
+
+    def scale_steps(self) -> list[int]:
+        """Steps to run at each scale of :meth:`scale_sizes`."""
+        n = len(self.scale_sizes())
+        return [max(1, round(self.steps * self.scale_steps_decay**i)) for i in range(n)]
+
+
+FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise SettingsError(message)
+
+
+def _finite_nonneg(name: str, value: float) -> None:
+    _check(
+        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0,
+        f"{name} must be a finite number >= 0, got {value!r}",
+    )
+
+
+def _int_at_least(name: str, value: int, low: int) -> None:
+    _check(
+        isinstance(value, int) and not isinstance(value, bool) and value >= low,
+        f"{name} must be a whole number >= {low}, got {value!r}",
+    )
+
+
+def _layers(name: str, layers: tuple[str, ...], weights: tuple[float, ...], allow_empty: bool) -> None:
+    _check(allow_empty or len(layers) > 0, f"{name} needs at least one layer name")
+    for layer in layers:
+        _check(
+            layer in CONV_LAYERS,
+            f"unknown layer '{layer}' in {name}{closest(str(layer), CONV_LAYERS)}; "
+            f"valid layers are block1_conv1 ... block5_conv4",
+        )
+    if weights:
+        _check(
+            len(weights) == len(layers),
+            f"{name[:-1]}_weights has {len(weights)} values but there are {len(layers)} {name}",
+        )
+        for w in weights:
+            _finite_nonneg(f"{name[:-1]}_weights", w)
+
+
+def _validate(s: Settings) -> None:
+    _int_at_least("size", s.size, MIN_SIZE)
+    _check(s.size <= MAX_SIZE, f"size must be at most {MAX_SIZE} px, got {s.size}")
+    _int_at_least("steps", s.steps, 1)
+    _int_at_least("start_size", s.start_size, 0)
+    _check(s.start_size == 0 or s.start_size >= MIN_SIZE, f"start_size must be 0 or >= {MIN_SIZE}, got {s.start_size}")
+    _finite_nonneg("scale_factor", s.scale_factor)
+    _check(s.scale_factor > 1, f"scale_factor must be > 1, got {s.scale_factor}")
+    _finite_nonneg("scale_steps_decay", s.scale_steps_decay)
+    _check(0 < s.scale_steps_decay <= 4, f"scale_steps_decay must be in (0, 4], got {s.scale_steps_decay}")
+    for name in ("content_weight", "style_weight", "tv_weight", "lr", "adam_eps", "min_improvement"):
+        _finite_nonneg(name, getattr(s, name))
+    _check(s.lr > 0, f"lr must be > 0, got {s.lr}")
+    for name in ("adam_beta1", "adam_beta2", "ema"):
+        value = getattr(s, name)
+        _finite_nonneg(name, value)
+        _check(value < 1, f"{name} must be in [0, 1), got {value}")
+    _int_at_least("lbfgs_history", s.lbfgs_history, 1)
+    _int_at_least("patience", s.patience, 0)
+    _int_at_least("seed", s.seed, 0)
+    _int_at_least("threads", s.threads, 0)
+    _layers("content_layers", s.content_layers, s.content_layer_weights, allow_empty=True)
+    _layers("style_layers", s.style_layers, s.style_layer_weights, allow_empty=True)
+    _check(bool(s.content_layers or s.style_layers), "content_layers and style_layers cannot both be empty")
+    for name, choices in (
+        ("optimizer", OPTIMIZERS),
+        ("device", DEVICES),
+        ("precision", PRECISIONS),
+        ("pooling", POOLINGS),
+        ("colour", COLOURS),
+    ):
+        value = getattr(s, name)
+        _check(
+            value in choices,
+            f"unknown {name} '{value}'{closest(str(value), choices)}; choose one of {', '.join(choices)}",
+        )
+    _check(isinstance(s.init, str) and s.init != "", "init must be content, noise, style or an image file")
+    _finite_nonneg("style_scale", s.style_scale)
+    _check(0.05 <= s.style_scale <= 8, f"style_scale must be between 0.05 and 8, got {s.style_scale}")
+    for w in s.style_blend_weights:
+        _finite_nonneg("style_blend_weights", w)
+    _check(
+        not s.style_blend_weights or sum(s.style_blend_weights) > 0,
+        "style_blend_weights must not all be 0",
+    )
+
+
+# -- presets ---------------------------------------------------------------------------------
+
+#: The TensorFlow tutorial exactly: Adam (TF rule), 1000 steps at 512 px, fp32.
+TUTORIAL = Settings(precision="fp32")
+
+#: Fast and good: L-BFGS, coarse-to-fine from 128 px, bf16 where the hardware has it.
+DEFAULT = Settings(
+    optimizer="lbfgs",
+    lr=1.0,
+    steps=60,
+    start_size=128,
+    scale_steps_decay=0.8,
+    tv_weight=0.0,
+    patience=20,
+)
+
+#: Slower, cleaner: more steps per scale and a little smoothing.
+QUALITY = DEFAULT.replace(steps=150, scale_steps_decay=0.85, start_size=128)
+
+#: A quick look: small and short.
+DRAFT = DEFAULT.replace(size=256, steps=40)
+
+PRESETS: dict[str, Settings] = {"default": DEFAULT, "tutorial": TUTORIAL, "quality": QUALITY, "draft": DRAFT}
+
+
+def preset(name: str) -> Settings:
+    """Return the preset called ``name``; unknown names raise :class:`SettingsError`."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise SettingsError(
+            f"unknown preset '{name}'{closest(name, PRESETS)}; choose one of {', '.join(PRESETS)}"
+        ) from None
