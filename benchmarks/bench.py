@@ -1,0 +1,237 @@
+"""painterly's speed benchmark: every figure in the README's performance section comes from here.
+
+    python benchmarks/bench.py                 # everything (about 30 minutes on a 2-core CPU)
+    python benchmarks/bench.py --only steps    # one part: steps, quality, memory
+
+It measures, side by side in one run (wall-clock seconds, medians of --repeat runs):
+
+* ``steps``: the bare network step (VGG19 forward to block5_conv2 + backward to the image) and
+  painterly's full step (losses, optimizer, clamping, callback) for Adam and L-BFGS, at 256 and
+  512 px, in fp32 and in bf16 where the CPU computes bf16 natively;
+* ``quality``: time to quality. The ``tutorial`` preset runs 1000 steps at 256 px on the demo pair;
+  its best loss L is the yardstick. Each faster configuration optimizes the same objective (the
+  tutorial's weights and layers) and is stopped as soon as its image scores <= L under the tutorial's
+  loss in fp32 at 256 px; the wall time to get there is reported with its ratio to the tutorial's time;
+* ``memory``: peak resident memory of a default run of a few steps at 512, 1024 and 2048 px (each in
+  a fresh process).
+
+Results go to ``benchmarks/results.json`` and ``benchmarks/results.md`` (the table the README quotes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+import painterly
+from painterly import TUTORIAL, stylize
+from painterly.api import _network
+from painterly.devices import cpu_has_fast_bf16, pick_device
+from painterly.images import open_image, resize_longer
+from painterly.samples import demo_paths
+
+HERE = Path(__file__).parent
+STYLE_LAYERS = TUTORIAL.style_layers
+LAYERS = (*STYLE_LAYERS, "block5_conv2")
+
+
+def machine() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "native_bf16": cpu_has_fast_bf16(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "versions": {"painterly": painterly.__version__, "torch": torch.__version__,
+                     "python": platform.python_version()},
+    }
+
+
+def demo_pair(size: int):
+    content_path, style_path = demo_paths()
+    return resize_longer(open_image(content_path), size), resize_longer(open_image(style_path), size)
+
+
+def bare_step(size: int, precision: str, repeat: int, device: torch.device) -> float:
+    """Median seconds of forward to block5_conv2 + backward to the image (no losses, no optimizer)."""
+    net = _network(TUTORIAL.replace(device=str(device)), device)
+    image = (torch.rand(1, 3, size * 3 // 4, size, device=device) * 255).requires_grad_(True)
+    times = []
+    for i in range(repeat + 1):
+        start = time.perf_counter()
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            feats = net(image.contiguous(memory_format=torch.channels_last), LAYERS)
+        sum(f.float().mean() for f in feats.values()).backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:  # the first is warm-up
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def full_step(size: int, precision: str, optimizer: str, repeat: int, device: torch.device) -> float:
+    """Median seconds per step of a real run (losses, optimizer, clamp, a callback)."""
+    content, style = demo_pair(size)
+    settings = TUTORIAL.replace(size=size, steps=repeat + 1, optimizer=optimizer, precision=precision,
+                                device=str(device), lr=5.0 if optimizer == "adam" else 1.0)
+    result = stylize(content, style, settings, callback=lambda event: None)
+    seconds = [h["seconds"] for h in result.history]
+    return statistics.median(b - a for a, b in zip(seconds, seconds[1:]))
+
+
+def part_steps(repeat: int, device: torch.device) -> list[dict]:
+    precisions = ["fp32"] + (["bf16"] if device.type == "cuda" or cpu_has_fast_bf16() else [])
+    rows = []
+    for size in (256, 512):
+        for precision in precisions:
+            bare = bare_step(size, precision, repeat, device)
+            row = {"size": size, "precision": precision, "bare": bare}
+            for optimizer in ("adam", "lbfgs"):
+                row[optimizer] = full_step(size, precision, optimizer, repeat, device)
+                row[f"{optimizer}_ratio"] = row[optimizer] / bare
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    return rows
+
+
+def time_to(settings, content, style, target: float | None):
+    """Run ``settings``; return (seconds until the final-scale loss <= target, best loss, steps)."""
+    final = len(settings.scale_sizes()) - 1
+    start = time.perf_counter()
+    reached: dict = {}
+
+    def watch(event):
+        if target is not None and event.scale == final and event.losses["total"] <= target:
+            reached.update(seconds=time.perf_counter() - start, step=event.step)
+            return True
+        return False
+
+    result = stylize(content, style, settings, callback=watch)
+    return reached.get("seconds"), result.best_loss, reached.get("step", len(result.history)), \
+        time.perf_counter() - start
+
+
+def part_quality(device: torch.device, tutorial_steps: int) -> dict:
+    content, style = demo_pair(256)
+    base = TUTORIAL.replace(size=256, device=str(device))
+    _, yardstick, _, tutorial_seconds = time_to(base.replace(steps=tutorial_steps), content, style, None)
+    print(json.dumps({"tutorial_seconds": tutorial_seconds, "yardstick": yardstick}), flush=True)
+    lbfgs = base.replace(optimizer="lbfgs", lr=1.0, steps=1000)
+    configs = {
+        "lbfgs, fp32": lbfgs,
+        # 40 steps at 128 px, 120 at 181 px, up to 360 at 256 px.
+        "lbfgs, multi-scale 128->256, fp32": lbfgs.replace(start_size=128, steps=40, scale_steps_decay=3.0),
+    }
+    if device.type == "cuda" or cpu_has_fast_bf16():
+        configs["lbfgs, bf16"] = lbfgs.replace(precision="bf16")
+        configs["lbfgs, multi-scale, bf16"] = configs["lbfgs, multi-scale 128->256, fp32"].replace(precision="bf16")
+    rows = []
+    for name, settings in configs.items():
+        seconds, best, steps, _ = time_to(settings, content, style, yardstick)
+        row = {"config": name, "seconds_to_L": seconds, "steps": steps,
+               "ratio": None if seconds is None else seconds / tutorial_seconds}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return {"tutorial_steps": tutorial_steps, "tutorial_seconds": tutorial_seconds, "yardstick": yardstick,
+            "configs": rows}
+
+
+MEMORY_PROBE = """
+import resource, sys, painterly
+from painterly.images import open_image
+from painterly.samples import demo_paths
+c, s = [open_image(p) for p in demo_paths()]
+r = painterly.stylize(c, s, size=int(sys.argv[1]), steps=2, start_size=0, device=sys.argv[2])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, r.image.size[0], r.image.size[1])
+"""
+
+
+def part_memory(device: torch.device) -> list[dict]:
+    rows = []
+    for size in (512, 1024, 2048):
+        start = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(size), str(device)],
+                             capture_output=True, text=True, check=True)
+        peak, w, h = map(int, out.stdout.split()[-3:])
+        row = {"size": size, "image": [w, h], "peak_rss_gib": peak / 2**30,
+               "seconds_2_steps": time.perf_counter() - start}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
+def markdown(results: dict) -> str:
+    m = results["machine"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['versions']['torch']}, "
+             f"CPU capability {m['cpu_capability']}, native bf16: {m['native_bf16']}, CUDA: {m['cuda']}.", ""]
+    if "steps" in results:
+        lines += ["| size | precision | bare step (s) | Adam step (s) | ratio | L-BFGS step (s) | ratio |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in results["steps"]:
+            lines.append(f"| {r['size']} | {r['precision']} | {r['bare']:.3f} | {r['adam']:.3f} | "
+                         f"{r['adam_ratio']:.2f} | {r['lbfgs']:.3f} | {r['lbfgs_ratio']:.2f} |")
+        lines.append("")
+    if "quality" in results:
+        q = results["quality"]
+        lines += [f"Time to quality at 256 px: the tutorial preset ({q['tutorial_steps']} Adam steps) took "
+                  f"{q['tutorial_seconds']:.1f} s; its best loss L = {q['yardstick']:.4g}.", "",
+                  "| configuration | seconds to reach L | steps | fraction of the tutorial's time |",
+                  "|---|---|---|---|"]
+        for r in q["configs"]:
+            secs = "not reached" if r["seconds_to_L"] is None else f"{r['seconds_to_L']:.1f}"
+            ratio = "" if r["ratio"] is None else f"1/{1 / r['ratio']:.1f}"
+            lines.append(f"| {r['config']} | {secs} | {r['steps']} | {ratio} |")
+        lines.append("")
+    if "memory" in results:
+        lines += ["| longer side | image | peak memory (GiB) |", "|---|---|---|"]
+        for r in results["memory"]:
+            lines.append(f"| {r['size']} | {r['image'][0]}x{r['image'][1]} | {r['peak_rss_gib']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("steps", "quality", "memory"), action="append")
+    parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per step measurement")
+    parser.add_argument("--tutorial-steps", type=int, default=1000)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args()
+    device = pick_device(args.device)
+    parts = args.only or ["steps", "quality", "memory"]
+    results: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv])}
+    print(json.dumps(results["machine"]), flush=True)
+    if "steps" in parts:
+        results["steps"] = part_steps(args.repeat, device)
+    if "quality" in parts:
+        results["quality"] = part_quality(device, args.tutorial_steps)
+    if "memory" in parts:
+        results["memory"] = part_memory(device)
+    args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
+    table = markdown(results)
+    args.out.with_suffix(".md").write_text(f"Command: `{results['command']}`\n\n{table}\n")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
