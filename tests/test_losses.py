@@ -1,0 +1,223 @@
+"""The losses: known answers, mask weighting, and gradient checks in float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+from torch.nn import functional as F
+
+from painterly.losses import (
+    StyleTarget,
+    content_loss,
+    content_term,
+    gram_matrix,
+    style_loss,
+    style_term,
+    total_variation,
+)
+from painterly.network import VGG19
+from painterly.optimize import Objective, content_targets, style_grams
+from painterly.settings import Settings
+from painterly.weights import load_weights
+
+
+def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+# -- known answers ---------------------------------------------------------------------------
+
+
+def test_gram_of_ones_is_ones() -> None:
+    gram = gram_matrix(torch.ones(1, 4, 5, 7))
+    assert gram.shape == (1, 4, 4)
+    assert torch.equal(gram, torch.ones(1, 4, 4))
+
+
+def test_gram_of_constant_is_its_square() -> None:
+    assert torch.allclose(gram_matrix(torch.full((2, 3, 6, 6), 3.0)), torch.full((2, 3, 3), 9.0))
+
+
+def test_gram_is_divided_by_the_number_of_positions() -> None:
+    f = _rand(1, 3, 4, 6)
+    expected = torch.einsum("nchw,ndhw->ncd", f, f) / (4 * 6)
+    assert torch.allclose(gram_matrix(f), expected)
+    # The same features tiled twice keep the same Gram: it is a mean, not a sum.
+    assert torch.allclose(gram_matrix(torch.cat([f, f], dim=-1)), gram_matrix(f))
+
+
+def test_gram_keeps_float64_and_widens_half_precision() -> None:
+    assert gram_matrix(_rand(1, 2, 3, 3)).dtype == torch.float64
+    assert gram_matrix(torch.rand(1, 2, 3, 3).bfloat16()).dtype == torch.float32
+
+
+def test_gram_with_a_mask_selecting_half_is_the_gram_of_that_half() -> None:
+    f = _rand(1, 5, 6, 8)
+    mask = torch.zeros(1, 1, 6, 8, dtype=torch.float64)
+    mask[..., :4] = 1
+    assert torch.allclose(gram_matrix(f, mask), gram_matrix(f[..., :4]))
+
+
+def test_gram_with_a_full_mask_equals_no_mask() -> None:
+    f = _rand(1, 3, 4, 4)
+    assert torch.allclose(gram_matrix(f, torch.ones(1, 1, 4, 4, dtype=torch.float64)), gram_matrix(f))
+
+
+def test_gram_with_a_soft_mask_weights_positions() -> None:
+    f = _rand(1, 2, 1, 2)
+    mask = torch.tensor([[[[0.25, 0.75]]]], dtype=torch.float64)
+    a, b = f[0, :, 0, 0], f[0, :, 0, 1]
+    expected = (0.25 * torch.outer(a, a) + 0.75 * torch.outer(b, b)) / 1.0
+    assert torch.allclose(gram_matrix(f, mask)[0], expected)
+
+
+def test_content_loss_is_the_mean_squared_error() -> None:
+    a, b = _rand(1, 3, 4, 4, seed=1), _rand(1, 3, 4, 4, seed=2)
+    assert torch.allclose(content_loss(a, b), ((a - b) ** 2).mean())
+    assert content_loss(torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 3.0)).item() == pytest.approx(9.0)
+
+
+def test_style_loss_is_the_mean_squared_error_of_grams() -> None:
+    g, t = _rand(1, 4, 4, seed=1), _rand(1, 4, 4, seed=2)
+    assert torch.allclose(style_loss(g, t), ((g - t) ** 2).mean())
+    assert style_loss(torch.ones(1, 2, 2), torch.zeros(1, 2, 2)).item() == pytest.approx(1.0)
+
+
+def test_total_variation_of_a_constant_is_zero() -> None:
+    assert total_variation(torch.full((1, 3, 8, 8), 123.0)).item() == 0.0
+
+
+def test_total_variation_of_a_checkerboard() -> None:
+    # Every horizontal and every vertical neighbour differs by 255: mean dx^2 + mean dy^2 = 2 * 255^2.
+    yy, xx = torch.meshgrid(torch.arange(6), torch.arange(8), indexing="ij")
+    board = ((yy + xx) % 2).double().mul(255).expand(1, 3, 6, 8)
+    assert total_variation(board).item() == pytest.approx(2 * 255.0**2)
+
+
+def test_total_variation_of_stripes_counts_one_direction() -> None:
+    stripes = (torch.arange(8) % 2).double().expand(1, 1, 4, 8)  # varies along x only
+    assert total_variation(stripes).item() == pytest.approx(1.0)
+
+
+def test_style_and_content_terms_weight_layers_and_targets() -> None:
+    feats = {"a": _rand(1, 2, 3, 3, seed=1), "b": _rand(1, 2, 3, 3, seed=2)}
+    grams = {k: _rand(1, 2, 2, seed=3) for k in feats}
+    got = style_term(feats, [StyleTarget(grams, weight=2.0)], {"a": 0.25, "b": 0.75})
+    want = 2.0 * (0.25 * style_loss(gram_matrix(feats["a"]), grams["a"])
+                  + 0.75 * style_loss(gram_matrix(feats["b"]), grams["b"]))
+    assert torch.allclose(got, want)
+    targets = {k: _rand(1, 2, 3, 3, seed=4) for k in feats}
+    got = content_term(feats, targets, {"a": 0.5, "b": 0.5})
+    assert torch.allclose(got, 0.5 * content_loss(feats["a"], targets["a"]) + 0.5 * content_loss(feats["b"], targets["b"]))
+
+
+def test_style_term_resizes_a_mask_to_each_layer() -> None:
+    feats = {"a": _rand(1, 2, 4, 4)}
+    mask = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    mask[..., :4] = 1  # left half at 8x8 -> left half at 4x4
+    grams = {"a": _rand(1, 2, 2, seed=5)}
+    got = style_term(feats, [StyleTarget(grams, mask)], {"a": 1.0})
+    assert torch.allclose(got, style_loss(gram_matrix(feats["a"][..., :2]), grams["a"]))
+
+
+# -- gradients (float64) -----------------------------------------------------------------------
+
+
+def test_gradcheck_gram_matrix() -> None:
+    x = _rand(1, 3, 4, 5).requires_grad_()
+    assert gradcheck(gram_matrix, (x,))
+
+
+def test_gradcheck_gram_matrix_with_mask() -> None:
+    x = _rand(1, 3, 4, 5).requires_grad_()
+    mask = _rand(1, 1, 4, 5, seed=9)
+    assert gradcheck(lambda f: gram_matrix(f, mask), (x,))
+
+
+def test_gradcheck_style_loss_of_gram() -> None:
+    x = _rand(1, 3, 4, 4).requires_grad_()
+    target = _rand(1, 3, 3, seed=7)
+    assert gradcheck(lambda f: style_loss(gram_matrix(f), target), (x,))
+
+
+def test_gradcheck_content_loss() -> None:
+    x = _rand(1, 3, 4, 4).requires_grad_()
+    target = _rand(1, 3, 4, 4, seed=3)
+    assert gradcheck(lambda f: content_loss(f, target), (x,))
+
+
+def test_gradcheck_total_variation() -> None:
+    x = _rand(1, 3, 5, 6).requires_grad_()
+    assert gradcheck(total_variation, (x,))
+
+
+def test_style_loss_gradient_matches_the_closed_form() -> None:
+    # d/dF mean((G - T)^2) with G = F F^T / M is 4 / (C^2 M) (G - T) F for symmetric G - T.
+    f = _rand(1, 3, 2, 2).requires_grad_()
+    target = _rand(1, 3, 3, seed=4)
+    target = (target + target.transpose(1, 2)) / 2
+    style_loss(gram_matrix(f), target).backward()
+    a = f.detach().reshape(1, 3, 4)
+    expected = 4 / (9 * 4) * (gram_matrix(f.detach()) - target) @ a
+    assert torch.allclose(f.grad.reshape(1, 3, 4), expected)
+
+
+@pytest.fixture(scope="module")
+def vgg64() -> VGG19:
+    """The whole VGG19 in float64 (precision 'fp64')."""
+    return VGG19(load_weights("")).double()
+
+
+def _objective(net: VGG19, settings: Settings, size: int) -> Objective:
+    content = _rand(1, 3, size, size, seed=11) * 255
+    style = _rand(1, 3, size, size, seed=12) * 255
+    objective = Objective(net, settings, {}, [])
+    objective.content_targets = content_targets(objective, content)
+    objective.style_targets = [StyleTarget(style_grams(objective, style))]
+    return objective
+
+
+def test_gradcheck_whole_objective_fp64(vgg64: VGG19) -> None:
+    # Every default layer (block5 at 1x1 for a 16 px image) and a tv term; the weights bring the
+    # loss to order 1 so finite differences are accurate. fast_mode checks a random projection
+    # (a full Jacobian of a float64 VGG19 would take minutes on a CPU).
+    settings = Settings(precision="fp64", content_weight=1e-3, style_weight=1e-9, tv_weight=1e-4)
+    objective = _objective(vgg64, settings, 16)
+    image = (_rand(1, 3, 16, 16, seed=13) * 255).requires_grad_()
+    assert gradcheck(lambda x: objective(x).total, (image,), eps=1e-4, atol=1e-6, rtol=1e-4,
+                     fast_mode=True, check_undefined_grad=False)
+
+
+def test_gradcheck_masked_two_style_objective_fp64(vgg64: VGG19) -> None:
+    # Two styles, each ruling half the image through a mask (the spatial-control path), cut at block2.
+    settings = Settings(
+        precision="fp64", content_layers=("block2_conv1",), style_layers=("block1_conv1", "block2_conv1"),
+        content_weight=1e-3, style_weight=1e-7, tv_weight=1e-3,
+    )
+    objective = _objective(vgg64, settings, 8)
+    left = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
+    left[..., :4] = 1
+    grams = objective.style_targets[0].grams
+    other = style_grams(objective, _rand(1, 3, 8, 8, seed=21) * 255)
+    objective.style_targets = [StyleTarget(grams, left, 0.5), StyleTarget(other, 1 - left, 1.5)]
+    image = (_rand(1, 3, 8, 8, seed=14) * 255).requires_grad_()
+    assert gradcheck(lambda x: objective(x).total, (image,), eps=1e-4, atol=1e-6, rtol=1e-4,
+                     fast_mode=True, check_undefined_grad=False)
+
+
+def test_objective_terms_are_weighted_and_summed(vgg64: VGG19) -> None:
+    settings = Settings(precision="fp64", content_layers=("block1_conv2",), style_layers=("block1_conv1",),
+                        content_weight=3.0, style_weight=5.0, tv_weight=7.0)
+    objective = _objective(vgg64, settings, 8)
+    image = _rand(1, 3, 8, 8, seed=15) * 255
+    terms = objective(image)
+    feats = vgg64(image, ["block1_conv1", "block1_conv2"])
+    style = 5.0 * style_loss(gram_matrix(feats["block1_conv1"]), objective.style_targets[0].grams["block1_conv1"])
+    content = 3.0 * F.mse_loss(feats["block1_conv2"], objective.content_targets["block1_conv2"])
+    tv = 7.0 * total_variation(image)
+    assert torch.allclose(terms.style, style)
+    assert torch.allclose(terms.content, content)
+    assert torch.allclose(terms.tv, tv)
+    assert torch.allclose(terms.total, style + content + tv)
+    assert set(terms.floats()) == {"total", "style", "content", "tv"}
