@@ -1,0 +1,274 @@
+"""The optimization: TensorFlow's Adam rule, L-BFGS cost per step, clamping, best image, patience, EMA.
+
+Most tests drive :func:`run_scale` with small stand-in objectives over a (1, 3, 4, 4) image, so the
+loop's bookkeeping is checked without the network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from painterly.losses import LossTerms
+from painterly.optimize import TFAdam, layer_weights, make_optimizer, run_scale
+from painterly.settings import Settings
+
+# x after each of three TF-rule Adam steps (lr 5, betas 0.99/0.999, eps 0.1) on (x - 3)^2 from x = 0,
+# worked out by hand: g = 2(x - 3); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+# lr_t = lr sqrt(1 - b2^t) / (1 - b1^t); x -= lr_t m / (sqrt(v) + eps). First step: g = -6, m = -0.06,
+# v = 0.036, lr_t = 15.8114, x = 15.8114 * 0.06 / (0.189737 + 0.1) = 3.2743.
+TF_ADAM_X = [3.274295007498024, 5.359644473769848, 5.52629901669094]
+
+
+def _adam_steps(optimizer_cls, **kwargs) -> list[float]:
+    x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = optimizer_cls([x], lr=5.0, betas=(0.99, 0.999), eps=0.1, **kwargs)
+    out = []
+    for _ in range(3):
+        opt.zero_grad()
+        ((x - 3) ** 2).sum().backward()
+        opt.step()
+        out.append(x.item())
+    return out
+
+
+def _tf_rule_by_hand(steps: int = 3) -> list[float]:
+    x, m, v, out = 0.0, 0.0, 0.0, []
+    lr, b1, b2, eps = 5.0, 0.99, 0.999, 0.1
+    for t in range(1, steps + 1):
+        g = 2 * (x - 3)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        x -= lr * math.sqrt(1 - b2**t) / (1 - b1**t) * m / (math.sqrt(v) + eps)
+        out.append(x)
+    return out
+
+
+def test_tf_adam_matches_the_tensorflow_rule() -> None:
+    assert _tf_rule_by_hand() == pytest.approx(TF_ADAM_X, rel=1e-12)
+    assert _adam_steps(TFAdam) == pytest.approx(TF_ADAM_X, rel=1e-12)
+
+
+def test_tf_adam_differs_from_torch_adam_with_a_large_eps() -> None:
+    torch_x = _adam_steps(torch.optim.Adam)
+    assert torch_x[0] == pytest.approx(4.918032786885246, rel=1e-9)  # eps after bias correction
+    assert abs(torch_x[0] - TF_ADAM_X[0]) > 1
+    assert abs(torch_x[2] - TF_ADAM_X[2]) > 0.5
+
+
+def test_tf_adam_with_a_closure_returns_the_loss() -> None:
+    x = torch.zeros(1, requires_grad=True)
+    opt = TFAdam([x])
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = ((x - 3) ** 2).sum()
+        loss.backward()
+        return loss
+
+    assert opt.step(closure).item() == 9.0
+    assert x.item() == pytest.approx(TF_ADAM_X[0], rel=1e-5)
+
+
+def test_make_optimizer() -> None:
+    image = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    adam = make_optimizer(image, Settings(optimizer="adam", lr=2.0, adam_beta1=0.9, adam_eps=0.5))
+    assert isinstance(adam, TFAdam)
+    assert adam.defaults == {"lr": 2.0, "betas": (0.9, 0.999), "eps": 0.5}
+    lbfgs = make_optimizer(image, Settings(optimizer="lbfgs", lr=0.5, lbfgs_history=7))
+    assert isinstance(lbfgs, torch.optim.LBFGS)
+    assert lbfgs.defaults["max_iter"] == 1 and lbfgs.defaults["history_size"] == 7
+
+
+def test_layer_weights() -> None:
+    assert layer_weights(("a", "b", "c", "d"), ()) == {"a": 0.25, "b": 0.25, "c": 0.25, "d": 0.25}
+    assert layer_weights(("a", "b"), (3.0, 1.0)) == {"a": 3.0, "b": 1.0}
+
+
+# -- run_scale with stand-in objectives --------------------------------------------------------
+
+
+class Quadratic:
+    """Loss sum((image - target)^2); records every image it is evaluated on."""
+
+    def __init__(self, target: float | torch.Tensor) -> None:
+        self.target = target
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, image: torch.Tensor) -> LossTerms:
+        self.seen.append(image.detach().clone())
+        total = ((image - self.target) ** 2).sum()
+        zero = total.new_zeros(())
+        return LossTerms(total, total, zero, zero)
+
+
+class Scripted:
+    """Loss values from a script (the k-th call gets the k-th value) with a constant gradient."""
+
+    def __init__(self, values: list[float], slope: float = 1.0) -> None:
+        self.values = values
+        self.slope = slope
+        self.seen: list[torch.Tensor] = []
+
+    def __call__(self, image: torch.Tensor) -> LossTerms:
+        value = self.values[len(self.seen)]
+        self.seen.append(image.detach().clone())
+        total = self.slope * image.sum() - (self.slope * image.sum()).detach() + value
+        zero = total.new_zeros(())
+        return LossTerms(total, total, zero, zero)
+
+
+def _run(objective, settings: Settings, steps: int, start: torch.Tensor | None = None,
+         stop: Callable[[int], bool] = lambda i: False):
+    if start is None:
+        start = torch.full((1, 3, 4, 4), 100.0)
+    reports: list[tuple[int, dict[str, float], torch.Tensor]] = []
+
+    def report(i: int, losses: dict[str, float], image: torch.Tensor) -> bool:
+        reports.append((i, losses, image.clone()))
+        return stop(i)
+
+    return run_scale(objective, start, settings, steps, report), reports
+
+
+ADAM = Settings(optimizer="adam", lr=5.0)
+LBFGS = Settings(optimizer="lbfgs", lr=1.0)
+
+
+def test_lbfgs_evaluates_the_objective_once_per_step() -> None:
+    objective = Quadratic(50.0)
+    outcome, reports = _run(objective, LBFGS, 6)
+    assert len(objective.seen) == 6 == len(reports) == outcome.steps_run
+    assert [r[0] for r in reports] == list(range(6))
+    assert reports[-1][1]["total"] < reports[0][1]["total"]
+
+
+def test_adam_evaluates_the_objective_once_per_step() -> None:
+    objective = Quadratic(50.0)
+    outcome, reports = _run(objective, ADAM, 4)
+    assert len(objective.seen) == 4 == outcome.steps_run
+
+
+def test_the_start_image_is_not_modified() -> None:
+    start = torch.full((1, 3, 4, 4), 100.0)
+    _run(Quadratic(0.0), ADAM, 3, start)
+    assert torch.equal(start, torch.full((1, 3, 4, 4), 100.0))
+
+
+@pytest.mark.parametrize("settings", [ADAM.replace(lr=100.0), LBFGS.replace(lr=100.0)], ids=["adam", "lbfgs"])
+def test_pixels_are_clamped_after_every_step(settings: Settings) -> None:
+    # The minimum is far outside 0..255 in both directions: the image pushes against both bounds.
+    target = torch.full((1, 3, 4, 4), 1000.0)
+    target[..., :2] = -1000.0
+    objective = Quadratic(target)
+    outcome, reports = _run(objective, settings, 5, torch.full((1, 3, 4, 4), 128.0))
+    for _, _, image in reports:
+        assert image.min() >= 0 and image.max() <= 255
+    for seen in objective.seen:
+        assert seen.min() >= 0 and seen.max() <= 255
+    assert reports[-1][2][..., :2].max() == 0 and reports[-1][2][..., 2:].min() == 255
+    assert outcome.image.min() >= 0 and outcome.image.max() <= 255
+
+
+def test_keeps_the_image_the_lowest_loss_was_measured_on() -> None:
+    objective = Scripted([5.0, 3.0, 1.0, 4.0, 2.0])
+    outcome, reports = _run(objective, ADAM, 5)
+    assert outcome.best_step == 2 and outcome.best_total == 1.0
+    assert torch.equal(outcome.image, objective.seen[2])
+    # ... not the image after that step's update (what the report saw), nor the last one.
+    assert not torch.equal(outcome.image, reports[2][2])
+    assert not torch.equal(outcome.image, reports[-1][2])
+
+
+def test_best_image_on_a_decreasing_loss_is_the_last_one_evaluated() -> None:
+    # The tutorial's code keeps the image after the last update; painterly keeps the image whose
+    # loss it measured, which for a decreasing loss is the last image evaluated, one update earlier.
+    objective = Quadratic(50.0)
+    outcome, reports = _run(objective, ADAM, 4)
+    totals = [r[1]["total"] for r in reports]
+    assert totals == sorted(totals, reverse=True)
+    assert outcome.best_step == 3
+    assert torch.equal(outcome.image, objective.seen[3])
+    assert not torch.equal(outcome.image, reports[3][2])
+
+
+def test_reports_carry_the_losses_of_each_step() -> None:
+    objective = Scripted([9.0, 8.0, 7.0])
+    _, reports = _run(objective, ADAM, 3)
+    assert [r[1]["total"] for r in reports] == [9.0, 8.0, 7.0]
+    assert set(reports[0][1]) == {"total", "style", "content", "tv"}
+
+
+def test_patience_stops_early() -> None:
+    objective = Scripted([10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0])
+    outcome, reports = _run(objective, ADAM.replace(patience=2), 8)
+    # Step 0 sets the reference; steps 1 and 2 do not improve on it: stop after 3 steps.
+    assert outcome.steps_run == 3 == len(reports)
+    assert not outcome.stopped
+
+
+def test_patience_counts_only_real_improvement() -> None:
+    # A drop smaller than min_improvement (1e-3 relative) does not reset the count.
+    objective = Scripted([10.0, 9.9999, 9.9998, 5.0, 5.0, 5.0, 5.0, 5.0])
+    outcome, _ = _run(objective, ADAM.replace(patience=2, min_improvement=1e-3), 8)
+    assert outcome.steps_run == 3
+    objective = Scripted([10.0, 9.0, 8.0, 7.0, 7.0, 7.0, 7.0, 7.0])
+    outcome, _ = _run(objective, ADAM.replace(patience=2), 8)
+    assert outcome.steps_run == 6
+
+
+def test_without_patience_every_step_runs() -> None:
+    outcome, _ = _run(Scripted([10.0] * 6), ADAM, 6)
+    assert outcome.steps_run == 6
+
+
+def test_report_returning_true_stops() -> None:
+    outcome, reports = _run(Quadratic(50.0), ADAM, 10, stop=lambda i: i == 2)
+    assert outcome.stopped and outcome.steps_run == 3 == len(reports)
+
+
+def test_a_non_finite_loss_stops() -> None:
+    outcome, reports = _run(Scripted([3.0, 2.0, math.nan, 1.0, 1.0]), ADAM, 5)
+    assert outcome.steps_run == 3 and outcome.best_total == 2.0
+
+
+def test_ctrl_c_keeps_the_best_image_so_far() -> None:
+    class Interrupted(Quadratic):
+        def __call__(self, image: torch.Tensor) -> LossTerms:
+            if len(self.seen) == 3:
+                raise KeyboardInterrupt
+            return super().__call__(image)
+
+    objective = Interrupted(50.0)
+    outcome, reports = _run(objective, ADAM, 10)
+    assert outcome.stopped and len(reports) == 3
+    assert outcome.best_step == 2 and torch.equal(outcome.image, objective.seen[2])
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: run_scale counts the interrupted step in steps_run")
+def test_ctrl_c_counts_only_completed_steps() -> None:
+    # Interrupted during the 4th evaluation: 3 steps were completed and reported, not 4. The API
+    # uses steps_run to place best_step in the history, so this shifts best_step by one.
+    class Interrupted(Quadratic):
+        def __call__(self, image: torch.Tensor) -> LossTerms:
+            if len(self.seen) == 3:
+                raise KeyboardInterrupt
+            return super().__call__(image)
+
+    outcome, reports = _run(Interrupted(50.0), ADAM, 10)
+    assert outcome.steps_run == len(reports) == 3
+
+
+def test_ema_output_is_the_running_average() -> None:
+    ema = 0.5
+    objective = Quadratic(50.0)
+    outcome, reports = _run(objective, ADAM.replace(ema=ema), 4)
+    average = torch.full((1, 3, 4, 4), 100.0)
+    for _, _, image in reports:  # the images after each step's update and clamp
+        average = ema * average + (1 - ema) * image
+    assert torch.allclose(outcome.image, average)
+    assert not torch.allclose(outcome.image, reports[-1][2])
+    assert not torch.allclose(outcome.image, objective.seen[outcome.best_step])
