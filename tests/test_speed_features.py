@@ -1,0 +1,65 @@
+"""Each speed feature gives the results it claims (timings live in benchmarks/bench.py, not here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from painterly import TUTORIAL, stylize
+from painterly.api import _network
+from painterly.devices import pick_precision
+from painterly.images import fit_size
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def pair():
+    return Image.open(DATA / "content" / "chelsea.png"), Image.open(DATA / "styles" / "starry_night.png")
+
+
+def test_bf16_reaches_the_fp32_loss_within_2_percent(pair):
+    # bf16 runs the network in bfloat16 with Grams and losses in fp32; the losses it reports and the
+    # image it reaches must stay within 2% of fp32 at the same number of steps.
+    base = TUTORIAL.replace(size=48, steps=4)
+    fp32 = stylize(*pair, base.replace(precision="fp32"))
+    bf16 = stylize(*pair, base.replace(precision="bf16"))
+    assert bf16.precision == "bf16"
+    for a, b in zip(fp32.history, bf16.history):
+        assert b["total"] == pytest.approx(a["total"], rel=0.02)
+
+
+def test_auto_precision_is_fp32_or_bf16_by_hardware():
+    assert pick_precision("auto", torch.device("cpu")) in ("fp32", "bf16")
+    assert pick_precision("fp32", torch.device("cpu")) == "fp32"
+    assert pick_precision("bf16", torch.device("cpu")) == "bf16"
+
+
+def test_multiscale_ends_at_the_requested_size(pair):
+    result = stylize(*pair, size=64, steps=2, start_size=32, patience=0)
+    assert result.image.size == fit_size(pair[0].size, 64)
+    sizes = [tuple(h["size"]) for h in result.history]
+    assert sizes[0] != sizes[-1]
+    assert [max(s) for s in dict.fromkeys(sizes)] == [32, 45, 64]  # x sqrt(2) per scale
+    assert sizes[-1] == result.image.size
+    assert len({h["scale"] for h in result.history}) == 3
+
+
+def test_early_stop_is_honoured(pair):
+    # With a huge min_improvement no step counts as an improvement, so the run stops after
+    # `patience` steps past the first one.
+    result = stylize(*pair, size=48, steps=50, start_size=0, patience=3, min_improvement=0.99)
+    assert len(result.history) == 4
+    full = stylize(*pair, size=48, steps=6, start_size=0, patience=0)
+    assert len(full.history) == 6
+
+
+def test_network_is_frozen_and_cut_after_the_deepest_layer():
+    settings = TUTORIAL.replace(content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1"))
+    net = _network(settings, torch.device("cpu"))
+    assert list(net.convs) == ["block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2"]
+    assert not any(p.requires_grad for p in net.parameters())
+    assert next(net.parameters()).is_contiguous(memory_format=torch.channels_last)
