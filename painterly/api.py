@@ -130,6 +130,8 @@ def stylize(
     precision = pick_precision(settings.precision, device)
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
     dtype = torch.float64 if precision == "fp64" else torch.float32
     net = _network(settings, device).to(dtype)
     autocast = torch.bfloat16 if precision == "bf16" else None
