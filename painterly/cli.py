@@ -66,7 +66,7 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
         elif hint is float:
             kwargs.update(type=_finite_float, metavar="X")
         else:
-            kwargs.update(type=str, metavar="NAME")
+            kwargs.update(type=str, metavar=meta.get("metavar", "NAME"))
             if "choices" in meta:
                 kwargs.update(choices=meta["choices"], metavar="{" + ",".join(meta["choices"]) + "}")
         group.add_argument(flag_name(f.name), **kwargs)
@@ -74,7 +74,9 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
 
 def _show(value: Any) -> str:
     if isinstance(value, tuple):
-        return " ".join(map(str, value)) or "equal"
+        return " ".join(map(_show, value)) or "equal"
+    if isinstance(value, float):
+        return f"{value:g}"
     return repr(value) if value == "" else str(value)
 
 

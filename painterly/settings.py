@@ -85,7 +85,8 @@ class Settings:
     )
     # -- init and colour
     init: str = field(
-        default="content", metadata=_opt("start image: content, noise, style, or an image file", group="image")
+        default="content",
+        metadata=_opt("start image: content, noise, style, or an image file", group="image", metavar="INIT"),
     )
     seed: int = field(default=0, metadata=_opt("random seed (noise init, reproducibility)", group="image"))
     colour: str = field(default="none", metadata=_opt("keep the content's colours", COLOURS, group="image"))
@@ -102,7 +103,8 @@ class Settings:
     )
     threads: int = field(default=0, metadata=_opt("CPU threads (0: all cores)", group="machine"))
     weights: str = field(
-        default="", metadata=_opt("VGG19 weights file (.bin or Keras .h5; empty: bundled)", group="machine")
+        default="",
+        metadata=_opt("VGG19 weights file (.bin or Keras .h5; empty: bundled)", group="machine", metavar="FILE"),
     )
 
     def __post_init__(self) -> None:
