@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -114,18 +113,8 @@ def stylize(
 
     started = time.perf_counter()
     settings = (settings or DEFAULT).replace(**overrides) if overrides else (settings or DEFAULT)
-    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
-    if not styles_in:
-        raise ImageError("at least one style image is needed")
-    if settings.style_blend_weights and len(settings.style_blend_weights) != len(styles_in):
-        raise SettingsError(
-            f"style_blend_weights has {len(settings.style_blend_weights)} values for {len(styles_in)} style images"
-        )
-    content_img = from_any(content, "content image")
-    style_imgs = [from_any(s, f"style image {i + 1}" if len(styles_in) > 1 else "style image")
-                  for i, s in enumerate(styles_in)]
+    content_img, style_imgs = _inputs(content, style, settings)
     start_img = _init_image(settings, init_image)
-
     device = pick_device(settings.device)
     precision = pick_precision(settings.precision, device)
     if settings.threads:
@@ -136,27 +125,20 @@ def stylize(
     net = _network(settings, device).to(dtype)
     autocast = torch.bfloat16 if precision == "bf16" else None
 
-    sizes = settings.scale_sizes()
-    steps = settings.scale_steps()
-    plan = [(fit_size(content_img.size, s), n) for s, n in zip(sizes, steps)]
-    for s in sizes:  # fail before any work if a scale is too thin for the network
-        resize_longer(content_img, s, "content image")
-    total_steps = sum(n for _, n in plan)
-    history: list[dict[str, Any]] = []
-    clock = {"start": time.perf_counter(), "rate": None}
-    setup_seconds = 0.0
+    plan = [(fit_size(content_img.size, s), n) for s, n in zip(settings.scale_sizes(), settings.scale_steps())]
+    for size, _ in plan:  # fail before any work if a scale is too thin for the network
+        resize_longer(content_img, max(size), "content image")
+    tracker = _Tracker(plan, settings.optimizer, callback)
     image: torch.Tensor | None = None
-    outcome = None
-    to_rgb: Callable[[torch.Tensor], torch.Tensor] = lambda x: x
     for scale, (size, n_steps) in enumerate(plan):
         t0 = time.perf_counter()
         content_t = to_tensor(resize_longer(content_img, max(size), "content image"), device).to(dtype)
         style_size = max(MIN_STYLE, round(max(size) * settings.style_scale))
         style_ts = [to_tensor(resize_longer(s, style_size, "style image"), device).to(dtype) for s in style_imgs]
         content_t, style_ts, to_rgb = _apply_colour(settings.colour, content_t, style_ts)
-        mask_ts = prepare_masks(masks, len(style_ts), size, device) if masks is not None else None
         objective = Objective(net, settings, {}, [], autocast)
         objective.content_targets = content_targets(objective, content_t) if objective.content_layers else {}
+        mask_ts = prepare_masks(masks, len(style_ts), size, device) if masks is not None else None
         objective.style_targets = _style_targets(objective, style_ts, settings.style_blend_weights, mask_ts)
         if image is None:
             image = _first_image(settings, start_img, content_t, style_ts, size, device).to(dtype)
@@ -164,39 +146,19 @@ def stylize(
                 image = colour.gray_as_rgb(colour.luminance(image))
         else:
             image = resize_tensor(image, size)
-        setup_seconds += time.perf_counter() - t0
-        offset = len(history)
-        pixels = size[0] * size[1]
-
-        def report(i: int, losses: dict[str, float], current: torch.Tensor, *, _scale=scale, _size=size,
-                   _offset=offset, _pixels=pixels) -> bool:
-            now = time.perf_counter() - clock["start"] - setup_seconds
-            history.append({"step": _offset + i, **losses, "seconds": round(now, 4), "scale": _scale,
-                            "size": list(_size), "optimizer": settings.optimizer})
-            done_here = i + 1
-            rate = now_rate(history, _offset, _pixels)
-            left = (plan[_scale][1] - done_here) * _pixels + sum(
-                n * w * h for (w, h), n in plan[_scale + 1:])
-            if callback is None:
-                return False
-            event = Progress(_offset + i, total_steps, _scale, len(plan), _size, losses, now, left * rate,
-                             current, to_rgb)
-            return bool(callback(event))
-
-        outcome = run_scale(objective, image, settings, n_steps, report)
+        tracker.setup_seconds += time.perf_counter() - t0
+        outcome = run_scale(objective, image, settings, n_steps, tracker.reporter(scale, to_rgb))
         image = outcome.image
         if outcome.stopped:
             break
-    assert outcome is not None and image is not None
-    final = to_pil(to_rgb(image))
-    best_step = outcome.best_step + (len(history) - outcome.steps_run)
+    history = tracker.history
     return Result(
-        image=final,
+        image=to_pil(to_rgb(image)),
         history=history,
-        best_step=best_step,
+        best_step=outcome.best_step + len(history) - outcome.steps_run,  # global index, final scale
         best_loss=outcome.best_total,
         seconds=time.perf_counter() - started,
-        seconds_setup=setup_seconds,
+        seconds_setup=tracker.setup_seconds,
         settings=settings,
         device=str(device),
         precision=precision,
@@ -206,16 +168,53 @@ def stylize(
     )
 
 
+class _Tracker:
+    """Turns the loop's per-step reports into history entries, ETAs and :class:`Progress` events."""
+
+    def __init__(self, plan: list[tuple[tuple[int, int], int]], optimizer: str, callback: Callback | None) -> None:
+        self.plan, self.optimizer, self.callback = plan, optimizer, callback
+        self.total_steps = sum(n for _, n in plan)
+        self.history: list[dict[str, Any]] = []
+        self.start = time.perf_counter()
+        self.setup_seconds = 0.0
+
+    def reporter(self, scale: int, to_rgb: Callable[[torch.Tensor], torch.Tensor]):
+        """The ``report`` function :func:`run_scale` calls at ``scale``."""
+        size, n_steps = self.plan[scale]
+        offset = len(self.history)
+        scale_start = time.perf_counter() - self.start
+
+        def report(i: int, losses: dict[str, float], current: torch.Tensor) -> bool:
+            now = time.perf_counter() - self.start
+            self.history.append({"step": offset + i, **losses, "seconds": round(now, 4), "scale": scale,
+                                 "size": list(size), "optimizer": self.optimizer})
+            if self.callback is None:
+                return False
+            # Seconds per pixel-step measured at this scale; the scales to come cost by their pixels.
+            rate = (now - scale_start) / (i + 1) / (size[0] * size[1])
+            left = (n_steps - i - 1) * size[0] * size[1] + sum(n * w * h for (w, h), n in self.plan[scale + 1:])
+            event = Progress(offset + i, self.total_steps, scale, len(self.plan), size, losses, now,
+                             left * rate, current, to_rgb)
+            return bool(self.callback(event))
+
+        return report
+
+
+def _inputs(content: ImageLike, style: ImageLike | Sequence[ImageLike], settings: Settings):
+    """The content and style images as RGB PIL images, checked."""
+    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
+    if not styles_in:
+        raise ImageError("at least one style image is needed")
+    if settings.style_blend_weights and len(settings.style_blend_weights) != len(styles_in):
+        raise SettingsError(
+            f"style_blend_weights has {len(settings.style_blend_weights)} values for {len(styles_in)} style images"
+        )
+    names = [f"style image {i + 1}" if len(styles_in) > 1 else "style image" for i in range(len(styles_in))]
+    return from_any(content, "content image"), [from_any(s, n) for s, n in zip(styles_in, names)]
+
+
 #: Smallest longer side a style image is resized to, whatever the style scale.
 MIN_STYLE = 32
-
-
-def now_rate(history: list[dict[str, Any]], offset: int, pixels: int) -> float:
-    """Seconds per pixel-step measured over this scale so far (for the ETA)."""
-    done = len(history) - offset
-    start = history[offset - 1]["seconds"] if offset else 0.0
-    spent = history[-1]["seconds"] - start
-    return spent / max(done, 1) / max(pixels, 1)
 
 
 def _network(settings: Settings, device: torch.device) -> VGG19:
