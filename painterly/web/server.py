@@ -1,0 +1,490 @@
+"""The web studio's HTTP side: :func:`create_app` (FastAPI) and ``painterly serve`` (:func:`serve_main`).
+
+The page (``static/``) and any other client use the same JSON API, documented at ``/docs``. Every
+upload is decoded by Pillow (the name and the declared type are not trusted), checked against the
+size and pixel limits of :class:`WebConfig`, and stored re-encoded as PNG in a job folder the
+queue names; settings go through :class:`~painterly.settings.Settings` like the CLI's. A refused
+request gets a 4xx answer ``{"detail": "...", "field": "..."}`` naming the form field or setting.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import re
+import socket
+import sys
+import typing
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Annotated, Any
+
+from PIL import Image, UnidentifiedImageError
+
+from .. import samples
+from ..api import MIN_STYLE
+from ..errors import ImageError, SettingsError
+from ..images import MIN_SIDE, fit_size, from_any, resize_longer
+from ..settings import DEVICES, INITS, MIN_SIZE, PRESETS, Settings, preset
+from . import MissingExtra
+from .jobs import FINISHED, JobQueue, QueueFull, StorageFull
+
+try:
+    if not (find_spec("python_multipart") or find_spec("multipart")):  # FastAPI needs it for uploads
+        raise ModuleNotFoundError(name="python-multipart")
+    import uvicorn
+    from fastapi import FastAPI, File, Form, UploadFile
+    from fastapi.exceptions import HTTPException, RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from fastapi.staticfiles import StaticFiles
+    from pydantic import BaseModel
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError as exc:
+    raise MissingExtra(f"the web studio needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
+                       "pip install 'painterly[web]'") from exc
+
+STATIC = Path(__file__).parent / "static"
+#: Pillow formats accepted as uploads (decided from the bytes, never from the name).
+UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
+#: Settings a request may not set: they read files or change the whole server.
+REFUSED = {
+    "weights": "it names a file on the server",
+    "device": "the server decides (painterly serve --device)",
+    "threads": "the server decides (painterly serve --threads)",
+}
+#: Room in a request body for the settings and the multipart framing, besides the images.
+FORM_OVERHEAD = 256 * 1024
+
+
+def _opt(help: str, **extra: Any) -> dict[str, Any]:
+    return {"help": help, **extra}
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """The server's own settings (``painterly serve --help`` lists them)."""
+
+    host: str = field(default="127.0.0.1", metadata=_opt("address to listen on (0.0.0.0: every network)"))
+    port: int = field(default=8000, metadata=_opt("port to listen on (0: any free port)"))
+    max_upload_mb: float = field(default=20.0, metadata=_opt("largest accepted image file, in MB"))
+    max_pixels: int = field(default=40_000_000, metadata=_opt("largest accepted image, in pixels (w x h)"))
+    max_styles: int = field(default=5, metadata=_opt("most style images in one run"))
+    max_size: int = field(default=1024, metadata=_opt("largest result a run may ask for (longer side, px)"))
+    max_steps: int = field(default=2000, metadata=_opt("most steps a run may ask for"))
+    job_ttl: float = field(default=3600.0, metadata=_opt("seconds a finished run's files are kept"))
+    max_disk_mb: float = field(default=1024.0, metadata=_opt("disk space all runs' files may use, in MB"))
+    max_queued: int = field(default=20, metadata=_opt("most runs waiting at once"))
+    preview_interval: float = field(default=0.3, metadata=_opt("seconds between renders of the live image"))
+    device: str = field(default="auto", metadata=_opt("device the runs use", choices=DEVICES))
+    threads: int = field(default=0, metadata=_opt("CPU threads for the runs (0: all cores)"))
+
+
+class ApiError(HTTPException):
+    """A refused request: the status, one sentence, and the form field or setting at fault."""
+
+    def __init__(self, status: int, detail: str, field: str | None = None) -> None:
+        super().__init__(status, detail)
+        self.field = field
+
+
+class ErrorOut(BaseModel):
+    detail: str
+    field: str | None = None
+
+
+class JobOut(BaseModel):
+    """A job's state. ``position`` is 1 for the next to run (queued jobs only)."""
+
+    id: str
+    status: str
+    position: int | None
+    created: float
+    started: float | None
+    finished: float | None
+    expires: float | None
+    step: int
+    total_steps: int
+    scale: int
+    scales: int
+    size: list[int] | None
+    elapsed: float
+    eta: float | None
+    losses: dict[str, Any] | None
+    history: list[dict[str, Any]]
+    error: str | None
+    image_version: int
+    preset: str
+    settings: dict[str, Any]
+    inputs: dict[str, Any]
+    result: dict[str, Any] | None
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 413, 415, 422, 503, 507)}
+
+
+def create_app(config: WebConfig | None = None, *, root: Path | None = None) -> FastAPI:
+    """The web studio app; its job folders live in a new temporary folder (under ``root`` if given)."""
+    config = config or WebConfig()
+    jobs = JobQueue(root, ttl=config.job_ttl, max_disk_bytes=int(config.max_disk_mb * 2**20),
+                    max_queued=config.max_queued, preview_interval=config.preview_interval,
+                    device=config.device, threads=config.threads)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await run_in_threadpool(jobs.close)
+
+    app = FastAPI(title="painterly studio", version=_version(), lifespan=lifespan,
+                  description="Neural style transfer: upload a photo and artworks, follow the run live.")
+    app.state.jobs, app.state.config = jobs, config
+    file_limit = int(config.max_upload_mb * 2**20)
+    app.add_middleware(BodyLimit, limit=file_limit * (config.max_styles + 1) + FORM_OVERHEAD)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    def find(job_id: str):
+        job = jobs.get(job_id)
+        if job is None:
+            raise ApiError(404, "no such run (it may have expired)", "id")
+        return job
+
+    def stored(path: Path) -> FileResponse:
+        if not path.is_file():  # deleted between the look-up and now
+            raise ApiError(404, "no such run (it may have expired)", "id")
+        return FileResponse(path, media_type="image/png")
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    @app.get("/api/settings", summary="The settings a run takes, with defaults, help, choices and presets")
+    def get_settings() -> dict[str, Any]:
+        return settings_schema(config)
+
+    @app.get("/api/examples", summary="The bundled example images")
+    def get_examples() -> dict[str, Any]:
+        listing = {kind: [{"name": name, "url": f"/api/examples/{name}"} for name in found]
+                   for kind, found in (("content", samples.contents()), ("styles", samples.styles()))}
+        return {**listing, "credits": samples.TURTLE_CREDIT}
+
+    @app.get("/api/examples/{name}", summary="One bundled example image (JPEG)", responses=ERRORS)
+    def get_example(name: str) -> FileResponse:
+        found = {**samples.styles(), **samples.contents()}
+        if name not in found:
+            raise ApiError(404, f"no example called {name!r}", "name")
+        return FileResponse(found[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
+
+    @app.post("/api/jobs", status_code=202, summary="Start a run (it waits in line if another is running)",
+              responses=ERRORS)
+    async def post_job(
+        content: Annotated[UploadFile, File(description="the photo to paint (PNG, JPEG, WebP, GIF, BMP, TIFF)")],
+        style: Annotated[list[UploadFile], File(description="one or more artworks")],
+        settings: Annotated[str, Form(description='JSON: {"preset": "draft", "size": 256, ...}')] = "{}",
+    ) -> dict[str, Any]:
+        if len(style) > config.max_styles:
+            raise ApiError(422, f"at most {config.max_styles} style images per run, got {len(style)}", "style")
+        preset_name, run_settings = parse_settings(settings, len(style), config)
+        content_in = await read_image(content, "content", "content image", config)
+        styles_in = [await read_image(s, "style", f"style image {i + 1}" if len(style) > 1 else "style image", config)
+                     for i, s in enumerate(style)]
+        content_in, styles_in = await run_in_threadpool(working_copies, content_in, styles_in, run_settings)
+        try:
+            job = await run_in_threadpool(jobs.submit, run_settings, preset_name, content_in, styles_in)
+        except QueueFull as exc:
+            raise ApiError(503, str(exc)) from None
+        except StorageFull as exc:
+            raise ApiError(507, str(exc)) from None
+        snapshot = jobs.snapshot(job)
+        return {"id": job.id, "status": snapshot["status"], "position": snapshot["position"],
+                "url": f"/api/jobs/{job.id}"}
+
+    @app.get("/api/jobs/{job_id}", response_model=JobOut, summary="A run's state", responses=ERRORS)
+    def get_job(job_id: str) -> dict[str, Any]:
+        return jobs.snapshot(find(job_id))
+
+    @app.get("/api/jobs/{job_id}/image", summary="The current or final image (PNG)", responses=ERRORS)
+    def get_image(job_id: str, download: bool = False) -> Response:
+        job = find(job_id)
+        png = jobs.image(job)
+        if png is None:
+            raise ApiError(404, "no image yet: the run has not made its first step", "id")
+        headers = {"Cache-Control": "no-store"}
+        if download:
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(job.content_name).stem)[:40] or "result"
+            headers["Content-Disposition"] = f'attachment; filename="painterly-{stem}.png"'
+        return Response(png, media_type="image/png", headers=headers)
+
+    @app.get("/api/jobs/{job_id}/content", summary="The run's content image, as the run uses it", responses=ERRORS)
+    def get_content(job_id: str) -> FileResponse:
+        return stored(jobs.input_path(find(job_id), None))
+
+    @app.get("/api/jobs/{job_id}/styles/{index}", summary="The run's style image number index (from 0)",
+             responses=ERRORS)
+    def get_style(job_id: str, index: int) -> FileResponse:
+        job = find(job_id)
+        if not 0 <= index < len(job.style_names):
+            raise ApiError(404, f"this run has {len(job.style_names)} style images", "index")
+        return stored(jobs.input_path(job, index))
+
+    @app.get("/api/jobs/{job_id}/events", summary="Live progress (server-sent events)", responses=ERRORS,
+             response_class=StreamingResponse)
+    def get_events(job_id: str) -> StreamingResponse:
+        """Events: ``status`` (the whole state, first and on every change), ``progress`` (each step),
+        ``image`` (a new image: fetch ``/image?v=<version>``). The stream ends with a final status."""
+        return StreamingResponse(jobs.stream(find(job_id)), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @app.delete("/api/jobs/{job_id}", summary="Cancel a run; a finished run is deleted with its files",
+                responses={**ERRORS, 204: {"description": "deleted"}, 409: {"model": ErrorOut}})
+    def delete_job(job_id: str) -> Response:
+        job = find(job_id)
+        if jobs.snapshot(job)["status"] not in FINISHED:
+            jobs.cancel(job)
+            return JSONResponse(jobs.snapshot(job))
+        if not jobs.delete(job):
+            raise ApiError(409, "the run is still stopping; try again in a moment", "id")
+        return Response(status_code=204)
+
+    return app
+
+
+#: The page may only load what the server itself serves.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+# -- checking requests ------------------------------------------------------------------------
+
+
+def settings_schema(config: WebConfig) -> dict[str, Any]:
+    """The Settings fields a request may set (type, default, help, group, choices), presets, limits."""
+    hints = typing.get_type_hints(Settings)
+    defaults = Settings().to_dict()
+    fields = [
+        {"name": f.name, "type": _type_name(hints[f.name]), "default": defaults[f.name], "help": f.metadata["help"],
+         "group": f.metadata["group"], "choices": list(INITS if f.name == "init" else f.metadata.get("choices", ()))
+         or None}
+        for f in dataclasses.fields(Settings) if f.name not in REFUSED
+    ]
+    limits = {"max_size": config.max_size, "max_steps": config.max_steps, "max_styles": config.max_styles,
+              "max_upload_mb": config.max_upload_mb, "max_pixels": config.max_pixels, "min_size": MIN_SIZE}
+    return {"fields": fields, "presets": {name: p.to_dict() for name, p in PRESETS.items()},
+            "default_preset": "default", "limits": limits, "refused": REFUSED}
+
+
+def parse_settings(text: str, n_styles: int, config: WebConfig) -> tuple[str, Settings]:
+    """The ``settings`` form field (JSON) -> (preset name, Settings); :class:`ApiError` 422 if bad."""
+    try:
+        data = json.loads(text or "{}")
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, f"settings is not valid JSON ({exc.msg} at character {exc.pos})", "settings") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, 'settings must be a JSON object, e.g. {"preset": "draft", "size": 256}', "settings")
+    name = data.pop("preset", "default")
+    try:
+        if not isinstance(name, str):
+            raise SettingsError(f"preset must be a name such as 'default', got {name!r}")
+        settings = preset(name)
+    except SettingsError as exc:
+        raise ApiError(422, str(exc), "preset") from None
+    for key, value in data.items():  # one at a time, so the error names its field
+        if key in REFUSED:
+            raise ApiError(422, f"{key} cannot be set from the web: {REFUSED[key]}", key)
+        if key == "init" and value not in INITS:
+            raise ApiError(422, f"init must be one of {', '.join(INITS)} here, got {value!r}", key)
+        _try(settings, key, {key: value})
+    settings = _try(settings, "settings", data)
+    if settings.size > config.max_size:
+        raise ApiError(422, f"size must be at most {config.max_size} px on this server, got {settings.size}", "size")
+    if settings.steps > config.max_steps:
+        raise ApiError(422, f"steps must be at most {config.max_steps} on this server, got {settings.steps}", "steps")
+    if settings.style_blend_weights and len(settings.style_blend_weights) != n_styles:
+        raise ApiError(422, f"style_blend_weights has {len(settings.style_blend_weights)} values for {n_styles} "
+                       "style images", "style_blend_weights")
+    return name, settings
+
+
+def _try(settings: Settings, key: str, changes: dict[str, Any]) -> Settings:
+    try:
+        return settings.replace(**changes)
+    except SettingsError as exc:
+        raise ApiError(422, str(exc), key) from None
+    except (TypeError, ValueError) as exc:  # e.g. a JSON object where a list of names belongs
+        raise ApiError(422, f"{key} has a value of the wrong kind ({exc})", key) from None
+
+
+async def read_image(upload: UploadFile, field: str, what: str, config: WebConfig) -> tuple[str, Image.Image]:
+    """An upload -> (display name, RGB image), checked for size, pixels, type and integrity."""
+    limit = int(config.max_upload_mb * 2**20)
+    data = await upload.read(limit + 1)
+    if len(data) > limit:
+        raise ApiError(413, f"{what} is larger than {config.max_upload_mb:g} MB", field)
+    if not data:
+        raise ApiError(422, f"{what} is an empty file", field)
+    image = await run_in_threadpool(decode_image, data, what, field, config.max_pixels)
+    return display_name(upload.filename, what), image
+
+
+def decode_image(data: bytes, what: str, field: str, max_pixels: int) -> Image.Image:
+    """Bytes -> RGB image, upright; the format is whatever Pillow finds in the bytes."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
+                w, h = img.size
+                if w * h > max_pixels:
+                    raise ApiError(413, f"{what} is {w}x{h} px; at most {max_pixels:,} pixels are accepted", field)
+                img.load()
+                return from_any(img, what)
+    except UnidentifiedImageError:
+        raise ApiError(415, f"{what} is not an image this server reads "
+                       f"(accepted: {', '.join(UPLOAD_FORMATS)})", field) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ApiError(413, f"{what} is too large to be a real photo; at most {max_pixels:,} pixels are accepted",
+                       field) from None
+    except ImageError as exc:
+        raise ApiError(422, str(exc), field) from None
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise ApiError(422, f"{what} is truncated or corrupt and cannot be decoded", field) from None
+
+
+def check_fits(content: Image.Image, settings: Settings) -> None:
+    """Refuse a content image that would be too thin for the network at some scale of the run."""
+    for size in settings.scale_sizes():
+        w, h = fit_size(content.size, size)
+        if min(w, h) < MIN_SIDE:
+            raise ApiError(422, f"the content image would be {w}x{h} px at size {size}: too thin for the network "
+                           f"(each side needs {MIN_SIDE} px); use a larger size or a less elongated image", "content")
+
+
+def working_copies(content: tuple[str, Image.Image], styles: list[tuple[str, Image.Image]], settings: Settings):
+    """The inputs shrunk to the sizes the run uses: content to ``size``, styles to the style size."""
+    check_fits(content[1], settings)
+    style_size = max(MIN_STYLE, round(settings.size * settings.style_scale))
+    return ((content[0], working_copy(content[1], settings.size, "content image", "content")),
+            [(name, working_copy(img, style_size, "style image", "style")) for name, img in styles])
+
+
+def working_copy(image: Image.Image, longer: int, what: str, field: str) -> Image.Image:
+    """Shrink an input to the largest size the run uses (inputs are never enlarged here)."""
+    try:
+        return resize_longer(image, longer, what) if max(image.size) > longer else image
+    except ImageError as exc:  # too thin at that size
+        raise ApiError(422, str(exc), field) from None
+
+
+def display_name(filename: str | None, fallback: str) -> str:
+    """The upload's file name for display only (it never becomes a path)."""
+    name = re.split(r"[\\/]", filename or "")[-1]
+    name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip()[:80]
+    return name or fallback
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes before they are parsed."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        message = f"the request is larger than {self.limit / 2**20:.1f} MB in all"
+        length = dict(scope["headers"]).get(b"content-length", b"")
+        if length.isdigit() and int(length) > self.limit:
+            await JSONResponse({"detail": message, "field": None}, 413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            event = await receive()
+            seen += len(event.get("body", b""))
+            if seen > self.limit:  # no (or a wrong) Content-Length
+                raise ApiError(413, message)
+            return event
+
+        await self.app(scope, limited_receive, send)
+
+
+async def _http_error(request, exc: StarletteHTTPException) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail, "field": getattr(exc, "field", None)}, exc.status_code,
+                        headers=getattr(exc, "headers", None))
+
+
+async def _validation_error(request, exc: RequestValidationError) -> JSONResponse:
+    first = exc.errors()[0]
+    where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
+    field = where[0] if where else None
+    detail = f"{field} is missing" if first.get("type") == "missing" else f"{field}: {first.get('msg')}"
+    return JSONResponse({"detail": detail, "field": field}, 422)
+
+
+def _type_name(hint: Any) -> str:
+    if typing.get_origin(hint) is tuple:
+        return f"list[{typing.get_args(hint)[0].__name__}]"
+    return hint.__name__
+
+
+def _version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+# -- the command ------------------------------------------------------------------------------
+
+
+def serve_main(argv: Sequence[str]) -> int:
+    """``painterly serve [--host H] [--port P] ...``: print the address, serve until Ctrl-C."""
+    parser = argparse.ArgumentParser(prog="painterly serve", description="Start the web studio.")
+    for f in dataclasses.fields(WebConfig):
+        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=f.default,
+                            choices=f.metadata.get("choices"), help=f"{f.metadata['help']} (default: %(default)s)")
+    config = WebConfig(**vars(parser.parse_args(list(argv))))
+    app = create_app(config)
+    try:
+        sock = _listen(config.host, config.port)
+    except OSError as exc:
+        app.state.jobs.close()
+        print(f"painterly: error: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    host, port = sock.getsockname()[:2]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    try:
+        print(f"painterly studio: {url}  (API docs: {url}docs; Ctrl-C to stop)", flush=True)
+        if host not in ("127.0.0.1", "::1"):
+            print("painterly: warning: the studio is reachable from other machines; it has no login", flush=True)
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        app.state.jobs.close()  # in case Ctrl-C came before uvicorn ran the app's shutdown
+    print("painterly studio: stopped", flush=True)
+    return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    return sock
