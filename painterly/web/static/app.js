@@ -1,0 +1,474 @@
+// painterly studio: the page. Controls come from GET /api/settings (the Settings dataclass);
+// a run is POST /api/jobs, followed over server-sent events (GET /api/jobs/{id}/events).
+"use strict";
+
+const MAIN_FIELDS = ["size", "steps", "style_weight", "colour"];
+const FINAL = ["done", "failed", "cancelled"];
+const STORE_KEY = "painterly.runs";
+const LABELS = { style_weight: "style strength", colour: "colour mode" };
+
+const state = { schema: null, content: null, styles: [], jobId: null, source: null, history: [] };
+const $ = (selector) => document.querySelector(selector);
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "text") node.textContent = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+async function getJSON(url) {
+  const response = await fetch(url);
+  if (!response.ok) throw Object.assign(new Error(response.statusText), { status: response.status });
+  return response.json();
+}
+
+function clock(seconds) {
+  if (seconds === null || seconds === undefined || !isFinite(seconds)) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, "0")}`;
+}
+
+// -- settings controls, built from the dataclass's fields --------------------------------------
+
+function presetValues() {
+  return state.schema.presets[$("#setting-preset").value];
+}
+
+function controlFor(field) {
+  const id = `setting-${field.name}`;
+  if (field.choices) {
+    return el("select", { id }, ...field.choices.map((c) => el("option", { value: c, text: c })));
+  }
+  if (field.type === "int" || field.type === "float") {
+    const input = el("input", { id, type: "number", step: field.type === "int" ? "1" : "any" });
+    const limits = state.schema.limits;
+    if (field.name === "size") Object.assign(input, { min: limits.min_size, max: limits.max_size });
+    if (field.name === "steps") Object.assign(input, { min: 1, max: limits.max_steps });
+    return input;
+  }
+  const input = el("input", { id, type: "text" });
+  if (field.type.startsWith("list")) input.placeholder = "comma-separated; empty: none";
+  return input;
+}
+
+function strengthControl(field) {
+  // A log slider around the preset's style_weight: the page keeps no default of its own.
+  const range = el("input", { id: "setting-style_weight", type: "range", min: "-2", max: "2", step: "0.25" });
+  const shown = el("output", { id: "strength-value" });
+  const update = () => {
+    const factor = 10 ** Number(range.value);
+    shown.textContent = `×${factor.toPrecision(2)} (style_weight ${(presetValues().style_weight * factor).toPrecision(3)})`;
+  };
+  range.addEventListener("input", update);
+  range.update = update;
+  return el("span", { class: "strength" }, range, shown);
+}
+
+function settingRow(name, control, help) {
+  const label = el("label", { for: `setting-${name}`, text: LABELS[name] || name.replaceAll("_", " ") });
+  return el("div", { class: "setting" }, label, control, el("small", { text: help }),
+    el("p", { class: "error", "data-error-for": name, role: "alert" }));
+}
+
+function buildSettings(schema) {
+  const main = $("#main-settings");
+  const other = $("#other-settings");
+  const presetSelect = el("select", { id: "setting-preset" },
+    ...Object.keys(schema.presets).map((name) => el("option", { value: name, text: name })));
+  presetSelect.value = schema.default_preset;
+  main.append(settingRow("preset", presetSelect, "starting values for every setting below"));
+  const groups = {};
+  for (const field of schema.fields) {
+    const control = field.name === "style_weight" ? strengthControl(field) : controlFor(field);
+    const row = settingRow(field.name, control, field.help);
+    if (MAIN_FIELDS.includes(field.name)) { main.append(row); continue; }
+    if (!groups[field.group]) {
+      groups[field.group] = el("fieldset", {}, el("legend", { text: field.group }));
+      other.append(groups[field.group]);
+    }
+    groups[field.group].append(row);
+  }
+  presetSelect.addEventListener("change", applyPreset);
+  applyPreset();
+}
+
+function applyPreset() {
+  const values = presetValues();
+  for (const field of state.schema.fields) {
+    const control = document.getElementById(`setting-${field.name}`);
+    if (field.name === "style_weight") { control.value = "0"; control.update(); continue; }
+    const value = values[field.name];
+    control.value = Array.isArray(value) ? value.join(", ") : String(value);
+  }
+}
+
+function readControl(field, control) {
+  const text = control.value.trim();
+  if (field.type === "int" || field.type === "float") return text === "" ? undefined : Number(text);
+  if (field.type.startsWith("list")) {
+    const items = text.split(/[\s,]+/).filter(Boolean);
+    return field.type === "list[float]" ? items.map(Number) : items;
+  }
+  return text;
+}
+
+function collectSettings() {
+  // Only what differs from the preset is sent; the server applies it over the preset.
+  const base = presetValues();
+  const out = { preset: $("#setting-preset").value };
+  for (const field of state.schema.fields) {
+    const control = document.getElementById(`setting-${field.name}`);
+    let value;
+    if (field.name === "style_weight") {
+      if (Number(control.value) === 0) continue;
+      value = base.style_weight * 10 ** Number(control.value);
+    } else {
+      value = readControl(field, control);
+    }
+    if (value !== undefined && JSON.stringify(value) !== JSON.stringify(base[field.name])) out[field.name] = value;
+  }
+  return out;
+}
+
+// -- picking images ------------------------------------------------------------------------
+
+function thumb(image, onRemove) {
+  const item = el("span", { class: "thumb" }, el("img", { src: image.url, alt: image.name, title: image.name }));
+  if (onRemove) item.append(el("button", { type: "button", class: "remove", title: "remove", text: "×", onclick: onRemove }));
+  return item;
+}
+
+function renderPicked() {
+  const content = $("#content-picked");
+  content.replaceChildren(...(state.content ? [thumb(state.content), el("span", { text: state.content.name })] : []));
+  $("#content-drop").classList.toggle("has", !!state.content);
+  const styles = $("#style-picked");
+  styles.replaceChildren(...state.styles.map((s, i) => thumb(s, (e) => {
+    e.preventDefault();
+    state.styles.splice(i, 1);
+    renderPicked();
+  })));
+  $("#style-drop").classList.toggle("has", state.styles.length > 0);
+}
+
+function picked(blob, name) {
+  return { blob, name, url: URL.createObjectURL(blob) };
+}
+
+function tooBig(file, field) {
+  const limit = state.schema.limits.max_upload_mb;
+  if (file.size <= limit * 2 ** 20) return false;
+  showError(field, `${file.name} is larger than ${limit} MB`);
+  return true;
+}
+
+function setContent(file) {
+  if (tooBig(file, "content")) return;
+  state.content = picked(file, file.name || "content");
+  clearError("content");
+  renderPicked();
+}
+
+function addStyles(files) {
+  for (const file of files) {
+    if (tooBig(file, "style")) return;
+    if (state.styles.length >= state.schema.limits.max_styles) {
+      showError("style", `at most ${state.schema.limits.max_styles} artworks per run`);
+      return;
+    }
+    state.styles.push(picked(file, file.name || "style"));
+  }
+  clearError("style");
+  renderPicked();
+}
+
+function wireDrop(zone, input, onFiles) {
+  input.addEventListener("change", () => { onFiles([...input.files]); input.value = ""; });
+  zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    onFiles([...e.dataTransfer.files]);
+  });
+}
+
+function buildExamples(examples) {
+  const add = (box, items, use) => box.append(...items.map((item) => el("button", {
+    type: "button", class: "example", title: item.name, onclick: async () => {
+      const blob = await (await fetch(item.url)).blob();
+      use(new File([blob], `${item.name}.jpg`, { type: blob.type }));
+    },
+  }, el("img", { src: item.url, alt: item.name, loading: "lazy" }))));
+  add($("#content-examples"), examples.content, setContent);
+  add($("#style-examples"), examples.styles, (file) => addStyles([file]));
+}
+
+// -- errors next to their fields ---------------------------------------------------------------
+
+function clearError(field) {
+  const box = document.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
+  if (box) box.textContent = "";
+}
+
+function clearErrors() {
+  document.querySelectorAll("[data-error-for]").forEach((box) => { box.textContent = ""; });
+  document.querySelectorAll("[aria-invalid]").forEach((c) => c.removeAttribute("aria-invalid"));
+}
+
+function showError(field, message) {
+  const box = document.querySelector(`[data-error-for="${CSS.escape(field || "_general")}"]`)
+    || document.querySelector('[data-error-for="_general"]');
+  box.textContent = message;
+  const details = box.closest("details");
+  if (details) details.open = true;
+  const control = document.getElementById(`setting-${field}`);
+  if (control) control.setAttribute("aria-invalid", "true");
+  box.scrollIntoView({ block: "center", behavior: "smooth" });
+}
+
+// -- starting and following a run -----------------------------------------------------------
+
+async function start(event) {
+  event.preventDefault();
+  clearErrors();
+  if (!state.content) return showError("content", "pick or drop a photo first");
+  if (!state.styles.length) return showError("style", "pick or drop at least one artwork");
+  const form = new FormData();
+  form.append("content", state.content.blob, state.content.name);
+  for (const style of state.styles) form.append("style", style.blob, style.name);
+  form.append("settings", JSON.stringify(collectSettings()));
+  const button = $("#start");
+  button.disabled = true;
+  try {
+    const response = await fetch("/api/jobs", { method: "POST", body: form });
+    const answer = await response.json().catch(() => ({ detail: response.statusText }));
+    if (!response.ok) return showError(answer.field, answer.detail);
+    remember(answer.id);
+    follow(answer.id);
+  } catch (error) {
+    showError(null, `the server cannot be reached (${error.message})`);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+function follow(id) {
+  if (state.source) state.source.close();
+  state.jobId = id;
+  chart.points = [];
+  $("#run").hidden = false;
+  $("#result").hidden = true;
+  $("#live-figure").hidden = false;
+  $("#settings-details").hidden = true;
+  $("#preview").removeAttribute("src");
+  $("#run-error").textContent = "";
+  $("#cancel").disabled = false;
+  const source = new EventSource(`/api/jobs/${id}/events`);
+  state.source = source;
+  const mine = (handler) => (e) => { if (state.jobId === id) handler(JSON.parse(e.data)); };
+  source.addEventListener("status", mine((job) => showStatus(job, source)));
+  source.addEventListener("progress", mine(showProgress));
+  source.addEventListener("image", mine((d) => { $("#preview").src = `/api/jobs/${id}/image?v=${d.version}`; }));
+  source.addEventListener("error", async () => {
+    if (source.readyState === EventSource.CLOSED || state.jobId !== id) return;
+    try { await getJSON(`/api/jobs/${id}`); } catch (error) {
+      if (error.status === 404) { source.close(); showGone(id); }
+    }
+  });
+  $("#run").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+function showStatus(job, source) {
+  const badge = $("#run-status");
+  badge.textContent = job.status;
+  badge.className = `badge ${job.status}`;
+  $("#run-title").textContent = `${job.inputs.content} × ${job.inputs.styles.join(" + ")}`;
+  $("#cancel").hidden = FINAL.includes(job.status);
+  chart.points = job.history.slice();
+  chart.draw();
+  if (job.status === "queued") {
+    const ahead = job.position - 1;
+    $("#run-progress").textContent = ahead ? `Waiting: ${ahead} run${ahead > 1 ? "s" : ""} ahead.` : "Waiting: next in line.";
+  } else if (FINAL.includes(job.status)) {
+    const verb = { done: "Done", failed: "Failed", cancelled: "Cancelled" }[job.status];
+    $("#run-progress").textContent = `${verb} after ${job.step} of ${job.total_steps || job.settings.steps} steps`
+      + ` · ${clock(job.elapsed)}`;
+  } else {
+    showProgress(job);
+  }
+  if (FINAL.includes(job.status)) {
+    source.close();
+    showResult(job);
+    refreshHistory();
+  }
+}
+
+function showProgress(p) {
+  const total = p.total_steps || 0;
+  const scale = p.scales > 1 ? ` · scale ${p.scale + 1}/${p.scales}` : "";
+  const size = p.size ? ` · ${p.size[0]}×${p.size[1]}` : "";
+  const loss = p.losses && p.losses.total !== null ? ` · loss ${p.losses.total.toExponential(3)}` : "";
+  $("#run-progress").textContent = total
+    ? `Step ${p.step} of ${total}${scale}${size}${loss} · ${clock(p.elapsed)} elapsed · ETA ${clock(p.eta)}`
+    : "Starting…";
+  $("#run-bar").style.width = `${total ? (100 * p.step) / total : 0}%`;
+  if (p.losses && !p.history) { chart.points.push(p.losses); chart.draw(); }
+}
+
+function showResult(job) {
+  $("#live-figure").hidden = true;
+  $("#result").hidden = false;
+  const id = job.id;
+  $("#result-content").src = `/api/jobs/${id}/content`;
+  $("#result-styles").replaceChildren(...job.inputs.styles.map((name, i) => el("figure", {},
+    el("img", { src: `/api/jobs/${id}/styles/${i}`, alt: name }), el("figcaption", { text: name }))));
+  const hasImage = job.image_version > 0 && job.step > 0;
+  $("#result-image").hidden = !hasImage;
+  if (hasImage) $("#result-image").src = `/api/jobs/${id}/image?v=${job.image_version}`;
+  const r = job.result;
+  $("#result-caption").textContent = job.status === "done" && r
+    ? `result · ${r.width}×${r.height} · ${r.seconds.toFixed(1)} s · best loss ${r.best_loss?.toExponential(3)} at step ${r.best_step}`
+    : job.status === "cancelled" ? `cancelled at step ${job.step}` : job.status;
+  $("#download").hidden = !hasImage;
+  $("#download").href = `/api/jobs/${id}/image?download=1`;
+  $("#run-error").textContent = job.error || "";
+  $("#run-bar").style.width = job.status === "done" ? "100%" : $("#run-bar").style.width;
+  renderSettingsTable(job);
+}
+
+function renderSettingsTable(job) {
+  const base = state.schema.presets[job.preset] || {};
+  const shown = (value) => (Array.isArray(value) ? value.join(", ") : String(value)) || "–";
+  const items = Object.entries(job.settings).flatMap(([name, value]) => {
+    const changed = JSON.stringify(value) !== JSON.stringify(base[name]) ? "changed" : "";
+    return [el("dt", { class: changed, text: name }), el("dd", { class: changed, text: shown(value) })];
+  });
+  $("#run-settings").replaceChildren(...items);
+  const s = job.settings;
+  $("#settings-summary").textContent = `Settings: preset ${job.preset}, ${s.size} px, ${s.steps} steps, `
+    + `style weight ${s.style_weight}, colour ${s.colour} (changes from the preset in bold)`;
+  $("#settings-details").hidden = false;
+}
+
+function showGone(id) {
+  $("#run-status").textContent = "expired";
+  $("#run-progress").textContent = "This run's files have expired on the server.";
+  forget(id);
+}
+
+async function cancel() {
+  $("#cancel").disabled = true;
+  await fetch(`/api/jobs/${state.jobId}`, { method: "DELETE" });
+}
+
+// -- the loss curve ----------------------------------------------------------------------------
+
+const chart = {
+  points: [],
+  pending: false,
+  series: [["total", "#e4572e"], ["style", "#4c6ef5"], ["content", "#2f9e44"]],
+  draw() {
+    if (this.pending) return;
+    this.pending = true;
+    requestAnimationFrame(() => { this.pending = false; this.paint(); });
+  },
+  paint() {
+    const canvas = $("#loss-chart");
+    const ratio = window.devicePixelRatio || 1;
+    const w = canvas.clientWidth || 480;
+    const h = canvas.clientHeight || 260;
+    canvas.width = w * ratio;
+    canvas.height = h * ratio;
+    canvas.dataset.points = String(this.points.length);
+    const g = canvas.getContext("2d");
+    g.scale(ratio, ratio);
+    g.clearRect(0, 0, w, h);
+    const values = this.points.flatMap((p) => this.series.map(([k]) => p[k])).filter((v) => v > 0);
+    g.fillStyle = "#6b7280";
+    g.font = "12px system-ui, sans-serif";
+    if (!values.length) { g.fillText("the loss curve appears here", 16, h / 2); return; }
+    const lo = Math.log10(Math.min(...values));
+    const hi = Math.max(Math.log10(Math.max(...values)), lo + 1e-6);
+    const pad = { l: 58, r: 12, t: 12, b: 26 };
+    const n = Math.max(this.points.length - 1, 1);
+    const x = (i) => pad.l + ((w - pad.l - pad.r) * i) / n;
+    const y = (v) => pad.t + (h - pad.t - pad.b) * (1 - (Math.log10(v) - lo) / (hi - lo));
+    g.strokeStyle = "#e5e7eb";
+    g.strokeRect(pad.l, pad.t, w - pad.l - pad.r, h - pad.t - pad.b);
+    g.fillText((10 ** hi).toExponential(1), 4, pad.t + 10);
+    g.fillText((10 ** lo).toExponential(1), 4, h - pad.b);
+    g.fillText(`step ${this.points.length}`, w - pad.r - 60, h - 8);
+    this.series.forEach(([key, colour], s) => {
+      g.strokeStyle = colour;
+      g.lineWidth = key === "total" ? 2 : 1.25;
+      g.beginPath();
+      this.points.forEach((p, i) => { if (p[key] > 0) g[i ? "lineTo" : "moveTo"](x(i), y(p[key])); });
+      g.stroke();
+      g.fillStyle = colour;
+      g.fillText(key, pad.l + 8 + s * 64, h - 8);
+    });
+  },
+};
+
+// -- runs of this session --------------------------------------------------------------------
+
+function storedIds() {
+  try { return JSON.parse(sessionStorage.getItem(STORE_KEY)) || []; } catch { return []; }
+}
+
+function remember(id) {
+  sessionStorage.setItem(STORE_KEY, JSON.stringify([id, ...storedIds().filter((x) => x !== id)]));
+  refreshHistory();
+}
+
+function forget(id) {
+  sessionStorage.setItem(STORE_KEY, JSON.stringify(storedIds().filter((x) => x !== id)));
+  refreshHistory();
+}
+
+async function refreshHistory() {
+  const jobs = [];
+  for (const id of storedIds()) {
+    try { jobs.push(await getJSON(`/api/jobs/${id}`)); } catch (error) { if (error.status === 404) forget(id); }
+  }
+  state.history = jobs;
+  $("#history-empty").hidden = jobs.length > 0;
+  $("#history").replaceChildren(...jobs.map((job) => {
+    const image = job.image_version > 0 && job.step > 0
+      ? el("img", { src: `/api/jobs/${job.id}/image?v=${job.image_version}`, alt: "" }) : el("span", { class: "noimg" });
+    const when = new Date(job.created * 1000).toLocaleTimeString();
+    const what = `${job.inputs.content} × ${job.inputs.styles.join(" + ")}`;
+    const detail = `${when} · ${job.preset} · ${job.settings.size} px · ${job.step}/${job.total_steps || job.settings.steps} steps`;
+    return el("li", {}, el("button", { type: "button", onclick: () => follow(job.id) }, image,
+      el("span", { class: "what", text: what }), el("span", { class: `badge ${job.status}`, text: job.status }),
+      el("small", { text: detail })));
+  }));
+}
+
+setInterval(() => {
+  if (state.history.some((job) => !FINAL.includes(job.status))) refreshHistory();
+}, 3000);
+
+// -- start ---------------------------------------------------------------------------------------
+
+async function init() {
+  const [schema, examples] = await Promise.all([getJSON("/api/settings"), getJSON("/api/examples")]);
+  state.schema = schema;
+  buildSettings(schema);
+  buildExamples(examples);
+  wireDrop($("#content-drop"), $("#content-file"), (files) => files[0] && setContent(files[0]));
+  wireDrop($("#style-drop"), $("#style-file"), addStyles);
+  $("#run-form").addEventListener("submit", start);
+  $("#cancel").addEventListener("click", cancel);
+  chart.draw();
+  await refreshHistory();
+  document.body.dataset.ready = "true";
+}
+
+init().catch((error) => showError(null, `the page could not load its settings (${error.message})`));
