@@ -1,0 +1,189 @@
+"""The web studio end to end: ``painterly serve`` in a subprocess, driven in real headless Chromium.
+
+Needs the Debian package ``chromium`` (/usr/bin/chromium) and Playwright for Python (Playwright
+cannot download browsers here). Without them the tests are skipped, except where the environment
+variable CI is set: there a missing browser is a failure, so CI never passes by skipping them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from painterly.settings import PRESETS
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
+DATA = Path(__file__).parent / "data"
+CONTENT = DATA / "content" / "chelsea.png"
+STYLE = DATA / "styles" / "great_wave.png"
+STARTUP_SECONDS = 60
+RUN_MS = 90_000
+#: Records every image the live preview loads, with the run's status at that moment.
+RECORD_PREVIEWS = """
+window.previews = [];
+document.addEventListener("load", (event) => {
+  if (event.target.id === "preview") {
+    window.previews.push([event.target.src, document.querySelector("#run-status").textContent]);
+  }
+}, true);
+"""
+
+
+def missing(what: str) -> None:
+    """Skip, or fail under CI: the browser tests must run there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {what} is missing; the browser tests must run in CI")
+    pytest.skip(f"{what} is missing")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``painterly serve`` on a free 127.0.0.1 port (it prints the address); yields the URL."""
+    pytest.importorskip("fastapi")
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    command = [sys.executable, "-m", "painterly", "serve", "--port", "0", "--preview-interval", "0",
+               "--threads", "1"]
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + STARTUP_SECONDS
+        while not (found := re.search(r"http://127\.0\.0\.1:\d+/", log.read_text())):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"painterly serve did not start:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield found.group(0)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise AssertionError(f"painterly serve did not stop on Ctrl-C:\n{log.read_text()}") from None
+    assert process.returncode == 0, log.read_text()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        missing(str(CHROMIUM) + " (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("Playwright for Python (pip install playwright)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def expect():
+    from playwright.sync_api import expect
+
+    return expect
+
+
+@pytest.fixture
+def page(browser, server: str):
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.add_init_script(RECORD_PREVIEWS)
+    page.goto(server)
+    page.wait_for_selector("body[data-ready=true]")
+    yield page
+    context.close()
+    assert page.errors == []
+
+
+def until(page, expression: str, timeout: float = RUN_MS / 1000) -> None:
+    """Poll a JavaScript expression until it is true (the page's CSP forbids wait_for_function's eval)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never true: {expression}")
+        time.sleep(0.05)
+
+
+def choose_inputs_and_fast_settings(page, steps: int) -> None:
+    """The tiny images and a run of a few Adam steps on shallow layers, set through the page's controls."""
+    page.set_input_files("#content-file", str(CONTENT))
+    page.set_input_files("#style-file", str(STYLE))
+    page.select_option("#setting-preset", "tutorial")
+    page.fill("#setting-size", "64")
+    page.fill("#setting-steps", str(steps))
+    page.click("#more-settings summary")
+    page.fill("#setting-start_size", "0")
+    page.fill("#setting-content_layers", "block2_conv2")
+    page.fill("#setting-style_layers", "block1_conv1, block2_conv1")
+    page.select_option("#setting-precision", "fp32")
+
+
+def test_a_run_from_upload_to_download(page, expect, tmp_path: Path) -> None:
+    # The controls come from the Settings dataclass, through the chosen preset.
+    assert page.input_value("#setting-size") == str(PRESETS["default"].size)
+    page.select_option("#setting-preset", "draft")
+    assert page.input_value("#setting-size") == str(PRESETS["draft"].size)
+
+    choose_inputs_and_fast_settings(page, steps=6)
+    page.click("#start")
+    page.wait_for_selector("#result:not([hidden])", timeout=RUN_MS)
+    assert page.text_content("#run-status") == "done"
+
+    live = [src for src, status in page.evaluate("window.previews") if status == "running"]
+    assert len(set(live)) >= 2, f"the live image changed {len(set(live))} times while running"
+    assert page.get_attribute("#loss-chart", "data-points") == "6"
+    assert "Done after 6 of 6 steps" in page.text_content("#run-progress")
+    until(page, "document.querySelector('#result-image').naturalWidth === 64")
+    until(page, "document.querySelector('#result-content').naturalWidth === 64")
+    assert page.locator("#result-styles img").count() == 1
+    assert "tutorial" in page.text_content("#settings-summary")
+    assert page.locator("#run-settings dd.changed", has_text="block2_conv2").count() == 1
+
+    with page.expect_download() as download:
+        page.click("#download")
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    result = Image.open(saved)
+    assert saved.name == "painterly-chelsea.png" and result.size == (64, 43)
+    assert json.loads(result.info["painterly"])["settings"]["steps"] == 6
+
+    expect(page.locator("#history .badge")).to_have_text(["done"])
+    page.screenshot(path=str(tmp_path / "studio.png"), full_page=True)
+    assert (tmp_path / "studio.png").stat().st_size > 10_000
+
+
+def test_cancel_and_errors_next_to_their_field(page, expect) -> None:
+    page.click("#start")
+    assert "photo" in page.text_content('[data-error-for="content"]')
+
+    choose_inputs_and_fast_settings(page, steps=6)
+    page.fill("#setting-style_layers", "block1_conv1, block9_conv1")
+    page.click("#start")
+    page.wait_for_selector('[data-error-for="style_layers"]:not(:empty)')
+    assert "unknown layer 'block9_conv1'" in page.text_content('[data-error-for="style_layers"]')
+    assert page.get_attribute("#setting-style_layers", "aria-invalid") == "true"
+
+    page.fill("#setting-style_layers", "block1_conv1")
+    page.fill("#setting-steps", "2000")
+    page.click("#start")
+    page.wait_for_selector("#run-status.running", timeout=RUN_MS)
+    until(page, "window.previews.length >= 1")
+    page.click("#cancel")
+    page.wait_for_selector("#run-status.cancelled", timeout=10_000)
+    assert "cancelled at step" in page.text_content("#result-caption")
+    expect(page.locator("#history .badge", has_text="cancelled")).to_have_count(1)
