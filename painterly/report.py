@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import html
+import itertools
 import json
 import math
 import os
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 
     from .api import Progress, Result
 
-__all__ = ["Recorder", "write_report", "spread_steps", "inputs_figure", "snapshots_figure", "result_figure",
-           "losses_figure", "phase_changes", "animation_frames"]
+__all__ = ["Recorder", "animation_frames", "inputs_figure", "losses_figure", "phase_changes", "result_figure",
+           "snapshots_figure", "spread_steps", "write_report"]
 
 SNAPSHOTS = 10  # the tutorial's grid: 10 images in 2 rows of 5
 PER_ROW = 5
@@ -47,8 +48,9 @@ LAST_FRAME_MS = 1500  # the result stays on screen a while before the loop resta
 VIDEO_FPS = 8
 TILE_INCHES = 2.4  # width of one picture in a grid figure
 TITLE_INCHES = 0.32  # the band above each picture that holds its title
-HEAD_INCHES = 0.45  # the band above a grid that holds the figure's title
+HEAD_INCHES = 0.36  # the band above a grid that holds the figure's title
 DPI = 100
+LOSS_RANGE = 1e-6  # the losses plot shows values down to this fraction of the largest
 #: Every file write_report may write; a rerun into the same folder removes the ones it did not write.
 ARTIFACTS = ("inputs.png", "snapshots.png", "progress.gif", "progress.mp4", "result.png", "losses.png",
              "run.json", "index.html")
@@ -184,7 +186,7 @@ def _entry(history: list[dict[str, Any]], step: int) -> dict[str, Any] | None:
 def phase_changes(history: list[dict[str, Any]]) -> list[tuple[int, str]]:
     """(first step of a new phase, 0-based; label) wherever the scale or the optimizer changes."""
     changes = []
-    for before, after in zip(history, history[1:]):
+    for before, after in itertools.pairwise(history):
         what = []
         if after.get("scale") != before.get("scale"):
             w, h = after["size"]
@@ -205,10 +207,13 @@ def losses_figure(history: list[dict[str, Any]], title: str = "losses") -> Figur
     steps = [e["step"] + 1 for e in history]
     marker = "o" if len(history) < 30 else None
     for name, width in (("total", 2.2), ("style", 1.2), ("content", 1.2), ("tv", 1.2)):
-        values = [e.get(name, 0.0) for e in history]
-        if any(v > 0 and math.isfinite(v) for v in values):  # a log scale cannot show zeros (a term switched off)
-            ax.plot(steps, [v if v > 0 else math.nan for v in values], label=name, lw=width, marker=marker, ms=3)
+        shown = [v if 0 < v < math.inf else math.nan for v in (e.get(name, 0.0) for e in history)]
+        if not all(math.isnan(v) for v in shown):  # a log scale cannot show 0: a term switched off is left out
+            ax.plot(steps, shown, label=name, lw=width, marker=marker, ms=3)
     ax.set_yscale("log")
+    positive = [v for line in ax.lines for v in line.get_ydata() if 0 < v < math.inf]
+    if positive:  # a term near 0 at the first steps (content, started from the content) would squash the rest
+        ax.set_ylim(bottom=max(min(positive), max(positive) * LOSS_RANGE) / 2)
     for step, label in phase_changes(history):
         ax.axvline(step + 0.5, color="0.45", ls="--", lw=1)
         ax.annotate(label, (step + 0.5, 0.98), xycoords=("data", "axes fraction"), rotation=90, va="top",
@@ -245,13 +250,13 @@ def _label(image: Image.Image, text: str) -> Image.Image:
     """``image`` with ``text`` in white on a dark band along its bottom edge."""
     image = image.convert("RGB")
     band = max(12, image.height // 12)
-    try:
-        font = ImageFont.load_default(size=band - 4)
-    except TypeError:  # Pillow without FreeType: the small bitmap font
-        font = ImageFont.load_default()
+    font = ImageFont.load_default(size=band - 4)
     draw = ImageDraw.Draw(image, "RGBA")
     draw.rectangle((0, image.height - band, image.width, image.height), fill=(0, 0, 0, 150))
-    draw.text((4, image.height - band / 2), text, fill="white", font=font, anchor="lm")
+    if isinstance(font, ImageFont.FreeTypeFont):
+        draw.text((4, image.height - band / 2), text, fill="white", font=font, anchor="lm")
+    else:  # Pillow built without FreeType: the small bitmap font, which knows no anchors
+        draw.text((4, image.height - band + 1), text, fill="white", font=font)
     return image
 
 
@@ -285,15 +290,18 @@ def _write_video(frames: list[Image.Image], path: Path) -> bool:
 # -- the folder ---------------------------------------------------------------------------------
 
 def write_report(result: Result, folder: str | os.PathLike, recorder: Recorder | None = None, *,
-                 snapshots: int = SNAPSHOTS, per_row: int = PER_ROW, video: bool = True) -> Path:
+                 snapshots: int = SNAPSHOTS, per_row: int = PER_ROW, video: bool = True,
+                 gif_side: int = GIF_SIDE) -> Path:
     """Write the report of ``result`` into ``folder`` (created if needed); returns its ``index.html``.
 
     ``recorder`` is the :class:`Recorder` that was the run's callback; without one there are no
-    snapshots and no animation. ``video=False`` skips ``progress.mp4``. Each file is written to a
+    snapshots and no animation. ``video=False`` skips ``progress.mp4``; ``gif_side`` caps the
+    animation's longer side (it is never larger than the result). Each file is written to a
     temporary name and renamed, so a crash never leaves half a picture.
     """
-    if snapshots < 1 or per_row < 1:
-        raise SettingsError(f"snapshots and per_row must be >= 1, got {snapshots} and {per_row}")
+    if snapshots < 1 or per_row < 1 or gif_side < 16:
+        raise SettingsError(f"write_report needs snapshots >= 1, per_row >= 1 and gif_side >= 16, "
+                            f"got {snapshots}, {per_row} and {gif_side}")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []
@@ -307,7 +315,7 @@ def write_report(result: Result, folder: str | os.PathLike, recorder: Recorder |
         figure("inputs.png", inputs_figure(result))
     if recorder is not None and recorder.images:
         figure("snapshots.png", snapshots_figure(result, recorder, snapshots, per_row))
-        frames = animation_frames(result, recorder)
+        frames = animation_frames(result, recorder, gif_side)
         _write_gif(frames, out / "progress.gif")
         written.append("progress.gif")
         if video and _write_video(frames, out / "progress.mp4"):

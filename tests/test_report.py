@@ -18,11 +18,9 @@ import pytest
 import torch
 from PIL import Image
 
-pytest.importorskip("matplotlib")
-
-from painterly import DEFAULT, Progress, Result, stylize  # noqa: E402
-from painterly.cli import main  # noqa: E402
-from painterly.report import (  # noqa: E402
+from painterly import DEFAULT, Progress, Result, stylize
+from painterly.cli import main
+from painterly.report import (
     DPI,
     GIF_SIDE,
     PER_ROW,
@@ -32,6 +30,8 @@ from painterly.report import (  # noqa: E402
     spread_steps,
     write_report,
 )
+
+pytest.importorskip("matplotlib")  # the report extra
 
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "green_sea_turtle.png"
@@ -191,9 +191,12 @@ def test_snapshots_grid_is_ten_tiles_in_rows_of_five(synthetic):
 
 
 def test_snapshots_layout_follows_the_arguments(synthetic, tmp_path):
-    write_report(synthetic["result"], tmp_path, synthetic["recorder"], snapshots=6, per_row=3, video=False)
+    write_report(synthetic["result"], tmp_path, synthetic["recorder"], snapshots=6, per_row=3, video=False,
+                 gif_side=32)
     assert tile_grid(tmp_path / "snapshots.png") == (3, 2)
     assert not (tmp_path / "progress.mp4").exists()
+    with Image.open(tmp_path / "progress.gif") as gif:
+        assert gif.size == (32, 24)
 
 
 def test_inputs_and_result_figures_show_each_picture(synthetic):
