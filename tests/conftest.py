@@ -73,10 +73,16 @@ def style2_img(style2_path: Path) -> Image.Image:
     return Image.open(style2_path).convert("RGB")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def fast() -> Settings:
     """The tutorial's optimizer (Adam) with the :data:`FAST` changes."""
     return TUTORIAL.replace(**FAST)
+
+
+@pytest.fixture
+def fast_changes() -> dict:
+    """:data:`FAST` as keyword overrides."""
+    return dict(FAST)
 
 
 @pytest.fixture

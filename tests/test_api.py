@@ -32,10 +32,8 @@ def images() -> tuple[Image.Image, Image.Image]:
 
 
 @pytest.fixture(scope="module")
-def fast_settings() -> Settings:
-    from conftest import FAST
-
-    return TUTORIAL.replace(**FAST)
+def fast_settings(fast: Settings) -> Settings:
+    return fast
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +63,9 @@ def test_seeded_run_is_deterministic(images, fast_settings: Settings) -> None:
     settings = fast_settings.replace(init="noise", seed=5)
     first, second = stylize(*images, settings), stylize(*images, settings)
     assert np.array_equal(_pixels(first.image), _pixels(second.image))
-    strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
+    def strip(history: list[dict]) -> list[dict]:
+        return [{k: v for k, v in e.items() if k != "seconds"} for e in history]
+
     assert strip(first.history) == strip(second.history)
     assert first.best_step == second.best_step and first.best_loss == second.best_loss
 
@@ -74,7 +74,7 @@ def test_seeded_run_is_deterministic(images, fast_settings: Settings) -> None:
 
 
 def test_result_fields(images, fast_settings: Settings, fast_result: Result) -> None:
-    content, style = images
+    content = images[0]
     r = fast_result
     assert isinstance(r.image, Image.Image) and r.image.mode == "RGB"
     assert r.image.size == fit_size(content.size, fast_settings.size) == (48, 32)
@@ -127,7 +127,10 @@ def test_pil_numpy_and_tensor_inputs_give_the_same_result(images, fast_settings:
     content, style = images
     arr_c, arr_s = np.asarray(content), np.asarray(style)
     from_numpy = stylize(arr_c, arr_s, fast_settings)
-    tensor = lambda a: torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255  # noqa: E731
+
+    def tensor(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(a.copy()).permute(2, 0, 1).float() / 255
+
     from_tensor = stylize(tensor(arr_c), tensor(arr_s)[None], fast_settings)
     for other in (from_numpy, from_tensor):
         assert np.array_equal(_pixels(other.image), _pixels(fast_result.image))
@@ -169,11 +172,9 @@ def test_overrides_keyword(images, fast_settings: Settings) -> None:
     assert len(r.history) == 1 and r.image.size == (32, 22)  # 21.5 rounds to even
 
 
-def test_overrides_without_settings_start_from_the_default_preset(images) -> None:
-    from conftest import FAST
-
-    r = stylize(*images, **{**FAST, "steps": 1})
-    assert r.settings == DEFAULT.replace(**{**FAST, "steps": 1})
+def test_overrides_without_settings_start_from_the_default_preset(images, fast_changes: dict) -> None:
+    r = stylize(*images, **{**fast_changes, "steps": 1})
+    assert r.settings == DEFAULT.replace(**{**fast_changes, "steps": 1})
     assert r.settings.optimizer == DEFAULT.optimizer and r.history[0]["optimizer"] == DEFAULT.optimizer
 
 

@@ -77,8 +77,11 @@ def test_weights_layers_adam_noise_seed_history_and_jpeg(cli, tmp_path: Path, co
 
 def test_history_json(cli, tmp_path: Path, content_path: Path, style_path: Path, fast_args: list[str]) -> None:
     out, hist = tmp_path / "out.png", tmp_path / "history.json"
-    _ok(cli([content_path, style_path, "-o", out, "--history", hist, *fast_args, "--tv-weight", "1"]))
+    _ok(cli([content_path, style_path, "-o", out, "--history", hist, *fast_args, "--tv-weight", "1",
+             "--init", "content"]))
     record = _history(hist)
+    assert record["settings"]["init"] == "content"
+    assert record["history"][0]["content"] == 0  # started from the content itself
     assert {"settings", "history", "best", "seconds_total", "image_size", "versions"} <= set(record)
     assert record["image_size"] == [48, 32]
     assert set(record["versions"]) >= {"painterly", "torch", "python"}

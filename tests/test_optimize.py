@@ -148,7 +148,7 @@ def test_lbfgs_evaluates_the_objective_once_per_step() -> None:
 
 def test_adam_evaluates_the_objective_once_per_step() -> None:
     objective = Quadratic(50.0)
-    outcome, reports = _run(objective, ADAM, 4)
+    outcome, _ = _run(objective, ADAM, 4)
     assert len(objective.seen) == 4 == outcome.steps_run
 
 
@@ -231,7 +231,7 @@ def test_report_returning_true_stops() -> None:
 
 
 def test_a_non_finite_loss_stops() -> None:
-    outcome, reports = _run(Scripted([3.0, 2.0, math.nan, 1.0, 1.0]), ADAM, 5)
+    outcome, _ = _run(Scripted([3.0, 2.0, math.nan, 1.0, 1.0]), ADAM, 5)
     assert outcome.steps_run == 3 and outcome.best_total == 2.0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 
@@ -201,7 +202,7 @@ def test_scale_sizes_shrink_by_the_factor_down_to_start_size() -> None:
     sizes = s.scale_sizes()
     assert sizes[-1] == 1000 and sizes[0] >= 200
     assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes)
-    for small, big in zip(sizes, sizes[1:]):
+    for small, big in itertools.pairwise(sizes):
         assert big / small == pytest.approx(math.sqrt(2), rel=0.01)
     assert sizes[0] / math.sqrt(2) < 200  # no further scale fits above start_size
 
