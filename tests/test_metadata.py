@@ -18,7 +18,11 @@ from painterly.settings import preset
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "green_sea_turtle.png"
 STYLE = DATA / "styles" / "great_wave.png"
-TINY = ["--size", "48", "--steps", "2", "-q"]
+#: A run of a second: tiny, two steps, the network cut at block2, CPU fp32 (the same numbers everywhere).
+TINY = {"size": 48, "steps": 2, "device": "cpu", "precision": "fp32", "content_layers": ("block2_conv2",),
+        "style_layers": ("block1_conv1", "block2_conv1")}
+TINY_ARGS = ["--size", "48", "--steps", "2", "--device", "cpu", "--precision", "fp32", "--content-layers",
+             "block2_conv2", "--style-layers", "block1_conv1", "block2_conv1", "-q"]
 
 
 def info_json(path: Path, capsys) -> dict:
@@ -30,11 +34,11 @@ def info_json(path: Path, capsys) -> dict:
 @pytest.mark.parametrize("ext", ["png", "jpg", "webp", "tiff"])
 def test_record_round_trips_through_info(ext, tmp_path, capsys):
     out = tmp_path / f"painted.{ext}"
-    assert main([str(CONTENT), str(STYLE), "-o", str(out), "--preset", "draft", *TINY]) == 0
+    assert main([str(CONTENT), str(STYLE), "-o", str(out), "--preset", "draft", *TINY_ARGS]) == 0
     with Image.open(out) as img:
         assert img.size == (48, 36)
     record = info_json(out, capsys)
-    expected = preset("draft").replace(size=48, steps=2).to_dict()
+    expected = preset("draft").replace(**TINY).to_dict()
     assert record["settings"] == expected
     assert record["preset"] == "draft"
     assert record["content"] == str(CONTENT.resolve()) and record["styles"] == [str(STYLE.resolve())]
@@ -54,7 +58,7 @@ def test_save_params_and_read_agree(fmt, tmp_path):
 
 def test_again_reproduces_a_seeded_run_exactly(tmp_path, capsys):
     first, again = tmp_path / "first.png", tmp_path / "again.png"
-    args = ["--preset", "tutorial", "--init", "noise", "--seed", "7", "--size", "48", "--steps", "3", "-q"]
+    args = ["--preset", "tutorial", "--init", "noise", "--seed", "7", *TINY_ARGS, "--steps", "3"]
     assert main([str(CONTENT), str(STYLE), "-o", str(first), *args]) == 0
     assert main([str(first), "--again", "-o", str(again), "-q"]) == 0
     with Image.open(first) as a, Image.open(again) as b:
@@ -64,7 +68,7 @@ def test_again_reproduces_a_seeded_run_exactly(tmp_path, capsys):
 
 def test_again_needs_an_output(tmp_path, capsys):
     first = tmp_path / "first.png"
-    assert main([str(CONTENT), str(STYLE), "-o", str(first), *TINY]) == 0
+    assert main([str(CONTENT), str(STYLE), "-o", str(first), *TINY_ARGS]) == 0
     capsys.readouterr()
     assert main([str(first), "--again"]) == 1
     err = capsys.readouterr().err

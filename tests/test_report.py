@@ -281,7 +281,7 @@ def test_real_run_renders_only_the_kept_steps():
     recorder = Recorder(snapshots=4, frames=5)
     with mock.patch.object(Progress, "image", autospec=True, side_effect=Progress.image) as image:
         result = stylize(Image.open(CONTENT), Image.open(STYLE), DEFAULT, size=32, steps=12, start_size=0,
-                         patience=0, callback=recorder)
+                         patience=0, device="cpu", precision="fp32", callback=recorder)
     assert len(result.history) == 12
     assert image.call_count == len(set(recorder.grid_steps) | set(recorder.frame_steps)) == len(recorder.images) == 7
     assert all(img.size == result.image.size for img in recorder.images.values())
@@ -290,7 +290,7 @@ def test_real_run_renders_only_the_kept_steps():
 def test_cli_report_from_a_real_run(tmp_path):
     out, report = tmp_path / "out.png", tmp_path / "report"
     code = main([str(CONTENT), str(STYLE), "-o", str(out), "--preset", "tutorial", "--size", "48", "--steps", "6",
-                 "--report", str(report), "-q"])
+                 "--device", "cpu", "--precision", "fp32", "--report", str(report), "-q"])
     assert code == 0 and out.is_file()
     check_links(report / "index.html")
     with Image.open(report / "progress.gif") as gif:
