@@ -42,7 +42,10 @@ class Progress:
     _to_rgb: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
 
     def image(self) -> Image.Image:
-        """The image as it is after this step (a PIL copy; costs one conversion)."""
+        """The image as it is after this step (a PIL copy; costs one conversion).
+
+        Call it inside the callback: the tensor behind it is the one being optimized.
+        """
         return to_pil(self._to_rgb(self._image))
 
 
@@ -182,7 +185,7 @@ class _Tracker:
         """The ``report`` function :func:`run_scale` calls at ``scale``."""
         size, n_steps = self.plan[scale]
         offset = len(self.history)
-        scale_start = time.perf_counter() - self.start
+        marks = {"start": time.perf_counter() - self.start}
 
         def report(i: int, losses: dict[str, float], current: torch.Tensor) -> bool:
             now = time.perf_counter() - self.start
@@ -190,8 +193,12 @@ class _Tracker:
                                  "size": list(size), "optimizer": self.optimizer})
             if self.callback is None:
                 return False
-            # Seconds per pixel-step measured at this scale; the scales to come cost by their pixels.
-            rate = (now - scale_start) / (i + 1) / (size[0] * size[1])
+            # Seconds per pixel-step measured at this scale, leaving out the first step (warm-up) once
+            # there are others; the scales to come cost by their pixels.
+            if i == 0:
+                marks["first"] = now
+            measured = (now - marks["first"]) / i if i else now - marks["start"]
+            rate = measured / (size[0] * size[1])
             left = (n_steps - i - 1) * size[0] * size[1] + sum(n * w * h for (w, h), n in self.plan[scale + 1:])
             event = Progress(offset + i, self.total_steps, scale, len(self.plan), size, losses, now,
                              left * rate, current, to_rgb)

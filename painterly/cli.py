@@ -123,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return serve_main(argv[1:])
         return _paint(argv)
+    except SystemExit as exc:  # argparse: --help, or a bad command line already reported in one line
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except PainterlyError as exc:
         print(f"painterly: error: {exc}", file=sys.stderr)
         return EXIT_ERROR
@@ -186,7 +188,10 @@ def _paint(argv: list[str]) -> int:
     if not args.output:
         raise SettingsError("say where the result goes with -o/--output, e.g. -o painted.png")
     settings = settings_from_args(args, base)
-    inputs = tuple([args.content, *args.styles, *(args.mask or []), *([args.mask_labels] if args.mask_labels else [])])
+    from .settings import INITS
+
+    inputs = tuple([args.content, *args.styles, *(args.mask or []), *([args.mask_labels] if args.mask_labels else []),
+                    *([settings.init] if settings.init not in INITS else [])])
     from .images import check_output, open_image
 
     output = check_output(args.output, inputs)
@@ -196,11 +201,12 @@ def _paint(argv: list[str]) -> int:
     content = open_image(args.content)
     styles = [open_image(s) for s in args.styles]
     masks = _masks(args, len(styles))
-    say(f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
-        f"preset {args.preset}, {settings.optimizer}, longer side {settings.size} px")
     from .api import stylize
 
-    bar = ProgressBar(sys.stderr, enabled=not args.quiet)
+    # Said with the first step, so that an error found while setting up stays the only line.
+    intro = (f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
+             f"preset {args.preset}, {settings.optimizer}, longer side {settings.size} px")
+    bar = ProgressBar(sys.stderr, enabled=not args.quiet, intro=intro)
     recorder = None
     if args.report:
         from .report import Recorder
@@ -291,10 +297,13 @@ def _write_outputs(args: argparse.Namespace, result, output: Path, record: dict[
 def _write_json(path: Path, data: dict[str, Any]) -> None:
     import tempfile
 
+    from .images import make_public
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.resolve().parent)
     with os.fdopen(fd, "w") as handle:
         json.dump(data, handle, indent=1)
         handle.write("\n")
+    make_public(tmp)
     os.replace(tmp, path)
 
 
@@ -310,14 +319,17 @@ class _Say:
 class ProgressBar:
     """Turns :class:`~painterly.api.Progress` events into a one-line bar with losses and ETA."""
 
-    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 24) -> None:
-        self.stream, self.enabled, self.width = stream, enabled, width
+    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 24, intro: str = "") -> None:
+        self.stream, self.enabled, self.width, self.intro = stream, enabled, width, intro
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.last_print = 0.0
 
     def __call__(self, event) -> None:
         if not self.enabled:
             return
+        if self.intro:
+            self.stream.write(self.intro + "\n")
+            self.intro = ""
         done = event.step + 1
         frac = done / max(event.total_steps, 1)
         filled = int(frac * self.width)

@@ -62,7 +62,7 @@ def match_histogram(style: torch.Tensor, content: torch.Tensor, eps: float = 1e-
         pixels = img.double().reshape(3, -1)
         mean = pixels.mean(dim=1, keepdim=True)
         centred = pixels - mean
-        cov = centred @ centred.T / pixels.shape[1] + eps * torch.eye(3, dtype=torch.float64)
+        cov = centred @ centred.T / pixels.shape[1] + eps * torch.eye(3, dtype=torch.float64, device=img.device)
         return pixels, mean, cov
 
     s_pixels, s_mean, s_cov = stats(style)

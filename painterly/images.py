@@ -213,6 +213,13 @@ def check_output(path: str | os.PathLike, inputs: tuple[str | os.PathLike, ...] 
     return out
 
 
+def make_public(path: str | os.PathLike) -> None:
+    """Give a file made by ``mkstemp`` (mode 0600) the ordinary permissions of a new file (umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
 def save_image(img: Image.Image, path: str | os.PathLike, **params: Any) -> Path:
     """Write ``img`` atomically: to a temporary file beside ``path``, then renamed over it.
 
@@ -226,6 +233,7 @@ def save_image(img: Image.Image, path: str | os.PathLike, **params: Any) -> Path
     try:
         with os.fdopen(fd, "wb") as handle:
             img.save(handle, format=fmt, **params)
+        make_public(tmp)
         os.replace(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -51,7 +51,7 @@ class VGG19(nn.Module):
             conv.bias.data.copy_(b)
             self.convs[name] = conv
         self.pooling = pooling
-        self.register_buffer("means", torch.tensor(BGR_MEANS).view(1, 3, 1, 1))
+        self.register_buffer("means", torch.tensor(BGR_MEANS, dtype=torch.float64).view(1, 3, 1, 1))
         self.requires_grad_(False)
         self.eval()
 

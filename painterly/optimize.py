@@ -167,7 +167,7 @@ def run_scale(
         closure.losses = losses  # type: ignore[attr-defined]
         return terms.total
 
-    stopped = False
+    stopped, done = False, 0
     try:
         for step in range(steps):
             optimizer.step(closure)
@@ -176,6 +176,7 @@ def run_scale(
                 if average is not None:
                     average.lerp_(image, 1 - settings.ema)
             losses = closure.losses  # type: ignore[attr-defined]
+            done += 1  # counted only once the step is whole, so Ctrl-C mid-step is not counted
             if report(step, losses, image.detach()):
                 stopped = True
                 break
@@ -190,6 +191,5 @@ def run_scale(
                         break
     except KeyboardInterrupt:
         stopped = True
-    steps_run = step + 1
     result = average if average is not None else best["image"]
-    return ScaleOutcome(result, best["step"], best["total"], steps_run, stopped)
+    return ScaleOutcome(result, best["step"], best["total"], done, stopped)

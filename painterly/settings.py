@@ -262,7 +262,7 @@ def preset(name: str) -> Settings:
     """Return the preset called ``name``; unknown names raise :class:`SettingsError`."""
     try:
         return PRESETS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise SettingsError(
-            f"unknown preset '{name}'{closest(name, PRESETS)}; choose one of {', '.join(PRESETS)}"
+            f"unknown preset '{name}'{closest(str(name), PRESETS)}; choose one of {', '.join(PRESETS)}"
         ) from None

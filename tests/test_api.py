@@ -242,7 +242,6 @@ def test_init_image_argument(images, fast_settings: Settings) -> None:
     assert np.array_equal(_pixels(r.image), np.full((32, 48, 3), 77, np.uint8))  # the only evaluated image
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: best_step is off by one after Ctrl-C (steps_run counts the interrupted step)")
 def test_ctrl_c_reports_the_right_best_step(images, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     from painterly import optimize
 

@@ -278,7 +278,6 @@ def test_history_would_overwrite_an_input(cli, tmp_path: Path, content_path: Pat
     assert "overwrite" in line and content.read_bytes() == before
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the --init image is not among the inputs check_output protects")
 def test_output_would_overwrite_the_init_image(cli, tmp_path: Path, content_path: Path, style_path: Path,
                                                fast_args: list[str]) -> None:
     start = tmp_path / "start.png"
@@ -299,7 +298,6 @@ def test_missing_pieces(cli, tmp_path: Path, content_path: Path, style_path: Pat
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
-@pytest.mark.xfail(strict=True, reason="BUG: the run's intro line is printed before the device is checked")
 def test_cuda_on_a_machine_without_cuda(cli, tmp_path: Path, content_path: Path, style_path: Path,
                                         fast_args: list[str]) -> None:
     out = tmp_path / "out.png"
@@ -309,7 +307,6 @@ def test_cuda_on_a_machine_without_cuda(cli, tmp_path: Path, content_path: Path,
     _one_error_line(code, err)  # fails: "painterly: chelsea.png in the style of ..." comes first
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the run's intro line is printed before the --init file is opened")
 def test_missing_init_file(cli, tmp_path: Path, content_path: Path, style_path: Path,
                            fast_args: list[str]) -> None:
     out = tmp_path / "out.png"

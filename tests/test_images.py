@@ -331,7 +331,6 @@ def test_failed_save_keeps_the_previous_file(tmp_path: Path, monkeypatch: pytest
     assert [p.name for p in tmp_path.iterdir()] == ["out.png"]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: save_image writes through mkstemp, so outputs are mode 0600")
 def test_saved_file_has_ordinary_permissions(tmp_path: Path) -> None:
     # A file written with open() gets 0666 minus the umask (0644 usually); mkstemp's file is 0600,
     # so a result is unreadable by the group, other users or a web server.

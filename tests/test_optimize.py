@@ -248,7 +248,6 @@ def test_ctrl_c_keeps_the_best_image_so_far() -> None:
     assert outcome.best_step == 2 and torch.equal(outcome.image, objective.seen[2])
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: run_scale counts the interrupted step in steps_run")
 def test_ctrl_c_counts_only_completed_steps() -> None:
     # Interrupted during the 4th evaluation: 3 steps were completed and reported, not 4. The API
     # uses steps_run to place best_step in the history, so this shifts best_step by one.
