@@ -1,7 +1,8 @@
 """The web studio: ``painterly serve`` (FastAPI + uvicorn, the optional ``web`` extra).
 
-:mod:`painterly.web.server` holds the app factory and the command, :mod:`painterly.web.jobs` the
-job queue, ``static/`` the page. Nothing here is imported by the core.
+:mod:`painterly.web.server` holds the app factory and the command, :mod:`painterly.web.checks` the
+checks on what a request sends, :mod:`painterly.web.jobs` the job queue, ``static/`` the page.
+Nothing here is imported by the core.
 """
 
 from __future__ import annotations
