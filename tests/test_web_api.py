@@ -1,5 +1,6 @@
-"""The web studio's HTTP API against the real app: uploads, polling, events, images, the queue,
-cancelling, expiry, the disk cap, and every bad input refused with a clear ``{detail, field}``.
+"""The web studio's HTTP API against the real app: uploads, polling, events, images, masks and the
+creative settings, the queue, cancelling, expiry, the disk cap, and every bad input refused with a
+clear ``{detail, field}``.
 
 Runs are tiny (64 px, a handful of Adam steps, shallow layers) so the whole file takes seconds.
 """
@@ -73,13 +74,15 @@ def png(image: Image.Image) -> bytes:
 
 
 def upload(content: bytes | None = None, styles: list[bytes] | None = None, settings: Any = None,
-           content_name: str = "chelsea.png") -> dict[str, Any]:
-    """Keyword arguments for ``client.post`` (multipart: content, style..., settings over :data:`FAST`)."""
+           content_name: str = "chelsea.png", masks: list[bytes] | None = None) -> dict[str, Any]:
+    """Keyword arguments for ``client.post`` (multipart: content, style..., mask..., settings over :data:`FAST`)."""
     files = []
     if content is not None:
         files.append(("content", (content_name, content, "image/png")))
     for i, style in enumerate(styles if styles is not None else [STYLE.read_bytes()]):
         files.append(("style", (f"style{i}.png", style, "image/png")))
+    for i, mask in enumerate(masks or []):
+        files.append(("mask", (f"mask{i}.png", mask, "image/png")))
     data = {"settings": settings if isinstance(settings, str) else json.dumps({**FAST, **(settings or {})})}
     return {"files": files, "data": data}
 
@@ -190,7 +193,7 @@ def test_run_streams_progress_and_ends_with_the_result(client: TestClient) -> No
     assert job["status"] == "done" and job["position"] is None and job["error"] is None
     assert [h["step"] for h in job["history"]] == [0, 1, 2, 3]
     assert set(job["losses"]) >= {"total", "style", "content", "tv"}
-    assert job["inputs"] == {"content": "notes.txt", "styles": ["style0.png", "style1.png"]}
+    assert job["inputs"] == {"content": "notes.txt", "styles": ["style0.png", "style1.png"], "masks": []}
     assert job["settings"]["size"] == 64 and job["preset"] == "tutorial"
     assert job["result"]["width"] == 64 and job["expires"] > job["finished"]
 
@@ -205,7 +208,46 @@ def test_run_streams_progress_and_ends_with_the_result(client: TestClient) -> No
     assert Image.open(io.BytesIO(client.get(f"/api/jobs/{job_id}/content").content)).size == (64, 43)
     assert Image.open(io.BytesIO(client.get(f"/api/jobs/{job_id}/styles/1").content)).size == (64, 40)
     assert client.get(f"/api/jobs/{job_id}/styles/2").status_code == 404
+    assert client.get(f"/api/jobs/{job_id}/masks/0").status_code == 404  # no masks in this run
     assert events(client, job_id) == [("status", job)]  # a finished job's stream is its final state
+
+
+def half_mask(side: str, size: tuple[int, int] = (64, 43)) -> bytes:
+    """A grayscale mask, white on the ``left`` or ``right`` half."""
+    mask = Image.new("L", size, 0)
+    w, h = size
+    mask.paste(255, (0, 0, w // 2, h) if side == "left" else (w // 2, 0, w, h))
+    return png(mask)
+
+
+def test_masked_run_gives_each_style_its_region(client: TestClient) -> None:
+    masks = [half_mask("left", (128, 86)), half_mask("right", (32, 20))]  # any size: fitted to the content
+    response = client.post("/api/jobs", **upload(CONTENT.read_bytes(), [STYLE.read_bytes(), STYLE2.read_bytes()],
+                                                 masks=masks))
+    assert response.status_code == 202, response.text
+    job = wait_for(client, response.json()["id"], lambda j: j["status"] in ("done", "failed"))
+    assert job["status"] == "done", job["error"]
+    assert job["inputs"]["masks"] == ["mask0.png", "mask1.png"]
+    stored = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/masks/1").content))
+    assert stored.mode == "L" and stored.size == (64, 43)  # the content's size, as the run uses it
+    assert stored.getpixel((0, 0)) == 0 and stored.getpixel((63, 0)) == 255
+    assert client.get(f"/api/jobs/{job['id']}/masks/2").status_code == 404
+    result = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/image").content))
+    assert json.loads(result.info["painterly"])["masks"] == ["mask0.png", "mask1.png"]
+
+
+def test_creative_settings_reach_the_run(client: TestClient) -> None:
+    creative = {"colour": "luminance", "style_scale": 0.5, "style_blend_weights": [0.7, 0.3]}
+    response = client.post("/api/jobs", **upload(CONTENT.read_bytes(), [STYLE.read_bytes(), STYLE2.read_bytes()],
+                                                 settings=creative))
+    assert response.status_code == 202, response.text
+    job = wait_for(client, response.json()["id"], lambda j: j["status"] in ("done", "failed"))
+    assert job["status"] == "done", job["error"]
+    assert {k: job["settings"][k] for k in creative} == creative
+    style = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/styles/0").content))
+    assert max(style.size) == 32  # stored at the style scale: 0.5 x 64 px
+    result = Image.open(io.BytesIO(client.get(f"/api/jobs/{job['id']}/image").content))
+    assert json.loads(result.info["painterly"])["settings"]["style_blend_weights"] == [0.7, 0.3]
 
 
 def test_queue_runs_one_job_at_a_time_and_cancels(make_client: Callable[..., TestClient]) -> None:
@@ -306,6 +348,17 @@ BAD_UPLOADS = {
     "threads": (upload(GOOD, settings={"threads": 64}), 422, "threads", "cannot be set"),
     "init file": (upload(GOOD, settings={"init": "/etc/passwd"}), 422, "init", "init must be one of"),
     "blend weights": (upload(GOOD, settings={"style_blend_weights": [1, 2]}), 422, "style_blend_weights", "2 values"),
+    "masks for fewer styles": (upload(GOOD, [GOOD, GOOD], masks=[half_mask("left")]), 422, "mask",
+                               "got 1 mask for 2 style images"),
+    "mask without style": (upload(GOOD, [GOOD], masks=[half_mask("left")] * 2), 422, "mask", "got 2 masks"),
+    "all-black mask": (upload(GOOD, [GOOD, GOOD], masks=[half_mask("left"), png(Image.new("L", (64, 43)))]), 422,
+                       "mask", "mask 2 is empty (all black)"),
+    "text as mask": (upload(GOOD, masks=[b"left half\n"]), 415, "mask", "mask 1 is not an image"),
+    "truncated mask": (upload(GOOD, masks=[half_mask("left")[:60]]), 422, "mask", "mask 1 is truncated"),
+    "mask too many pixels": (upload(GOOD, masks=[png(Image.new("1", (1500, 1000)))]), 413, "mask", "mask 1 is 1500x1000"),
+    "mask file too large": (upload(GOOD, masks=[noise_png(120, 120)]), 413, "mask", "larger than 0.03 MB"),
+    "mask as text": ({**upload(GOOD), "data": {"settings": json.dumps(FAST), "mask": "left"}}, 422, "mask",
+                     "Expected UploadFile"),
 }
 
 

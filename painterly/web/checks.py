@@ -1,6 +1,6 @@
-"""Checking what a request to the web studio sends: uploads, settings and the request's size.
+"""Checking what a request to the web studio sends: uploads, masks, settings and the request's size.
 
-Every upload is decoded by Pillow (the name and the declared type are not trusted) and checked
+Every upload (content, styles, masks) is decoded by Pillow (the name and the declared type are not trusted) and checked
 against the size and pixel limits of the server's :class:`~painterly.web.server.WebConfig`;
 settings go through :class:`~painterly.settings.Settings` like the CLI's, less the :data:`REFUSED`
 fields. Whatever is refused raises :class:`ApiError`, which the app answers with
@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from ..api import MIN_STYLE
 from ..errors import ImageError, SettingsError
 from ..images import MIN_SIDE, fit_size, from_any, resize_longer
+from ..masks import prepare_masks
 from ..settings import INITS, Settings, preset
 
 if TYPE_CHECKING:
@@ -132,12 +133,43 @@ def check_fits(content: Image.Image, settings: Settings) -> None:
                            f"(each side needs {MIN_SIDE} px); use a larger size or a less elongated image", "content")
 
 
-def working_copies(content: tuple[str, Image.Image], styles: list[tuple[str, Image.Image]], settings: Settings):
-    """The inputs shrunk to the sizes the run uses: content to ``size``, styles to the style size."""
+def check_counts(n_styles: int, n_masks: int | None, config: WebConfig) -> None:
+    """Refuse more styles than the server allows, and masks that are not one per style."""
+    if n_styles > config.max_styles:
+        raise ApiError(422, f"at most {config.max_styles} style images per run, got {n_styles}", "style")
+    if n_masks is not None and n_masks != n_styles:
+        raise ApiError(422, f"got {n_masks} mask{'s' if n_masks != 1 else ''} for {n_styles} style image"
+                       f"{'s' if n_styles != 1 else ''}: give one mask per style, or none", "mask")
+
+
+def working_copies(
+    content: tuple[str, Image.Image],
+    styles: list[tuple[str, Image.Image]],
+    masks: list[tuple[str, Image.Image]] | None,
+    settings: Settings,
+):
+    """The inputs shrunk to the sizes the run uses: content to ``size``, styles to the style size,
+    masks to the content's size (grayscale)."""
     check_fits(content[1], settings)
     style_size = max(MIN_STYLE, round(settings.size * settings.style_scale))
-    return ((content[0], working_copy(content[1], settings.size, "content image", "content")),
-            [(name, working_copy(img, style_size, "style image", "style")) for name, img in styles])
+    content_copy = working_copy(content[1], settings.size, "content image", "content")
+    return ((content[0], content_copy),
+            [(name, working_copy(img, style_size, "style image", "style")) for name, img in styles],
+            None if masks is None else working_masks(masks, content_copy.size, settings))
+
+
+def working_masks(
+    masks: list[tuple[str, Image.Image]], size: tuple[int, int], settings: Settings
+) -> list[tuple[str, Image.Image]]:
+    """The masks as grayscale images of the content's ``size`` (w, h), refused (with the core's
+    message) if one would cover nothing at some scale of the run."""
+    gray = [(name, image.convert("L").resize(size, Image.BILINEAR)) for name, image in masks]
+    for longer in settings.scale_sizes():  # the run prepares them at every scale: fail now, not then
+        try:
+            prepare_masks([image for _, image in gray], len(gray), fit_size(size, longer))
+        except ImageError as exc:
+            raise ApiError(422, str(exc), "mask") from None
+    return gray
 
 
 def working_copy(image: Image.Image, longer: int, what: str, field: str) -> Image.Image:

@@ -2,7 +2,8 @@
 
 A :class:`JobQueue` owns one worker thread (one device) and a temporary folder. Each job gets a
 folder of its own, named by :func:`tempfile.mkdtemp`, never by anything from a request; it holds
-the inputs (``content.png``, ``style-0.png`` ...) and, at the end, ``result.png``. The worker runs
+the inputs (``content.png``, ``style-0.png`` ..., ``mask-0.png`` ... if masked) and, at the end,
+``result.png``. The worker runs
 :func:`painterly.stylize` and turns its :class:`~painterly.api.Progress` events into messages for
 subscribers (server-sent events). Finished jobs are deleted after ``ttl`` seconds, or sooner,
 oldest first, when the folders together pass ``max_disk_bytes``.
@@ -55,6 +56,10 @@ def style_file(index: int) -> str:
     return f"style-{index}.png"
 
 
+def mask_file(index: int) -> str:
+    return f"mask-{index}.png"
+
+
 @dataclass(eq=False)
 class Job:
     """One run: its inputs on disk, its state, and who listens to it. Guarded by the queue's lock."""
@@ -65,6 +70,7 @@ class Job:
     preset: str
     content_name: str
     style_names: list[str]
+    mask_names: list[str] = field(default_factory=list)  # one per style, or none
     created: float = field(default_factory=time.time)
     status: str = "queued"  # queued, running, done, failed, cancelled
     started: float | None = None
@@ -115,9 +121,17 @@ class JobQueue:
     # -- the public side ------------------------------------------------------------------
 
     def submit(
-        self, settings: Settings, preset: str, content: tuple[str, Image.Image], styles: list[tuple[str, Image.Image]]
+        self,
+        settings: Settings,
+        preset: str,
+        content: tuple[str, Image.Image],
+        styles: list[tuple[str, Image.Image]],
+        masks: list[tuple[str, Image.Image]] | None = None,
     ) -> Job:
-        """Write the inputs to a new job folder and put the job in line; returns it."""
+        """Write the inputs to a new job folder and put the job in line; returns it.
+
+        ``masks``: one (name, grayscale image) per style, or None for a run without spatial control.
+        """
         self.sweep()
         with self._lock:
             refusal = self._refusal_locked(0)
@@ -128,11 +142,14 @@ class JobQueue:
             content[1].save(folder / CONTENT_FILE, format="PNG")
             for i, (_, image) in enumerate(styles):
                 image.save(folder / style_file(i), format="PNG")
+            for i, (_, image) in enumerate(masks or []):
+                image.save(folder / mask_file(i), format="PNG")
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         settings = settings.replace(device=self.device, threads=self.threads)
-        job = Job(secrets.token_urlsafe(18), folder, settings, preset, content[0], [n for n, _ in styles])
+        job = Job(secrets.token_urlsafe(18), folder, settings, preset, content[0], [n for n, _ in styles],
+                  [n for n, _ in masks or []])
         job.disk_bytes = _folder_bytes(folder)
         with self._lock:
             self._sweep_locked(room_for=job.disk_bytes)
@@ -169,6 +186,10 @@ class JobQueue:
     def input_path(self, job: Job, index: int | None) -> Path:
         """The stored content image (``index`` None) or style image ``index`` (checked by the caller)."""
         return job.folder / (CONTENT_FILE if index is None else style_file(index))
+
+    def mask_path(self, job: Job, index: int) -> Path:
+        """The stored mask ``index`` (checked by the caller)."""
+        return job.folder / mask_file(index)
 
     def cancel(self, job: Job) -> None:
         """Stop a job: a waiting one leaves the line, a running one stops after the current step.
@@ -272,9 +293,11 @@ class JobQueue:
         try:
             content = _load(self.input_path(job, None))
             styles = [_load(self.input_path(job, i)) for i in range(len(job.style_names))]
-            result = stylize(content, styles, job.settings, callback=lambda event: self._progress(job, event))
+            masks = [_load(self.mask_path(job, i)) for i in range(len(job.mask_names))] or None
+            result = stylize(content, styles, job.settings, masks=masks,
+                             callback=lambda event: self._progress(job, event))
             record = {"settings": job.settings.to_dict(), "preset": job.preset, "content": job.content_name,
-                      "styles": job.style_names, "best": {"step": result.best_step, "total": result.best_loss},
+                      "styles": job.style_names, "masks": job.mask_names or None, "best": {"step": result.best_step, "total": result.best_loss},
                       "versions": result.record()["versions"], "made_with": "painterly serve"}
             save_image(result.image, job.folder / RESULT_FILE, **save_params("PNG", record))
             summary = {"seconds": round(result.seconds, 3), "best_step": result.best_step,
@@ -337,7 +360,8 @@ class JobQueue:
             "expires": job.finished + self.ttl if job.finished else None,
             **self._progress_locked(job), "history": list(job.history), "error": job.error,
             "image_version": job.image_version, "preset": job.preset, "settings": job.settings.to_dict(),
-            "inputs": {"content": job.content_name, "styles": list(job.style_names)}, "result": job.result,
+            "inputs": {"content": job.content_name, "styles": list(job.style_names), "masks": list(job.mask_names)},
+            "result": job.result,
         }
 
     def _publish_locked(self, job: Job, kind: str, data: Any) -> None:

@@ -42,7 +42,7 @@ except ImportError as exc:
     raise MissingExtra(f"the web studio needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
                        "pip install 'painterly[web]'") from exc
 
-from .checks import REFUSED, ApiError, BodyLimit, parse_settings, read_image, working_copies
+from .checks import REFUSED, ApiError, BodyLimit, check_counts, parse_settings, read_image, working_copies
 
 STATIC = Path(__file__).parent / "static"
 #: Room in a request body for the settings and the multipart framing, besides the images.
@@ -123,7 +123,7 @@ def create_app(config: WebConfig | None = None, *, root: Path | None = None) -> 
                   description="Neural style transfer: upload a photo and artworks, follow the run live.")
     app.state.jobs, app.state.config = jobs, config
     file_limit = int(config.max_upload_mb * 2**20)
-    app.add_middleware(BodyLimit, limit=file_limit * (config.max_styles + 1) + FORM_OVERHEAD)
+    app.add_middleware(BodyLimit, limit=file_limit * (2 * config.max_styles + 1) + FORM_OVERHEAD)  # masks too
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
@@ -166,16 +166,20 @@ def create_app(config: WebConfig | None = None, *, root: Path | None = None) -> 
         content: Annotated[UploadFile, File(description="the photo to paint (PNG, JPEG, WebP, GIF, BMP, TIFF)")],
         style: Annotated[list[UploadFile], File(description="one or more artworks")],
         settings: Annotated[str, Form(description='JSON: {"preset": "draft", "size": 256, ...}')] = "{}",
+        mask: Annotated[list[UploadFile] | None, File(
+            description="optional: one grayscale mask per style, in the same order (white: that style applies)")] = None,
     ) -> dict[str, Any]:
-        if len(style) > config.max_styles:
-            raise ApiError(422, f"at most {config.max_styles} style images per run, got {len(style)}", "style")
+        check_counts(len(style), len(mask) if mask is not None else None, config)
         preset_name, run_settings = parse_settings(settings, len(style), config)
         content_in = await read_image(content, "content", "content image", config)
         styles_in = [await read_image(s, "style", f"style image {i + 1}" if len(style) > 1 else "style image", config)
                      for i, s in enumerate(style)]
-        content_in, styles_in = await run_in_threadpool(working_copies, content_in, styles_in, run_settings)
+        masks_in = None if mask is None else [await read_image(m, "mask", f"mask {i + 1}", config)
+                                              for i, m in enumerate(mask)]
+        content_in, styles_in, masks_in = await run_in_threadpool(
+            working_copies, content_in, styles_in, masks_in, run_settings)
         try:
-            job = await run_in_threadpool(jobs.submit, run_settings, preset_name, content_in, styles_in)
+            job = await run_in_threadpool(jobs.submit, run_settings, preset_name, content_in, styles_in, masks_in)
         except QueueFull as exc:
             raise ApiError(503, str(exc)) from None
         except StorageFull as exc:
@@ -211,6 +215,14 @@ def create_app(config: WebConfig | None = None, *, root: Path | None = None) -> 
         if not 0 <= index < len(job.style_names):
             raise ApiError(404, f"this run has {len(job.style_names)} style images", "index")
         return stored(jobs.input_path(job, index))
+
+    @app.get("/api/jobs/{job_id}/masks/{index}", summary="The run's mask number index (from 0), grayscale",
+             responses=ERRORS)
+    def get_mask(job_id: str, index: int) -> FileResponse:
+        job = find(job_id)
+        if not 0 <= index < len(job.mask_names):
+            raise ApiError(404, f"this run has {len(job.mask_names)} masks", "index")
+        return stored(jobs.mask_path(job, index))
 
     @app.get("/api/jobs/{job_id}/events", summary="Live progress (server-sent events)", responses=ERRORS,
              response_class=StreamingResponse)
