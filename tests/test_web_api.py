@@ -237,7 +237,8 @@ def test_masked_run_gives_each_style_its_region(client: TestClient) -> None:
 
 
 def test_creative_settings_reach_the_run(client: TestClient) -> None:
-    creative = {"colour": "luminance", "style_scale": 0.5, "style_blend_weights": [0.7, 0.3]}
+    creative = {"colour": "luminance", "style_scale": 0.5, "style_blend_weights": [0.7, 0.3],
+                "style_layer_weights": [1.0, 2.0]}  # as many as FAST's style_layers (the preset has 5)
     response = client.post("/api/jobs", **upload(CONTENT.read_bytes(), [STYLE.read_bytes(), STYLE2.read_bytes()],
                                                  settings=creative))
     assert response.status_code == 202, response.text
@@ -343,6 +344,8 @@ BAD_UPLOADS = {
     "steps over the server's": (upload(GOOD, settings={"steps": 101}), 422, "steps", "at most 100"),
     "unknown colour": (upload(GOOD, settings={"colour": "sepia"}), 422, "colour", "choose one of"),
     "unknown layer": (upload(GOOD, settings={"style_layers": ["block9_conv1"]}), 422, "style_layers", "unknown layer"),
+    "layer weights": (upload(GOOD, settings={"style_layer_weights": [1, 2, 3]}), 422, "style_layer_weights",
+                      "3 values but there are 2 style_layers"),
     "weights file": (upload(GOOD, settings={"weights": "/etc/passwd"}), 422, "weights", "cannot be set"),
     "device": (upload(GOOD, settings={"device": "cuda"}), 422, "device", "cannot be set"),
     "threads": (upload(GOOD, settings={"threads": 64}), 422, "threads", "cannot be set"),

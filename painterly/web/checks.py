@@ -25,7 +25,7 @@ from ..api import MIN_STYLE
 from ..errors import ImageError, SettingsError
 from ..images import MIN_SIDE, fit_size, from_any, resize_longer
 from ..masks import prepare_masks
-from ..settings import INITS, Settings, preset
+from ..settings import FIELD_NAMES, INITS, Settings, preset
 
 if TYPE_CHECKING:
     from .server import WebConfig
@@ -63,13 +63,12 @@ def parse_settings(text: str, n_styles: int, config: WebConfig) -> tuple[str, Se
         settings = preset(name)
     except SettingsError as exc:
         raise ApiError(422, str(exc), "preset") from None
-    for key, value in data.items():  # one at a time, so the error names its field
+    for key, value in data.items():
         if key in REFUSED:
             raise ApiError(422, f"{key} cannot be set from the web: {REFUSED[key]}", key)
         if key == "init" and value not in INITS:
             raise ApiError(422, f"init must be one of {', '.join(INITS)} here, got {value!r}", key)
-        _try(settings, key, {key: value})
-    settings = _try(settings, "settings", data)
+    settings = _apply(settings, data)
     if settings.size > config.max_size:
         raise ApiError(422, f"size must be at most {config.max_size} px on this server, got {settings.size}", "size")
     if settings.steps > config.max_steps:
@@ -78,6 +77,21 @@ def parse_settings(text: str, n_styles: int, config: WebConfig) -> tuple[str, Se
         raise ApiError(422, f"style_blend_weights has {len(settings.style_blend_weights)} values for {n_styles} "
                        "style images", "style_blend_weights")
     return name, settings
+
+
+def _apply(settings: Settings, changes: dict[str, Any]) -> Settings:
+    """``settings`` with ``changes``; if they are refused, an :class:`ApiError` naming the first field at fault.
+
+    To find it, the changes are applied one at a time in the dataclass's field order, so that a field
+    checked against another (``style_layer_weights`` against ``style_layers``) comes after it.
+    """
+    try:
+        return settings.replace(**changes)
+    except (TypeError, ValueError):  # SettingsError is a ValueError
+        pass
+    for key in sorted(changes, key=lambda k: FIELD_NAMES.index(k) if k in FIELD_NAMES else -1):  # unknown first
+        settings = _try(settings, key, {key: changes[key]})
+    return settings
 
 
 def _try(settings: Settings, key: str, changes: dict[str, Any]) -> Settings:
