@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +30,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-c
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
 STYLE = DATA / "styles" / "great_wave.png"
+STYLE2 = DATA / "styles" / "starry_night.png"
 STARTUP_SECONDS = 60
 RUN_MS = 90_000
 #: Records every image the live preview loads, with the run's status at that moment.
@@ -187,3 +189,48 @@ def test_cancel_and_errors_next_to_their_field(page, expect) -> None:
     page.wait_for_selector("#run-status.cancelled", timeout=10_000)
     assert "cancelled at step" in page.text_content("#result-caption")
     expect(page.locator("#history .badge", has_text="cancelled")).to_have_count(1)
+
+
+def test_creative_controls_and_masks_are_sent(page, server: str, tmp_path: Path) -> None:
+    choose_inputs_and_fast_settings(page, steps=3)
+    assert page.is_hidden("#setting-style_blend_weights")  # blending needs several artworks
+    page.set_input_files("#style-file", str(STYLE2))
+    assert page.is_visible("#setting-style_blend_weights")
+
+    page.select_option("#setting-colour", "luminance")
+    page.fill("#setting-style_scale", "0.5")
+    page.fill("#setting-style_blend_weights", "0.7, x")
+    page.click("#start")  # checked on the page before anything is sent
+    assert "takes numbers" in page.text_content('[data-error-for="style_blend_weights"]')
+    page.fill("#setting-style_blend_weights", "0.7, 0.3")
+    page.fill("#setting-ema", "0.5")
+    page.select_option("#setting-pooling", "avg")
+    page.fill("#setting-tv_weight", "1")
+    page.fill("#setting-style_layer_weights", "1, 2")
+
+    masks = []
+    for side in ("left", "right"):
+        mask = Image.new("L", (64, 43), 0)
+        mask.paste(255, (0, 0, 32, 43) if side == "left" else (32, 0, 64, 43))
+        mask.save(tmp_path / f"{side}.png")
+        masks.append(tmp_path / f"{side}.png")
+    page.click("#mask-details summary")
+    page.set_input_files('.mask-file[data-index="0"]', str(masks[0]))
+    page.click("#start")
+    assert "every artwork, or none" in page.text_content('[data-error-for="mask"]')
+    page.set_input_files('.mask-file[data-index="1"]', str(masks[1]))
+
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/api/jobs")) as posted:
+        page.click("#start")
+    assert posted.value.status == 202, posted.value.text()
+    page.wait_for_selector("#result:not([hidden])", timeout=RUN_MS)
+    with urllib.request.urlopen(f"{server}api/jobs/{posted.value.json()['id']}") as answer:
+        job = json.load(answer)  # what the server received, as it recorded it
+    creative = {"colour": "luminance", "style_scale": 0.5, "style_blend_weights": [0.7, 0.3], "ema": 0.5,
+                "pooling": "avg", "tv_weight": 1.0, "style_layer_weights": [1.0, 2.0]}
+    assert {k: job["settings"][k] for k in creative} == creative
+    assert len(job["inputs"]["styles"]) == 2 and job["inputs"]["masks"] == ["left.png", "right.png"]
+    assert page.text_content("#run-status") == "done", page.text_content("#run-error")
+    assert page.locator("#result-styles img.mask").count() == 2
+    assert "masked" in page.text_content("#settings-summary")
+    assert page.locator("#run-settings dd.changed", has_text="luminance").count() == 1

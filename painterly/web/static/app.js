@@ -2,10 +2,10 @@
 // a run is POST /api/jobs, followed over server-sent events (GET /api/jobs/{id}/events).
 "use strict";
 
-const MAIN_FIELDS = ["size", "steps", "style_weight", "colour"];
+const MAIN_FIELDS = ["size", "steps", "style_weight", "colour", "style_scale", "style_blend_weights"];
 const FINAL = ["done", "failed", "cancelled"];
 const STORE_KEY = "painterly.runs";
-const LABELS = { style_weight: "style strength", colour: "colour mode" };
+const LABELS = { style_weight: "style strength", colour: "colour mode", style_blend_weights: "blend weights" };
 
 const state = { schema: null, content: null, styles: [], jobId: null, source: null, history: [] };
 const $ = (selector) => document.querySelector(selector);
@@ -107,22 +107,35 @@ function applyPreset() {
   }
 }
 
+class FieldError extends Error {
+  constructor(field, message) { super(message); this.field = field; }
+}
+
 function readControl(field, control) {
   const text = control.value.trim();
-  if (field.type === "int" || field.type === "float") return text === "" ? undefined : Number(text);
+  if (field.type === "int" || field.type === "float") {
+    if (control.validity && control.validity.badInput) throw new FieldError(field.name, `${field.name} takes a number`);
+    return text === "" ? undefined : Number(text);
+  }
   if (field.type.startsWith("list")) {
     const items = text.split(/[\s,]+/).filter(Boolean);
-    return field.type === "list[float]" ? items.map(Number) : items;
+    if (field.type !== "list[float]") return items;
+    if (items.some((item) => !isFinite(Number(item)))) {
+      throw new FieldError(field.name, `${field.name} takes numbers separated by commas, e.g. 0.7, 0.3`);
+    }
+    return items.map(Number);
   }
   return text;
 }
 
 function collectSettings() {
-  // Only what differs from the preset is sent; the server applies it over the preset.
+  // Only what differs from the preset is sent; the server applies it over the preset. Hidden rows
+  // (blend weights with a single artwork) are not sent.
   const base = presetValues();
   const out = { preset: $("#setting-preset").value };
   for (const field of state.schema.fields) {
     const control = document.getElementById(`setting-${field.name}`);
+    if (control.closest(".setting").hidden) continue;
     let value;
     if (field.name === "style_weight") {
       if (Number(control.value) === 0) continue;
@@ -154,6 +167,33 @@ function renderPicked() {
     renderPicked();
   })));
   $("#style-drop").classList.toggle("has", state.styles.length > 0);
+  renderMasks();
+  const blend = document.getElementById("setting-style_blend_weights");
+  if (blend) {  // blending needs several artworks
+    blend.closest(".setting").hidden = state.styles.length < 2;
+    blend.placeholder = `one per artwork, e.g. ${state.styles.map(() => 1).join(", ")}`;
+  }
+}
+
+function renderMasks() {
+  $("#mask-details").hidden = state.styles.length === 0;
+  $("#mask-list").replaceChildren(...state.styles.map((style, i) => {
+    const input = el("input", { type: "file", accept: "image/*", class: "mask-file", "data-index": String(i) });
+    input.addEventListener("change", () => { if (input.files[0]) setMask(i, input.files[0]); input.value = ""; });
+    const chosen = style.mask
+      ? thumb(style.mask, () => { style.mask = null; renderPicked(); })
+      : el("span", { class: "none", text: "no mask" });
+    return el("li", {}, el("img", { class: "of", src: style.url, alt: style.name, title: style.name }), chosen,
+      el("label", { class: "mask-pick", title: `mask for ${style.name}` }, input,
+        el("span", { text: style.mask ? "change" : "choose mask" })));
+  }));
+}
+
+function setMask(index, file) {
+  if (tooBig(file, "mask")) return;
+  state.styles[index].mask = picked(file, file.name || "mask");
+  clearError("mask");
+  renderPicked();
 }
 
 function picked(blob, name) {
@@ -239,10 +279,20 @@ async function start(event) {
   clearErrors();
   if (!state.content) return showError("content", "pick or drop a photo first");
   if (!state.styles.length) return showError("style", "pick or drop at least one artwork");
+  const masked = state.styles.filter((style) => style.mask).length;
+  if (masked && masked < state.styles.length) {
+    return showError("mask", `give a mask for every artwork, or none (${masked} of ${state.styles.length} have one)`);
+  }
+  let settings;
+  try { settings = collectSettings(); } catch (error) {
+    if (error instanceof FieldError) return showError(error.field, error.message);
+    throw error;
+  }
   const form = new FormData();
   form.append("content", state.content.blob, state.content.name);
   for (const style of state.styles) form.append("style", style.blob, style.name);
-  form.append("settings", JSON.stringify(collectSettings()));
+  if (masked) for (const style of state.styles) form.append("mask", style.mask.blob, style.mask.name);
+  form.append("settings", JSON.stringify(settings));
   const button = $("#start");
   button.disabled = true;
   try {
@@ -326,8 +376,11 @@ function showResult(job) {
   $("#result").hidden = false;
   const id = job.id;
   $("#result-content").src = `/api/jobs/${id}/content`;
+  const masks = job.inputs.masks || [];
   $("#result-styles").replaceChildren(...job.inputs.styles.map((name, i) => el("figure", {},
-    el("img", { src: `/api/jobs/${id}/styles/${i}`, alt: name }), el("figcaption", { text: name }))));
+    el("img", { src: `/api/jobs/${id}/styles/${i}`, alt: name }),
+    ...(masks[i] ? [el("img", { class: "mask", src: `/api/jobs/${id}/masks/${i}`, alt: `mask for ${name}` })] : []),
+    el("figcaption", { text: masks[i] ? `${name} · mask ${masks[i]}` : name }))));
   const hasImage = job.image_version > 0 && job.step > 0;
   $("#result-image").hidden = !hasImage;
   if (hasImage) $("#result-image").src = `/api/jobs/${id}/image?v=${job.image_version}`;
@@ -352,7 +405,8 @@ function renderSettingsTable(job) {
   $("#run-settings").replaceChildren(...items);
   const s = job.settings;
   $("#settings-summary").textContent = `Settings: preset ${job.preset}, ${s.size} px, ${s.steps} steps, `
-    + `style weight ${s.style_weight}, colour ${s.colour} (changes from the preset in bold)`;
+    + `style weight ${s.style_weight}, colour ${s.colour}${(job.inputs.masks || []).length ? ", masked" : ""}`
+    + " (changes from the preset in bold)";
   $("#settings-details").hidden = false;
 }
 
@@ -462,6 +516,7 @@ async function init() {
   state.schema = schema;
   buildSettings(schema);
   buildExamples(examples);
+  renderPicked();
   wireDrop($("#content-drop"), $("#content-file"), (files) => files[0] && setContent(files[0]));
   wireDrop($("#style-drop"), $("#style-file"), addStyles);
   $("#run-form").addEventListener("submit", start);
