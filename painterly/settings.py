@@ -242,7 +242,7 @@ TUTORIAL = Settings(precision="fp32")
 DEFAULT = Settings(
     optimizer="lbfgs",
     lr=1.0,
-    content_weight=1e5,
+    content_weight=4e5,
     steps=80,
     start_size=128,
     scale_steps_decay=0.6,
