@@ -50,7 +50,7 @@ TILE_INCHES = 2.4  # width of one picture in a grid figure
 TITLE_INCHES = 0.32  # the band above each picture that holds its title
 HEAD_INCHES = 0.36  # the band above a grid that holds the figure's title
 DPI = 100
-LOSS_RANGE = 1e-6  # the losses plot shows values down to this fraction of the largest
+LOSS_RANGE = 1e-4  # the losses plot shows values down to this fraction of the largest
 #: Every file write_report may write; a rerun into the same folder removes the ones it did not write.
 ARTIFACTS = ("inputs.png", "snapshots.png", "progress.gif", "progress.mp4", "result.png", "losses.png",
              "run.json", "index.html")
