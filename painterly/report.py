@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import html
+import importlib.util
 import itertools
 import json
 import math
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import SettingsError
+from .errors import OutputError, SettingsError
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -302,6 +303,8 @@ def write_report(result: Result, folder: str | os.PathLike, recorder: Recorder |
     if snapshots < 1 or per_row < 1 or gif_side < 16:
         raise SettingsError(f"write_report needs snapshots >= 1, per_row >= 1 and gif_side >= 16, "
                             f"got {snapshots}, {per_row} and {gif_side}")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise OutputError("the report's figures need matplotlib: pip install 'painterly[report]'")
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     written: list[str] = []

@@ -301,3 +301,13 @@ def test_cli_report_from_a_real_run(tmp_path):
         assert img.width == round(3 * TILE_INCHES * DPI) and inputs.width == round(2 * TILE_INCHES * DPI)
     record = json.loads((report / "run.json").read_text())
     assert len(record["history"]) == 6 and record["settings"]["optimizer"] == "adam"
+
+
+def test_report_without_matplotlib_says_what_to_install(synthetic, tmp_path):
+    from painterly.errors import OutputError
+
+    real = importlib.util.find_spec
+    hidden = mock.patch("importlib.util.find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    with hidden, pytest.raises(OutputError, match=r"painterly\[report\]"):
+        write_report(synthetic["result"], tmp_path, synthetic["recorder"])
+    assert not any(tmp_path.iterdir())
