@@ -250,6 +250,10 @@ def _check_side_outputs(args: argparse.Namespace, inputs: tuple[str, ...], outpu
         if hist.resolve() in {Path(p).resolve() for p in inputs} or hist.resolve() == output.resolve():
             raise OutputError(f"--history {hist} would overwrite an input or the output")
     if args.report:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise OutputError("--report draws its figures with matplotlib: pip install 'painterly[report]'")
         report = Path(args.report)
         if report.exists() and not report.is_dir():
             raise OutputError(f"--report must be a folder, but {report} is a file")
