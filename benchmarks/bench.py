@@ -12,6 +12,8 @@ It measures, side by side in one run (wall-clock seconds, medians of --repeat ru
   its best loss L is the yardstick. Each faster configuration optimizes the same objective (the
   tutorial's weights and layers) and is stopped as soon as its image scores <= L under the tutorial's
   loss in fp32 at 256 px; the wall time to get there is reported with its ratio to the tutorial's time;
+* ``presets``: wall time of the demo (``painterly`` with no arguments) and of the default preset at
+  512 px on the demo pair, from the command line, in a fresh process each (--repeat-presets runs);
 * ``memory``: peak resident memory of a default run of a few steps at 512, 1024 and 2048 px (each in
   a fresh process).
 
@@ -154,6 +156,29 @@ def part_quality(device: torch.device, tutorial_steps: int) -> dict:
             "configs": rows}
 
 
+def part_presets(repeat: int, device: torch.device) -> list[dict]:
+    import tempfile
+
+    content, style = demo_paths()
+    commands = {
+        "demo (painterly, no arguments)": [],
+        "default preset, 512 px": [str(content), str(style), "--size", "512"],
+    }
+    rows = []
+    for name, args in commands.items():
+        times = []
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as tmp:
+                out = ["-o", str(Path(tmp) / "out.png"), "-q", "--device", str(device)]
+                start = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "painterly", *args, *out], check=True)
+                times.append(time.perf_counter() - start)
+        row = {"run": name, "seconds": statistics.median(times), "all": times}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 MEMORY_PROBE = """
 import resource, sys, painterly
 from painterly.images import open_image
@@ -200,6 +225,11 @@ def markdown(results: dict) -> str:
             ratio = "" if r["ratio"] is None else f"1/{1 / r['ratio']:.1f}"
             lines.append(f"| {r['config']} | {secs} | {r['steps']} | {ratio} |")
         lines.append("")
+    if "presets" in results:
+        lines += ["| run (fresh process, whole command) | median seconds |", "|---|---|"]
+        for r in results["presets"]:
+            lines.append(f"| {r['run']} | {r['seconds']:.1f} |")
+        lines.append("")
     if "memory" in results:
         lines += ["| longer side | image | peak memory (GiB) |", "|---|---|---|"]
         for r in results["memory"]:
@@ -210,20 +240,23 @@ def markdown(results: dict) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("steps", "quality", "memory"), action="append")
+    parser.add_argument("--only", choices=("steps", "quality", "presets", "memory"), action="append")
     parser.add_argument("--repeat", type=int, default=5, help="timed repetitions per step measurement")
     parser.add_argument("--tutorial-steps", type=int, default=1000)
+    parser.add_argument("--repeat-presets", type=int, default=3)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     device = pick_device(args.device)
-    parts = args.only or ["steps", "quality", "memory"]
+    parts = args.only or ["steps", "quality", "presets", "memory"]
     results: dict = {"machine": machine(), "command": " ".join(["python", *sys.argv])}
     print(json.dumps(results["machine"]), flush=True)
     if "steps" in parts:
         results["steps"] = part_steps(args.repeat, device)
     if "quality" in parts:
         results["quality"] = part_quality(device, args.tutorial_steps)
+    if "presets" in parts:
+        results["presets"] = part_presets(args.repeat_presets, device)
     if "memory" in parts:
         results["memory"] = part_memory(device)
     args.out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
