@@ -237,7 +237,7 @@ def _paint(argv: list[str]) -> int:
 
 
 #: The demo is the default preset at a size that finishes in well under a minute on a laptop CPU.
-DEMO_CHANGES: dict[str, Any] = {"size": 384, "steps": 60}
+DEMO_CHANGES: dict[str, Any] = {"size": 384, "steps": 40}
 
 
 def _check_side_outputs(args: argparse.Namespace, inputs: tuple[str, ...], output: Path) -> None:
