@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 import typing
@@ -299,16 +298,10 @@ def _write_outputs(args: argparse.Namespace, result, output: Path, record: dict[
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    import tempfile
+    from .images import atomic_path
 
-    from .images import make_public
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.resolve().parent)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(data, handle, indent=1)
-        handle.write("\n")
-    make_public(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
 class _Say:

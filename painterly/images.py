@@ -11,6 +11,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Union
 
 import numpy as np
@@ -220,23 +221,33 @@ def make_public(path: str | os.PathLike) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def save_image(img: Image.Image, path: str | os.PathLike, **params: Any) -> Path:
-    """Write ``img`` atomically: to a temporary file beside ``path``, then renamed over it.
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` (same suffix), renamed over ``path`` when the block ends.
 
-    The format follows the extension. A crash leaves either no file or the whole file.
+    A crash or an exception leaves either no file or the old one, never half a file.
     """
     out = Path(path)
-    fmt = output_format(out)
-    if fmt == "JPEG":
-        params.setdefault("quality", 95)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.resolve().parent)
+    # The real suffix last, so that writers which go by the extension (imageio) know the format.
+    fd, name = tempfile.mkstemp(prefix=f".{out.stem}.part.", suffix=out.suffix, dir=out.resolve().parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            img.save(handle, format=fmt, **params)
+        yield tmp
         make_public(tmp)
         os.replace(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            tmp.unlink()
         raise
+
+
+def save_image(img: Image.Image, path: str | os.PathLike, **params: Any) -> Path:
+    """Write ``img`` atomically (see :func:`atomic_path`); the format follows the extension."""
+    out = Path(path)
+    fmt = output_format(out)
+    if fmt == "JPEG":
+        params.setdefault("quality", 95)
+    with atomic_path(out) as tmp, open(tmp, "wb") as handle:
+        img.save(handle, format=fmt, **params)
     return out

@@ -21,15 +21,15 @@ import itertools
 import json
 import math
 import os
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import OutputError, SettingsError
+from .images import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -263,7 +263,7 @@ def _label(image: Image.Image, text: str) -> Image.Image:
 
 def _write_gif(frames: list[Image.Image], path: Path) -> None:
     durations = [FRAME_MS] * (len(frames) - 1) + [LAST_FRAME_MS]
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0,
                        optimize=True)
 
@@ -277,7 +277,7 @@ def _write_video(frames: list[Image.Image], path: Path) -> bool:
     except ImportError:
         return False
     hold = [frames[-1]] * max(1, LAST_FRAME_MS * VIDEO_FPS // 1000)
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         writer = imageio.get_writer(tmp, format="FFMPEG", fps=VIDEO_FPS, codec="libx264", macro_block_size=2,
                                     pixelformat="yuv420p", ffmpeg_log_level="error")
         try:
@@ -310,7 +310,7 @@ def write_report(result: Result, folder: str | os.PathLike, recorder: Recorder |
     written: list[str] = []
 
     def figure(name: str, fig: Figure) -> None:
-        with _atomic(out / name) as tmp:
+        with atomic_path(out / name) as tmp:
             fig.savefig(tmp, format="png", dpi=DPI, facecolor="white")
         written.append(name)
 
@@ -325,31 +325,15 @@ def write_report(result: Result, folder: str | os.PathLike, recorder: Recorder |
             written.append("progress.mp4")
     figure("result.png", result_figure(result))
     figure("losses.png", losses_figure(result.history, title=f"losses: {_summary(result)}"))
-    with _atomic(out / "run.json") as tmp:
+    with atomic_path(out / "run.json") as tmp:
         tmp.write_text(json.dumps(result.record(), indent=1) + "\n")
     written.append("run.json")
-    with _atomic(out / "index.html") as tmp:
+    with atomic_path(out / "index.html") as tmp:
         tmp.write_text(_page(result, written, recorder), encoding="utf-8")
     for stale in set(ARTIFACTS) - {*written, "index.html"}:  # left by an earlier report in this folder
         with contextlib.suppress(FileNotFoundError):
             (out / stale).unlink()
     return out / "index.html"
-
-
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path beside ``path`` (same suffix, so writers know the format), renamed over it at the end."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _page(result: Result, files: list[str], recorder: Recorder | None) -> str:
