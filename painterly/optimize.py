@@ -56,14 +56,72 @@ class TFAdam(torch.optim.Optimizer):
         return loss
 
 
+class PixelLBFGS(torch.optim.Optimizer):
+    """L-BFGS over one image: one evaluation per step, each step capped at ``max_step`` pixel levels.
+
+    ``torch.optim.LBFGS`` without a line search takes its first quasi-Newton step from a curvature
+    pair measured over a vanishing first step; on the quartic style loss that step overshoots by
+    orders of magnitude, and a line search spends many evaluations finding its way back. Capping the
+    largest pixel change of a step keeps every step in a region the curvature pairs describe, at one
+    evaluation per step. The pairs are taken between the points actually evaluated, so clamping the
+    image between steps keeps them consistent.
+    """
+
+    def __init__(self, params, lr: float = 1.0, history_size: int = 100, max_step: float = 16.0):
+        super().__init__(params, {"lr": lr, "history_size": history_size, "max_step": max_step})
+        if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
+            raise ValueError("PixelLBFGS optimizes exactly one tensor")
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], torch.Tensor]):  # type: ignore[override]
+        with torch.enable_grad():
+            loss = closure()
+        group = self.param_groups[0]
+        p = group["params"][0]
+        if p.grad is None:
+            return loss
+        state = self.state[p]
+        x = p.detach().reshape(-1).clone()  # copies: p and its grad change in place
+        g = p.grad.reshape(-1).clone()
+        pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = state.setdefault("pairs", [])
+        if "x" in state:
+            s, y = x - state["x"], g - state["g"]
+            sy = float(s @ y)
+            if sy > 1e-10 * float(y @ y):  # keep only pairs that describe positive curvature
+                pairs.append((s, y, 1.0 / sy))
+                del pairs[: -group["history_size"]]
+        state["x"], state["g"] = x, g
+        d = self._direction(g, pairs) * group["lr"]
+        largest = float(d.abs().max())
+        if largest > group["max_step"]:
+            d *= group["max_step"] / largest
+        p.add_(d.view_as(p).to(p.dtype))
+        return loss
+
+    @staticmethod
+    def _direction(g: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor, float]]) -> torch.Tensor:
+        """``-H g`` by the two-loop recursion; ``-g`` before there is any curvature pair."""
+        if not pairs:
+            return -g
+        q = g.clone()
+        alphas = []
+        for s, y, rho in reversed(pairs):
+            a = rho * float(s @ q)
+            q.sub_(y, alpha=a)
+            alphas.append(a)
+        s, y, rho = pairs[-1]
+        q.mul_(1.0 / (rho * float(y @ y)))  # H0 = s.y / y.y
+        for (s, y, rho), a in zip(pairs, reversed(alphas)):
+            b = rho * float(y @ q)
+            q.add_(s, alpha=a - b)
+        return -q
+
+
 def make_optimizer(image: torch.Tensor, settings: Settings) -> torch.optim.Optimizer:
     """The optimizer ``settings.optimizer`` names, over the one tensor ``image``."""
     if settings.optimizer == "adam":
         return TFAdam([image], lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps)
-    # One function evaluation per step, so steps cost the same for both optimizers.
-    return torch.optim.LBFGS(
-        [image], lr=settings.lr, max_iter=1, history_size=settings.lbfgs_history, tolerance_grad=0, tolerance_change=0
-    )
+    return PixelLBFGS([image], lr=settings.lr, history_size=settings.lbfgs_history, max_step=settings.lbfgs_max_step)
 
 
 def layer_weights(layers: tuple[str, ...], weights: tuple[float, ...]) -> dict[str, float]:

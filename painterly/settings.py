@@ -50,6 +50,10 @@ class Settings:
     scale_steps_decay: float = field(
         default=1.0, metadata=_opt("each finer scale runs this fraction of the previous one's steps", group="size")
     )
+    min_scale_steps: int = field(
+        default=1,
+        metadata=_opt("fewest steps at any scale, so that large results still converge at full size", group="size"),
+    )
     # -- loss
     content_weight: float = field(default=1e3, metadata=_opt("weight of the content loss", group="loss"))
     style_weight: float = field(default=1e-2, metadata=_opt("weight of the style loss", group="loss"))
@@ -74,6 +78,9 @@ class Settings:
     adam_beta2: float = field(default=0.999, metadata=_opt("Adam beta2", group="optimizer"))
     adam_eps: float = field(default=0.1, metadata=_opt("Adam epsilon (TensorFlow's rule)", group="optimizer"))
     lbfgs_history: int = field(default=100, metadata=_opt("L-BFGS history size", group="optimizer"))
+    lbfgs_max_step: float = field(
+        default=16.0, metadata=_opt("largest change of one pixel in one L-BFGS step, in levels of 0..255", group="optimizer")
+    )
     ema: float = field(
         default=0.0, metadata=_opt("decay of the image's moving average, the output (0: off)", group="optimizer")
     )
@@ -142,7 +149,8 @@ class Settings:
     def scale_steps(self) -> list[int]:
         """Steps to run at each scale of :meth:`scale_sizes`."""
         n = len(self.scale_sizes())
-        return [max(1, round(self.steps * self.scale_steps_decay**i)) for i in range(n)]
+        floor = min(self.min_scale_steps, self.steps)
+        return [max(floor, 1, round(self.steps * self.scale_steps_decay**i)) for i in range(n)]
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
@@ -197,11 +205,14 @@ def _validate(s: Settings) -> None:
     for name in ("content_weight", "style_weight", "tv_weight", "lr", "adam_eps", "min_improvement"):
         _finite_nonneg(name, getattr(s, name))
     _check(s.lr > 0, f"lr must be > 0, got {s.lr}")
+    _finite_nonneg("lbfgs_max_step", s.lbfgs_max_step)
+    _check(s.lbfgs_max_step > 0, f"lbfgs_max_step must be > 0, got {s.lbfgs_max_step}")
     for name in ("adam_beta1", "adam_beta2", "ema"):
         value = getattr(s, name)
         _finite_nonneg(name, value)
         _check(value < 1, f"{name} must be in [0, 1), got {value}")
     _int_at_least("lbfgs_history", s.lbfgs_history, 1)
+    _int_at_least("min_scale_steps", s.min_scale_steps, 1)
     _int_at_least("patience", s.patience, 0)
     _int_at_least("seed", s.seed, 0)
     _int_at_least("threads", s.threads, 0)
@@ -246,6 +257,7 @@ DEFAULT = Settings(
     steps=80,
     start_size=128,
     scale_steps_decay=0.6,
+    min_scale_steps=10,
     patience=15,
 )
 

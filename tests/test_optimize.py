@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from painterly.losses import LossTerms
-from painterly.optimize import TFAdam, layer_weights, make_optimizer, run_scale
+from painterly.optimize import PixelLBFGS, TFAdam, layer_weights, make_optimizer, run_scale
 from painterly.settings import Settings
 
 # x after each of three TF-rule Adam steps (lr 5, betas 0.99/0.999, eps 0.1) on (x - 3)^2 from x = 0,
@@ -78,9 +78,69 @@ def test_make_optimizer() -> None:
     adam = make_optimizer(image, Settings(optimizer="adam", lr=2.0, adam_beta1=0.9, adam_eps=0.5))
     assert isinstance(adam, TFAdam)
     assert adam.defaults == {"lr": 2.0, "betas": (0.9, 0.999), "eps": 0.5}
-    lbfgs = make_optimizer(image, Settings(optimizer="lbfgs", lr=0.5, lbfgs_history=7))
-    assert isinstance(lbfgs, torch.optim.LBFGS)
-    assert lbfgs.defaults["max_iter"] == 1 and lbfgs.defaults["history_size"] == 7
+    lbfgs = make_optimizer(image, Settings(optimizer="lbfgs", lr=0.5, lbfgs_history=7, lbfgs_max_step=3.0))
+    assert isinstance(lbfgs, PixelLBFGS)
+    assert lbfgs.defaults == {"lr": 0.5, "history_size": 7, "max_step": 3.0}
+
+
+def _minimize(optimizer_for, loss_of, x0: torch.Tensor, steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    x = x0.clone().requires_grad_(True)
+    optimizer = optimizer_for(x)
+    seen = []
+
+    def closure():
+        optimizer.zero_grad()
+        seen.append(x.detach().clone())
+        loss = loss_of(x)
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        optimizer.step(closure)
+    return x.detach(), seen
+
+
+def test_pixel_lbfgs_solves_an_ill_conditioned_quadratic() -> None:
+    # Curvatures from 1 to 1000: gradient descent would need thousands of steps.
+    scales = torch.logspace(0, 3, 48, dtype=torch.float64)
+    target = torch.linspace(-5, 5, 48, dtype=torch.float64)
+
+    def loss_of(x):
+        return 0.5 * (scales * (x - target) ** 2).sum()
+
+    x, _ = _minimize(lambda x: PixelLBFGS([x], max_step=100.0), loss_of, torch.zeros(48, dtype=torch.float64), 120)
+    assert torch.allclose(x, target, atol=1e-4)
+
+
+def test_pixel_lbfgs_caps_every_step() -> None:
+    target = torch.full((1, 3, 4, 4), 60.0)
+    target[..., :2] = -40.0
+
+    def loss_of(x):
+        return ((x - target) ** 4).sum()  # quartic: the quasi-Newton steps overshoot without a cap
+
+    x, seen = _minimize(lambda x: PixelLBFGS([x], max_step=5.0), loss_of, torch.zeros(1, 3, 4, 4), 40)
+    steps = [float((b - a).abs().max()) for a, b in zip(seen, seen[1:])]
+    assert max(steps) <= 5.0 + 1e-4
+    assert steps[0] == pytest.approx(5.0)  # the first step is the capped gradient step
+    assert float(loss_of(x)) < float(loss_of(torch.zeros(1, 3, 4, 4))) * 1e-3
+
+
+def test_pixel_lbfgs_skips_pairs_without_positive_curvature() -> None:
+    # A concave direction (-x^2) gives s.y < 0: that pair must not enter the history.
+    x = torch.tensor([1.0, 1.0], requires_grad=True)
+    optimizer = PixelLBFGS([x], max_step=0.5)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = -(x**2).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(3):
+        optimizer.step(closure)
+    assert optimizer.state[x]["pairs"] == []
+    assert torch.isfinite(x).all()
 
 
 def test_layer_weights() -> None:
@@ -158,7 +218,9 @@ def test_the_start_image_is_not_modified() -> None:
     assert torch.equal(start, torch.full((1, 3, 4, 4), 100.0))
 
 
-@pytest.mark.parametrize("settings", [ADAM.replace(lr=100.0), LBFGS.replace(lr=100.0)], ids=["adam", "lbfgs"])
+@pytest.mark.parametrize(
+    "settings", [ADAM.replace(lr=100.0), LBFGS.replace(lr=100.0, lbfgs_max_step=500.0)], ids=["adam", "lbfgs"]
+)
 def test_pixels_are_clamped_after_every_step(settings: Settings) -> None:
     # The minimum is far outside 0..255 in both directions: the image pushes against both bounds.
     target = torch.full((1, 3, 4, 4), 1000.0)
