@@ -219,3 +219,15 @@ def test_scale_steps_decay_per_scale() -> None:
     s = Settings(size=1024, start_size=128, scale_factor=2, steps=1, scale_steps_decay=0.1)
     assert s.scale_steps() == [1, 1, 1, 1]  # never zero steps at a scale
     assert len(DEFAULT.scale_steps()) == len(DEFAULT.scale_sizes())
+
+
+def test_min_scale_steps_floors_the_finer_scales() -> None:
+    s = Settings(size=1024, start_size=128, scale_factor=2, steps=100, scale_steps_decay=0.5, min_scale_steps=20)
+    assert s.scale_steps() == [100, 50, 25, 20]
+    # Never more than ``steps`` because of the floor.
+    assert s.replace(steps=8).scale_steps() == [8, 8, 8, 8]
+    # The default preset gives its finest scale real work at every size.
+    for size in (256, 512, 1024, 2048):
+        assert DEFAULT.replace(size=size).scale_steps()[-1] >= 10
+    with pytest.raises(SettingsError, match="min_scale_steps"):
+        Settings(min_scale_steps=0)
