@@ -150,7 +150,7 @@ class Settings:
         """Steps to run at each scale of :meth:`scale_sizes`."""
         n = len(self.scale_sizes())
         floor = min(self.min_scale_steps, self.steps)
-        return [max(floor, 1, round(self.steps * self.scale_steps_decay**i)) for i in range(n)]
+        return [max(floor, round(self.steps * self.scale_steps_decay**i)) for i in range(n)]
 
 
 FIELD_NAMES = tuple(f.name for f in dataclasses.fields(Settings))
@@ -202,10 +202,9 @@ def _validate(s: Settings) -> None:
     _check(s.scale_factor > 1, f"scale_factor must be > 1, got {s.scale_factor}")
     _finite_nonneg("scale_steps_decay", s.scale_steps_decay)
     _check(0 < s.scale_steps_decay <= 4, f"scale_steps_decay must be in (0, 4], got {s.scale_steps_decay}")
-    for name in ("content_weight", "style_weight", "tv_weight", "lr", "adam_eps", "min_improvement"):
+    for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "adam_eps", "min_improvement"):
         _finite_nonneg(name, getattr(s, name))
     _check(s.lr > 0, f"lr must be > 0, got {s.lr}")
-    _finite_nonneg("lbfgs_max_step", s.lbfgs_max_step)
     _check(s.lbfgs_max_step > 0, f"lbfgs_max_step must be > 0, got {s.lbfgs_max_step}")
     for name in ("adam_beta1", "adam_beta2", "ema"):
         value = getattr(s, name)
