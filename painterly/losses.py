@@ -17,18 +17,50 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
     return t if t.dtype == torch.float64 else t.float()
 
 
+class _Gram(torch.autograd.Function):
+    """``(a * weights) @ a^T / norm`` accumulated in float32, with a one-matmul backward in ``a``'s dtype.
+
+    Autograd of ``a @ a.T`` would run two matmuls in float32 for the gradient; the Gram is symmetric in
+    its two uses of ``a``, so one matmul ``(dG + dG^T) @ a`` gives it. That matmul runs in the
+    features' own precision: under bf16 autocast the gradient flowing back into the network is bf16
+    anyway, so it loses nothing and runs at bf16 speed. The forward stays float32 so that ``G - A``,
+    a small difference of large numbers near convergence, keeps its digits.
+    """
+
+    @staticmethod
+    def forward(ctx, a: torch.Tensor, weights: torch.Tensor | None, norm: torch.Tensor | float) -> torch.Tensor:
+        wide = _wide(a)
+        ctx.save_for_backward(a, weights)
+        ctx.norm = norm
+        left = wide if weights is None else wide * weights.to(wide.dtype)
+        return left @ wide.transpose(1, 2) / norm
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        a, weights = ctx.saved_tensors
+        sym = (grad + grad.transpose(1, 2)).to(a.dtype)
+        norm = ctx.norm.to(a.dtype) if isinstance(ctx.norm, torch.Tensor) else ctx.norm
+        out = sym @ a / norm
+        if weights is not None:
+            out = out * weights.to(a.dtype)
+        return out, None, None
+
+
 def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Feature correlations ``A^T A / (H*W)`` of (N, C, H, W) maps -> (N, C, C), as the tutorial.
 
     With ``mask`` (N, 1, H, W) in 0..1, positions are weighted by the mask and the sum is divided by
     the mask's total instead of H*W, so the statistics come only from the masked region.
+    The result is float32 (float64 for float64 maps) whatever the maps' precision.
     """
     n, c, h, w = features.shape
-    a = _wide(features).reshape(n, c, h * w)
+    a = features.reshape(n, c, h * w)
     if mask is None:
-        return a @ a.transpose(1, 2) / (h * w)
-    m = mask.to(a.dtype).reshape(n, 1, h * w)
-    return (a * m) @ a.transpose(1, 2) / m.sum(dim=2, keepdim=True).clamp_min(1e-8)
+        return _Gram.apply(a, None, float(h * w))
+    m = mask.detach().reshape(n, 1, h * w)
+    norm = _wide(m).sum(dim=2, keepdim=True).clamp_min(1e-8)
+    return _Gram.apply(a, m, norm)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

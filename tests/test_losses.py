@@ -163,6 +163,24 @@ def test_style_loss_gradient_matches_the_closed_form() -> None:
     assert torch.allclose(f.grad.reshape(1, 3, 4), expected)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_bf16_gram_gradient_is_bf16_and_matches_float32(masked: bool) -> None:
+    # The Gram's backward runs in the maps' own dtype (one bf16 matmul under autocast); its gradient
+    # must agree with float32 autograd of the same bf16 maps to bf16 precision.
+    f = (torch.rand(1, 16, 12, 10, generator=torch.Generator().manual_seed(5)) * 4).bfloat16()
+    mask = torch.rand(1, 1, 12, 10, generator=torch.Generator().manual_seed(6)) if masked else None
+    target = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(7))
+    ours = f.clone().requires_grad_()
+    style_loss(gram_matrix(ours, mask), target).backward()
+    wide = f.float().requires_grad_()
+    a = wide.reshape(1, 16, 120)
+    m = None if mask is None else mask.reshape(1, 1, 120)
+    gram = a @ a.transpose(1, 2) / 120 if m is None else (a * m) @ a.transpose(1, 2) / m.sum()
+    style_loss(gram, target).backward()
+    assert ours.grad.dtype == torch.bfloat16
+    assert torch.allclose(ours.grad.float(), wide.grad, rtol=2e-2, atol=1e-2 * float(wide.grad.abs().max()))
+
+
 @pytest.fixture(scope="module")
 def vgg64() -> VGG19:
     """The whole VGG19 in float64 (precision 'fp64')."""
