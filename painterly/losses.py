@@ -39,9 +39,8 @@ class _Gram(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
         a, weights = ctx.saved_tensors
-        sym = (grad + grad.transpose(1, 2)).to(a.dtype)
-        norm = ctx.norm.to(a.dtype) if isinstance(ctx.norm, torch.Tensor) else ctx.norm
-        out = sym @ a / norm
+        sym = ((grad + grad.transpose(1, 2)) / ctx.norm).to(a.dtype)  # scaled while still wide
+        out = sym @ a
         if weights is not None:
             out = out * weights.to(a.dtype)
         return out, None, None
