@@ -99,6 +99,7 @@ def bare_step(net, size: int, precision: str, repeat: int, device: torch.device)
 
 
 def tutorial_network(device: torch.device):
+    """VGG19 cut where the tutorial's layers end, as painterly builds it."""
     return _network(TUTORIAL.replace(device=str(device)), device)
 
 
@@ -143,7 +144,7 @@ def judge(objective, image) -> float:
 JUDGE_BAND = 1.03
 
 
-def time_to(settings, content, style, referee=None, target: float | None = None):
+def time_to(settings, content, style, referee, target: float | None = None):
     """Run ``settings``; stop as soon as a final-scale image scores <= ``target`` under ``referee``.
 
     Each step's image is judged as the user would get it (8-bit, fp32 loss) once the optimizer's own
@@ -174,7 +175,7 @@ def time_to(settings, content, style, referee=None, target: float | None = None)
 
     result = stylize(content, style, settings, callback=watch)
     wall = time.perf_counter() - start - judging[0]
-    judged = reached.get("loss") if reached else (judge(referee, result.image) if referee else None)
+    judged = reached["loss"] if reached else judge(referee, result.image)
     return reached.get("seconds"), judged, steps[0], wall, result
 
 
