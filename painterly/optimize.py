@@ -65,12 +65,17 @@ class PixelLBFGS(torch.optim.Optimizer):
     largest pixel change of a step keeps every step in a region the curvature pairs describe, at one
     evaluation per step. The pairs are taken between the points actually evaluated, so clamping the
     image between steps keeps them consistent.
+
+    ``compact`` picks how ``-H g`` is computed (the same step either way, see :class:`_Pairs`):
+    ``None`` takes the compact form on GPUs and the two-loop recursion on the CPU.
     """
 
-    def __init__(self, params, lr: float = 1.0, history_size: int = 100, max_step: float = 16.0):
+    def __init__(self, params, lr: float = 1.0, history_size: int = 100, max_step: float = 16.0,
+                 compact: bool | None = None):
         super().__init__(params, {"lr": lr, "history_size": history_size, "max_step": max_step})
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
             raise ValueError("PixelLBFGS optimizes exactly one tensor")
+        self.compact = compact
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]):  # type: ignore[override]
@@ -81,47 +86,112 @@ class PixelLBFGS(torch.optim.Optimizer):
         if p.grad is None:
             return loss
         state = self.state[p]
+        if "pairs" not in state:
+            compact = p.device.type != "cpu" if self.compact is None else self.compact
+            state["pairs"] = _Pairs(group["history_size"], compact)
         x = p.detach().reshape(-1).clone()  # copies: p and its grad change in place
         g = p.grad.reshape(-1).clone()
-        pairs: list[tuple[torch.Tensor, torch.Tensor, float]] = state.setdefault("pairs", [])
         if "x" in state:
-            s, y = x - state["x"], g - state["g"]
-            sy = float(s @ y)
-            if sy > 1e-10 * float(y @ y):  # keep only pairs that describe positive curvature
-                pairs.append((s, y, 1.0 / sy))
-                del pairs[: -group["history_size"]]
+            state["pairs"].add(x - state["x"], g - state["g"])
         state["x"], state["g"] = x, g
-        d = self._direction(g, pairs) * group["lr"]
-        largest = float(d.abs().max())
-        if largest > group["max_step"]:
-            d *= group["max_step"] / largest
+        d = state["pairs"].direction(g).mul_(group["lr"])
+        # Scale the step down so that no pixel moves more than max_step (on the device: no sync).
+        d.mul_((group["max_step"] / d.abs().max()).clamp(max=1.0))
         p.add_(d.view_as(p).to(p.dtype))
         return loss
 
-    @staticmethod
-    def _direction(g: torch.Tensor, pairs: list[tuple[torch.Tensor, torch.Tensor, float]]) -> torch.Tensor:
-        """``-H g`` by the two-loop recursion; ``-g`` before there is any curvature pair."""
-        if not pairs:
+
+class _Pairs:
+    """The last ``capacity`` curvature pairs ``(s, y)``, and ``-H g`` from them.
+
+    The pairs are rows of two matrices allocated at the first pair, filled in order and then
+    overwritten oldest first; ``order`` lists the rows from oldest to newest. ``-H g`` comes from:
+
+    * the two-loop recursion (Nocedal and Wright, alg. 7.4): four passes over the pairs, the fewest
+      bytes read, which is what counts on a CPU;
+    * its compact form (Byrd, Nocedal and Schnabel 1994; Nocedal and Wright, eq. 7.24) when
+      ``compact``: a handful of matrix-vector products and ``m x m`` algebra in float64 on the CPU,
+      where the recursion would launch hundreds of GPU kernels and wait on each of its scalars. It
+      keeps ``sy[i, j] = s_i . y_j`` and ``yy[i, j] = y_i . y_j`` up to date as rows change.
+    """
+
+    def __init__(self, capacity: int, compact: bool) -> None:
+        self.capacity, self.compact = capacity, compact
+        self.order: list[int] = []
+        self.s = self.y = torch.empty(0)
+        self.sy = torch.zeros(capacity, capacity, dtype=torch.float64)
+        self.yy = torch.zeros(capacity, capacity, dtype=torch.float64)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def add(self, s: torch.Tensor, y: torch.Tensor) -> bool:
+        """Keep the pair if it describes positive curvature (``s.y > 1e-10 y.y``); say whether it was kept."""
+        sy, yy = torch.stack([s @ y, y @ y]).tolist()
+        if not sy > 1e-10 * yy:
+            return False
+        if not self.order:
+            self.s = s.new_zeros(self.capacity, s.numel())
+            self.y = s.new_zeros(self.capacity, s.numel())
+        row = len(self.order) if len(self.order) < self.capacity else self.order.pop(0)
+        self.order.append(row)
+        self.s[row], self.y[row] = s, y
+        self.sy[row, row], self.yy[row, row] = sy, yy
+        if self.compact:
+            n = max(self.order) + 1  # rows in use: the first n
+            s_y, y_y, y_s = (torch.stack([self.s[:n] @ y, self.y[:n] @ y, self.y[:n] @ s]).double().cpu())
+            self.sy[:n, row], self.sy[row, :n] = s_y, y_s
+            self.yy[:n, row] = self.yy[row, :n] = y_y
+        return True
+
+    def direction(self, g: torch.Tensor) -> torch.Tensor:
+        """``-H g`` with ``H0 = (s.y / y.y) I`` of the newest pair; ``-g`` before there is any pair."""
+        if not self.order:
             return -g
+        newest = self.order[-1]
+        gamma = float(self.sy[newest, newest] / self.yy[newest, newest])
+        return self._compact(g, gamma) if self.compact else self._two_loop(g, gamma)
+
+    def _two_loop(self, g: torch.Tensor, gamma: float) -> torch.Tensor:
         q = g.clone()
         alphas = []
-        for s, y, rho in reversed(pairs):
-            a = rho * float(s @ q)
-            q.sub_(y, alpha=a)
-            alphas.append(a)
-        s, y, rho = pairs[-1]
-        q.mul_(1.0 / (rho * float(y @ y)))  # H0 = s.y / y.y
-        for (s, y, rho), a in zip(pairs, reversed(alphas)):
-            b = rho * float(y @ q)
-            q.add_(s, alpha=a - b)
-        return -q
+        for row in reversed(self.order):
+            alphas.append(float(self.s[row] @ q) / float(self.sy[row, row]))
+            q.sub_(self.y[row], alpha=alphas[-1])
+        q.mul_(gamma)
+        for row, a in zip(self.order, reversed(alphas)):
+            b = float(self.y[row] @ q) / float(self.sy[row, row])
+            q.add_(self.s[row], alpha=a - b)
+        return q.neg_()
+
+    def _compact(self, g: torch.Tensor, gamma: float) -> torch.Tensor:
+        n = max(self.order) + 1
+        s, y = self.s[:n], self.y[:n]
+        sg, yg = torch.stack([s @ g, y @ g]).double().cpu()
+        rows = torch.tensor(self.order)
+        sg, yg = sg[rows], yg[rows]
+        sy, yy = self.sy[rows][:, rows], self.yy[rows][:, rows]
+        r = sy.triu()
+        r_inv_sg = torch.linalg.solve_triangular(r, sg[:, None], upper=True)
+        inner = (torch.diag(sy.diagonal()) + gamma * yy) @ r_inv_sg - gamma * yg[:, None]
+        on_s = torch.zeros(n, dtype=torch.float64)
+        on_y = torch.zeros(n, dtype=torch.float64)
+        on_s[rows] = torch.linalg.solve_triangular(r.T, inner, upper=False)[:, 0]
+        on_y[rows] = -gamma * r_inv_sg[:, 0]
+        h_g = torch.addmv(torch.addmv(g * gamma, s.T, on_s.to(g)), y.T, on_y.to(g))
+        return h_g.neg_()
 
 
-def make_optimizer(image: torch.Tensor, settings: Settings) -> torch.optim.Optimizer:
-    """The optimizer ``settings.optimizer`` names, over the one tensor ``image``."""
+def make_optimizer(image: torch.Tensor, settings: Settings, steps: int | None = None) -> torch.optim.Optimizer:
+    """The optimizer ``settings.optimizer`` names, over the one tensor ``image``.
+
+    ``steps``, when known, bounds L-BFGS's history (a run of n steps never holds more than n - 1 pairs),
+    so that the memory it sets aside for its pairs is no more than the run can use.
+    """
     if settings.optimizer == "adam":
         return TFAdam([image], lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps)
-    return PixelLBFGS([image], lr=settings.lr, history_size=settings.lbfgs_history, max_step=settings.lbfgs_max_step)
+    history = settings.lbfgs_history if steps is None else max(1, min(settings.lbfgs_history, steps - 1))
+    return PixelLBFGS([image], lr=settings.lr, history_size=history, max_step=settings.lbfgs_max_step)
 
 
 def layer_weights(layers: tuple[str, ...], weights: tuple[float, ...]) -> dict[str, float]:
@@ -209,7 +279,7 @@ def run_scale(
     after that step's update, as the tutorial's code does), or the running average when ``ema`` is set.
     """
     image = start.detach().clone().requires_grad_(True)
-    optimizer = make_optimizer(image, settings)
+    optimizer = make_optimizer(image, settings, steps)
     best = {"total": math.inf, "step": -1, "image": image.detach().clone()}
     average = image.detach().clone() if settings.ema else None
     since_improved, reference = 0, math.inf

@@ -81,6 +81,9 @@ def test_make_optimizer() -> None:
     lbfgs = make_optimizer(image, Settings(optimizer="lbfgs", lr=0.5, lbfgs_history=7, lbfgs_max_step=3.0))
     assert isinstance(lbfgs, PixelLBFGS)
     assert lbfgs.defaults == {"lr": 0.5, "history_size": 7, "max_step": 3.0}
+    # A run of 5 steps never holds more than 4 pairs: no memory is set aside for more.
+    assert make_optimizer(image, Settings(optimizer="lbfgs", lbfgs_history=7), steps=5).defaults["history_size"] == 4
+    assert make_optimizer(image, Settings(optimizer="lbfgs", lbfgs_history=7), steps=1).defaults["history_size"] == 1
 
 
 def _minimize(optimizer_for, loss_of, x0: torch.Tensor, steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -139,8 +142,67 @@ def test_pixel_lbfgs_skips_pairs_without_positive_curvature() -> None:
 
     for _ in range(3):
         optimizer.step(closure)
-    assert optimizer.state[x]["pairs"] == []
+    assert len(optimizer.state[x]["pairs"]) == 0
     assert torch.isfinite(x).all()
+
+
+def _two_loop_lbfgs(x0: torch.Tensor, loss_of, steps: int, history: int, max_step: float) -> list[torch.Tensor]:
+    """A plain textbook L-BFGS (two-loop recursion over a list of pairs) with PixelLBFGS's step cap."""
+    x, pairs, prev, seen = x0.clone(), [], None, []
+    for _ in range(steps):
+        xg = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(loss_of(xg), xg)
+        if prev is not None:
+            s, y = x - prev[0], g - prev[1]
+            if s @ y > 1e-10 * (y @ y):
+                pairs = [*pairs, (s, y, 1 / (s @ y))][-history:]
+        prev = (x.clone(), g.clone())
+        q = g.clone()
+        alphas = []
+        for s, y, rho in reversed(pairs):
+            alphas.append(rho * (s @ q))
+            q = q - alphas[-1] * y
+        if pairs:
+            q = q * (pairs[-1][0] @ pairs[-1][1]) / (pairs[-1][1] @ pairs[-1][1])
+        for (s, y, rho), a in zip(pairs, reversed(alphas)):
+            q = q + (a - rho * (y @ q)) * s
+        d = -q
+        d = d * min(1.0, max_step / float(d.abs().max()))
+        x = x + d
+        seen.append(x.clone())
+    return seen
+
+
+@pytest.mark.parametrize("compact", [False, True], ids=["two-loop", "compact"])
+@pytest.mark.parametrize("history", [3, 100], ids=["history-wraps", "history-fills"])
+def test_pixel_lbfgs_takes_the_textbook_steps(history: int, compact: bool) -> None:
+    # Both ways of computing the step (the two-loop recursion over the rows of the stored pairs, and
+    # the compact form's matrix products) take the textbook L-BFGS steps, also once the history is
+    # full and its oldest rows are reused.
+    torch.manual_seed(0)
+    a = torch.randn(30, 30, dtype=torch.float64)
+    target = torch.randn(30, dtype=torch.float64)
+
+    def loss_of(x):
+        r = a @ (x - target)
+        return (r**2).sum() + 0.05 * (r**4).sum()  # not quadratic: every pair differs
+
+    steps = 25
+    reference = _two_loop_lbfgs(torch.zeros(30, dtype=torch.float64), loss_of, steps, history, max_step=0.5)
+    x = torch.zeros(30, dtype=torch.float64, requires_grad=True)
+    optimizer = PixelLBFGS([x], history_size=history, max_step=0.5, compact=compact)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_of(x)
+        loss.backward()
+        return loss
+
+    for i in range(steps):
+        optimizer.step(closure)
+        assert torch.allclose(x.detach(), reference[i], rtol=1e-9, atol=1e-9), f"step {i}"
+    assert len(optimizer.state[x]["pairs"]) == min(history, steps - 1)
+    assert float(loss_of(x.detach())) < 1e-3 * float(loss_of(torch.zeros(30, dtype=torch.float64)))
 
 
 def test_layer_weights() -> None:
