@@ -18,8 +18,11 @@ It measures, side by side in one run (wall-clock seconds, medians of --repeat ru
 * ``compile``: the bare step at 256 px eager and under ``torch.compile`` (compile time apart);
 * ``presets``: wall time of the demo (``painterly`` with no arguments) and of the default preset at
   512 px on the demo pair, from the command line, in a fresh process each (--repeat-presets runs);
-* ``memory``: peak resident memory of a default run of a few steps at 512, 1024 and 2048 px (each in
-  a fresh process).
+* ``memory``: peak resident memory (and, on a GPU, peak GPU memory) of the default preset's last
+  scale at 512, 1024 and 2048 px: a one-scale run of as many steps as that scale runs, so that L-BFGS
+  holds as many curvature pairs as in a real run (each in a fresh process);
+* ``cudagraph`` (CUDA only): the bare step eager against the same step captured once in a CUDA graph
+  and replayed, at 256 and 512 px in fp32 and bf16.
 
 Results go to ``benchmarks/results.json`` and ``benchmarks/results.md`` (the table the README quotes).
 """
@@ -48,7 +51,7 @@ from painterly.optimize import Objective, content_targets, style_grams
 from painterly.samples import demo_paths
 
 HERE = Path(__file__).parent
-PARTS = ("steps", "quality", "compile", "presets", "memory")
+PARTS = ("steps", "quality", "compile", "presets", "memory", "cudagraph")
 STYLE_LAYERS = TUTORIAL.style_layers
 LAYERS = (*STYLE_LAYERS, "block5_conv2")
 
@@ -69,6 +72,8 @@ def machine() -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": cpu_has_fast_bf16(),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
         "versions": {"painterly": painterly.__version__, "torch": torch.__version__,
                      "python": platform.python_version()},
     }
@@ -262,12 +267,15 @@ def part_presets(repeat: int, device: torch.device) -> list[dict]:
 
 
 MEMORY_PROBE = """
-import resource, sys, painterly
+import resource, sys, torch, painterly
 from painterly.images import open_image
 from painterly.samples import demo_paths
 c, s = [open_image(p) for p in demo_paths()]
-r = painterly.stylize(c, s, size=int(sys.argv[1]), steps=2, start_size=0, device=sys.argv[2])
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, r.image.size[0], r.image.size[1])
+size, device = int(sys.argv[1]), sys.argv[2]
+steps = painterly.DEFAULT.replace(size=size).scale_steps()[-1]
+r = painterly.stylize(c, s, size=size, steps=steps, start_size=0, device=device)
+gpu = torch.cuda.max_memory_allocated() if device.startswith("cuda") else 0
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, gpu, steps, r.image.size[0], r.image.size[1])
 """
 
 
@@ -277,24 +285,70 @@ def part_memory(device: torch.device) -> list[dict]:
         start = time.perf_counter()
         out = subprocess.run([sys.executable, "-c", MEMORY_PROBE, str(size), str(device)],
                              capture_output=True, text=True, check=True)
-        peak, w, h = map(int, out.stdout.split()[-3:])
-        row = {"size": size, "image": [w, h], "peak_rss_gib": peak / 2**30,
-               "seconds_2_steps": time.perf_counter() - start}
+        peak, gpu, steps, w, h = map(int, out.stdout.split()[-5:])
+        row = {"size": size, "image": [w, h], "steps": steps, "peak_rss_gib": peak / 2**30,
+               "seconds": time.perf_counter() - start}
+        if device.type == "cuda":
+            row["peak_gpu_gib"] = gpu / 2**30
         rows.append(row)
         print(json.dumps(row), flush=True)
+    return rows
+
+
+def graph_step(net, size: int, precision: str, repeat: int, device: torch.device) -> float:
+    """Median seconds of the bare step captured once in a CUDA graph and replayed."""
+    image = (torch.rand(1, 3, size * 3 // 4, size, device=device) * 255).requires_grad_(True)
+
+    def step():  # autocast's cache of cast weights must be off while capturing
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False):
+            feats = net(image.contiguous(memory_format=torch.channels_last), LAYERS)
+        sum(f.float().mean() for f in feats.values()).backward()
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):  # warm-up off the capture stream, as capturing requires
+        for _ in range(3):
+            image.grad = None
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    image.grad = None
+    with torch.cuda.graph(graph):
+        step()
+    times = []
+    for i in range(repeat + 1):
+        start = time.perf_counter()
+        graph.replay()
+        torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def part_cudagraph(repeat: int, device: torch.device) -> list[dict]:
+    rows = []
+    for size in (256, 512):
+        for precision in ("fp32", "bf16"):
+            net = tutorial_network(device)
+            eager = statistics.median(bare_step(net, size, precision, repeat, device) for _ in range(3))
+            graph = statistics.median(graph_step(net, size, precision, repeat, device) for _ in range(3))
+            row = {"size": size, "precision": precision, "eager": eager, "graph": graph, "ratio": graph / eager}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     return rows
 
 
 def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['versions']['torch']}, "
-             f"CPU capability {m['cpu_capability']}, native bf16: {m['native_bf16']}, CUDA: {m['cuda']}.", ""]
+             f"CPU capability {m['cpu_capability']}, native bf16: {m['native_bf16']}, CUDA: {m['cuda']}"
+             + (f" (CUDA {m['cuda_version']}, cuDNN {m['cudnn_version']})" if m.get("cuda") else "") + ".", ""]
     if "steps" in results:
         lines += ["| size | precision | bare step (s) | Adam step (s) | ratio | L-BFGS step (s) | ratio |",
                   "|---|---|---|---|---|---|---|"]
         for r in results["steps"]:
-            lines.append(f"| {r['size']} | {r['precision']} | {r['bare']:.3f} | {r['adam']:.3f} | "
-                         f"{r['adam_ratio']:.2f} | {r['lbfgs']:.3f} | {r['lbfgs_ratio']:.2f} |")
+            lines.append(f"| {r['size']} | {r['precision']} | {r['bare']:.4g} | {r['adam']:.4g} | "
+                         f"{r['adam_ratio']:.2f} | {r['lbfgs']:.4g} | {r['lbfgs_ratio']:.2f} |")
         lines.append("")
     if "quality" in results:
         q = results["quality"]
@@ -319,9 +373,18 @@ def markdown(results: dict) -> str:
             lines.append(f"| {r['run']} | {r['seconds']:.1f} |")
         lines.append("")
     if "memory" in results:
-        lines += ["| longer side | image | peak memory (GiB) |", "|---|---|---|"]
+        gpu = any("peak_gpu_gib" in r for r in results["memory"])
+        lines += ["| longer side | image | steps | peak memory (GiB) |" + (" peak GPU memory (GiB) |" if gpu else ""),
+                  "|---|---|---|---|" + ("---|" if gpu else "")]
         for r in results["memory"]:
-            lines.append(f"| {r['size']} | {r['image'][0]}x{r['image'][1]} | {r['peak_rss_gib']:.2f} |")
+            lines.append(f"| {r['size']} | {r['image'][0]}x{r['image'][1]} | {r.get('steps', 2)} | "
+                         f"{r['peak_rss_gib']:.2f} |" + (f" {r.get('peak_gpu_gib', float('nan')):.2f} |" if gpu else ""))
+        lines.append("")
+    if results.get("cudagraph"):
+        lines += ["| size | precision | bare step, eager (ms) | replayed CUDA graph (ms) | ratio |", "|---|---|---|---|---|"]
+        for r in results["cudagraph"]:
+            lines.append(f"| {r['size']} | {r['precision']} | {r['eager'] * 1000:.2f} | {r['graph'] * 1000:.2f} | "
+                         f"{r['ratio']:.2f} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -356,6 +419,8 @@ def main() -> int:
         results["presets"] = part_presets(args.repeat_presets, device)
     if "memory" in parts:
         results["memory"] = part_memory(device)
+    if "cudagraph" in parts and device.type == "cuda":
+        results["cudagraph"] = part_cudagraph(args.repeat, device)
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     table = markdown(results)
     commands = sorted(set(results["commands"].values()))
