@@ -189,7 +189,7 @@ class _Tracker:
 
         def report(i: int, losses: dict[str, float], current: torch.Tensor) -> bool:
             now = time.perf_counter() - self.start
-            self.history.append({"step": offset + i, **losses, "seconds": round(now, 4), "scale": scale,
+            self.history.append({"step": offset + i, **losses, "seconds": round(now, 6), "scale": scale,
                                  "size": list(size), "optimizer": self.optimizer})
             if self.callback is None:
                 return False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -238,7 +239,58 @@ class Objective:
     def _autocast(self, device: torch.device):
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=self.autocast_dtype)
+        # Autocast's cache of cast tensors must be off while a CUDA graph is being captured.
+        capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+        return torch.autocast(device.type, dtype=self.autocast_dtype, cache_enabled=not capturing)
+
+
+class GraphedGradient:
+    """An objective's loss terms and gradient at one image size, captured once as a CUDA graph.
+
+    An eager step launches some hundreds of small kernels (the network's layers forward and back,
+    each style layer's Gram and loss); on a fast GPU at these image sizes the launches, not the
+    arithmetic, set the pace. Replaying the captured graph launches them all at once. Each call
+    copies the image into the graph's input and replays; the returned terms and gradient are the
+    graph's own tensors, overwritten by the next call.
+    """
+
+    def __init__(self, objective: Objective, like: torch.Tensor, warmup: int = 2) -> None:
+        self.input = like.detach().clone().requires_grad_(True)
+        side = torch.cuda.Stream(like.device)
+        side.wait_stream(torch.cuda.current_stream(like.device))
+        with torch.cuda.stream(side):  # warm-up (cuDNN's autotuning included) off the capturing stream
+            for _ in range(warmup):
+                self.input.grad = None
+                objective(self.input).total.backward()
+        torch.cuda.current_stream(like.device).wait_stream(side)
+        self.input.grad = None
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.terms = objective(self.input)
+            self.terms.total.backward()
+        assert self.input.grad is not None
+        self.grad: torch.Tensor = self.input.grad
+
+    def __call__(self, image: torch.Tensor) -> tuple[LossTerms, torch.Tensor]:
+        with torch.no_grad():
+            self.input.copy_(image)
+        self.graph.replay()
+        return self.terms, self.grad
+
+
+def graphed_gradient(objective: Objective, image: torch.Tensor, settings: Settings) -> GraphedGradient | None:
+    """A :class:`GraphedGradient` where ``settings`` and the device allow one, else None (eager steps).
+
+    A capture that fails (an old driver, an operation a graph cannot hold) falls back to eager steps
+    with a warning: the run is the same, only slower.
+    """
+    if settings.cuda_graphs != "on" or image.device.type != "cuda":
+        return None
+    try:
+        return GraphedGradient(objective, image)
+    except RuntimeError as exc:
+        warnings.warn(f"CUDA graph capture failed, running eager steps instead: {exc}", RuntimeWarning, stacklevel=2)
+        return None
 
 
 @torch.no_grad()
@@ -285,10 +337,15 @@ def run_scale(
     since_improved, reference = 0, math.inf
     step = 0
 
+    graphed = graphed_gradient(objective, image, settings)
+
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        terms = objective(image)
-        terms.total.backward()
+        if graphed is None:
+            terms = objective(image)
+            terms.total.backward()
+        else:
+            terms, image.grad = graphed(image)
         losses = terms.floats()
         if losses["total"] < best["total"]:
             best.update(total=losses["total"], step=step, image=image.detach().clone())

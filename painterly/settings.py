@@ -18,6 +18,7 @@ from .network import CONV_LAYERS
 OPTIMIZERS = ("lbfgs", "adam")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp64")
+SWITCHES = ("on", "off")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 COLOURS = ("none", "luminance", "histogram")
@@ -107,6 +108,11 @@ class Settings:
     device: str = field(default="auto", metadata=_opt("where to run", DEVICES, group="machine"))
     precision: str = field(
         default="auto", metadata=_opt("network precision (auto: bf16 where the hardware is fast at it; fp64 for reference checks)", PRECISIONS, group="machine")
+    )
+    cuda_graphs: str = field(
+        default="on",
+        metadata=_opt("on CUDA, capture each scale's loss and gradient once as a CUDA graph and replay it every step",
+                      SWITCHES, group="machine"),
     )
     threads: int = field(default=0, metadata=_opt("CPU threads (0: all cores)", group="machine"))
     weights: str = field(
@@ -222,6 +228,7 @@ def _validate(s: Settings) -> None:
         ("optimizer", OPTIMIZERS),
         ("device", DEVICES),
         ("precision", PRECISIONS),
+        ("cuda_graphs", SWITCHES),
         ("pooling", POOLINGS),
         ("colour", COLOURS),
     ):

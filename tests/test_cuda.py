@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import DEFAULT, TUTORIAL, stylize
+from painterly import DEFAULT, TUTORIAL, optimize, stylize
 from painterly.optimize import PixelLBFGS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -60,6 +60,29 @@ def test_cuda_default_preset_multiscale_lbfgs(content_img: Image.Image, style_im
     assert scales == [0, 1]
     losses = _losses(result)
     assert losses[-1] < losses[0] * 0.5
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+def test_cuda_graphs_replay_the_eager_steps(content_img: Image.Image, style_img: Image.Image,
+                                            monkeypatch: pytest.MonkeyPatch, optimizer: str, precision: str) -> None:
+    replays: list[tuple[int, ...]] = []
+    original = optimize.GraphedGradient.__call__
+
+    def spy(self, image):
+        replays.append(tuple(image.shape))
+        return original(self, image)
+
+    monkeypatch.setattr(optimize.GraphedGradient, "__call__", spy)
+    lr = 1.0 if optimizer == "lbfgs" else 5.0
+    settings = TINY.replace(device="cuda", precision=precision, optimizer=optimizer, lr=lr, steps=8, start_size=32,
+                            scale_factor=2.0)
+    graphed = stylize(content_img, style_img, settings)
+    assert len(replays) == 16 and len(set(replays)) == 2  # every step of both scales, one graph per size
+    eager = stylize(content_img, style_img, settings.replace(cuda_graphs="off"))
+    assert len(replays) == 16  # off: no replays
+    assert _losses(graphed) == pytest.approx(_losses(eager), rel=1e-3)
+    assert max(graphed.image.size) == 64
 
 
 @pytest.mark.parametrize("compact", [False, True], ids=["two-loop", "compact"])

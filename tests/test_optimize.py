@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from painterly.losses import LossTerms
-from painterly.optimize import PixelLBFGS, TFAdam, layer_weights, make_optimizer, run_scale
+from painterly.optimize import PixelLBFGS, TFAdam, graphed_gradient, layer_weights, make_optimizer, run_scale
 from painterly.settings import Settings
 
 # x after each of three TF-rule Adam steps (lr 5, betas 0.99/0.999, eps 0.1) on (x - 3)^2 from x = 0,
@@ -203,6 +203,14 @@ def test_pixel_lbfgs_takes_the_textbook_steps(history: int, compact: bool) -> No
         assert torch.allclose(x.detach(), reference[i], rtol=1e-9, atol=1e-9), f"step {i}"
     assert len(optimizer.state[x]["pairs"]) == min(history, steps - 1)
     assert float(loss_of(x.detach())) < 1e-3 * float(loss_of(torch.zeros(30, dtype=torch.float64)))
+
+
+def test_no_cuda_graph_off_cuda_or_when_switched_off() -> None:
+    # Capturing is for CUDA only; elsewhere (and with cuda_graphs='off') every step runs eagerly.
+    image = torch.zeros(1, 3, 8, 8)
+    assert graphed_gradient(object(), image, Settings()) is None  # type: ignore[arg-type]
+    meta = torch.zeros(1, 3, 8, 8, device="meta")
+    assert graphed_gradient(object(), meta, Settings(cuda_graphs="on")) is None  # type: ignore[arg-type]
 
 
 def test_layer_weights() -> None:

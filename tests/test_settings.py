@@ -135,7 +135,8 @@ def test_unknown_layer_suggests_the_closest(field: str, typo: tuple, suggestion:
 @pytest.mark.parametrize(
     ("field", "value", "suggestion"),
     [("optimizer", "adma", "adam"), ("optimizer", "lbgfs", "lbfgs"), ("device", "cpuu", "cpu"),
-     ("precision", "fp23", "fp32"), ("colour", "luminence", "luminance"), ("pooling", "average", None)],
+     ("precision", "fp23", "fp32"), ("colour", "luminence", "luminance"), ("pooling", "average", None),
+     ("cuda_graphs", "of", "off")],
 )
 def test_unknown_choice_lists_the_choices(field: str, value: str, suggestion: str | None) -> None:
     with pytest.raises(SettingsError, match=f"unknown {field} '{value}'") as info:
