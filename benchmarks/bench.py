@@ -103,9 +103,9 @@ def bare_step(net, size: int, precision: str, repeat: int, device: torch.device)
     return statistics.median(times)
 
 
-def tutorial_network(device: torch.device):
-    """VGG19 cut where the tutorial's layers end, as painterly builds it."""
-    return _network(TUTORIAL.replace(device=str(device)), device)
+def tutorial_network(device: torch.device, precision: str = "fp32"):
+    """VGG19 cut where the tutorial's layers end, as painterly builds it for ``precision``."""
+    return _network(TUTORIAL.replace(device=str(device)), device, precision)
 
 
 def full_step(size: int, precision: str, optimizer: str, repeat: int, device: torch.device) -> float:
@@ -125,7 +125,7 @@ def part_steps(repeat: int, rounds: int, device: torch.device) -> list[dict]:
     rows = []
     for size in (256, 512):
         for precision in precisions:
-            net = tutorial_network(device)
+            net = tutorial_network(device, precision)
             samples: dict[str, list[float]] = {"bare": [], "adam": [], "lbfgs": []}
             for _ in range(rounds):
                 samples["bare"].append(bare_step(net, size, precision, repeat, device))
@@ -329,7 +329,7 @@ def part_cudagraph(repeat: int, device: torch.device) -> list[dict]:
     rows = []
     for size in (256, 512):
         for precision in ("fp32", "bf16"):
-            net = tutorial_network(device)
+            net = tutorial_network(device, precision)
             eager = statistics.median(bare_step(net, size, precision, repeat, device) for _ in range(3))
             graph = statistics.median(graph_step(net, size, precision, repeat, device) for _ in range(3))
             row = {"size": size, "precision": precision, "eager": eager, "graph": graph, "ratio": graph / eager}

@@ -125,7 +125,7 @@ def stylize(
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
     dtype = torch.float64 if precision == "fp64" else torch.float32
-    net = _network(settings, device).to(dtype)
+    net = _network(settings, device, precision)
     autocast = torch.bfloat16 if precision == "bf16" else None
 
     plan = [(fit_size(content_img.size, s), n) for s, n in zip(settings.scale_sizes(), settings.scale_steps())]
@@ -224,13 +224,20 @@ def _inputs(content: ImageLike, style: ImageLike | Sequence[ImageLike], settings
 MIN_STYLE = 32
 
 
-def _network(settings: Settings, device: torch.device) -> VGG19:
+def _network(settings: Settings, device: torch.device, precision: str = "fp32") -> VGG19:
+    """VGG19 cut after the deepest layer ``settings`` uses, channels-last, in ``precision``.
+
+    For bf16 the convolutions' weights are stored in bf16: autocast would otherwise cast them from
+    float32 on every pass (the same rounding, so the same numbers, at a cost of about 2% of a step).
+    """
     layers = [*settings.content_layers, *settings.style_layers]
     cut = deepest(layers)
     weights = load_weights(settings.weights)
     names = list(weights)
     kept = {name: weights[name] for name in names[: names.index(cut) + 1]}
-    net = VGG19(kept, pooling=settings.pooling).to(device)
+    net = VGG19(kept, pooling=settings.pooling).to(device, torch.float64 if precision == "fp64" else torch.float32)
+    if precision == "bf16":
+        net.convs.to(torch.bfloat16)
     return net.to(memory_format=torch.channels_last)
 
 
