@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from painterly import optimize
 from painterly.losses import LossTerms
 from painterly.optimize import PixelLBFGS, TFAdam, graphed_gradient, layer_weights, make_optimizer, run_scale
 from painterly.settings import Settings
@@ -211,6 +213,16 @@ def test_no_cuda_graph_off_cuda_or_when_switched_off() -> None:
     assert graphed_gradient(object(), image, Settings()) is None  # type: ignore[arg-type]
     meta = torch.zeros(1, 3, 8, 8, device="meta")
     assert graphed_gradient(object(), meta, Settings(cuda_graphs="on")) is None  # type: ignore[arg-type]
+
+
+def test_a_failed_cuda_graph_capture_falls_back_to_eager_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(objective, image):
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(optimize, "GraphedGradient", refuse)
+    on_a_gpu = SimpleNamespace(device=torch.device("cuda"))  # stands in for a CUDA image: nothing runs on it
+    with pytest.warns(RuntimeWarning, match="CUDA graph capture failed, running eager steps instead"):
+        assert graphed_gradient(object(), on_a_gpu, Settings()) is None  # type: ignore[arg-type]
 
 
 def test_layer_weights() -> None:
