@@ -1,7 +1,7 @@
 """painterly's speed benchmark: every figure in the README's performance section comes from here.
 
-    python benchmarks/bench.py                 # everything (about 30 minutes on a 2-core CPU)
-    python benchmarks/bench.py --only steps    # one part: steps, quality, compile, presets, memory;
+    python benchmarks/bench.py                 # everything (about 35 minutes on a 2-core CPU)
+    python benchmarks/bench.py --only steps    # one part: steps, quality, compile, presets, memory, cudagraph;
                                                # the other parts' figures in results.json are kept
 
 It measures, side by side in one run (wall-clock seconds, medians of --repeat runs):
@@ -26,7 +26,8 @@ It measures, side by side in one run (wall-clock seconds, medians of --repeat ru
 * ``cudagraph`` (CUDA only): the bare step eager against the same step captured once in a CUDA graph
   and replayed, at 256 and 512 px in fp32 and bf16.
 
-Results go to ``benchmarks/results.json`` and ``benchmarks/results.md`` (the table the README quotes).
+Results go to ``benchmarks/results.json`` and ``benchmarks/results.md`` (the table the README quotes);
+``bash benchmarks/gpu.sh`` runs the CUDA tests and every part on a GPU into ``results-cuda.*``.
 """
 
 from __future__ import annotations
