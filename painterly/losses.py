@@ -103,7 +103,7 @@ class LossTerms:
     def floats(self) -> dict[str, float]:
         """The four terms as Python floats, in one transfer from the device (one GPU sync, not four)."""
         names = ("total", "style", "content", "tv")
-        values = torch.stack([getattr(self, k).detach().double() for k in names]).tolist()
+        values = torch.stack([getattr(self, k).detach().to(self.total.dtype) for k in names]).cpu().tolist()
         return dict(zip(names, values))
 
 

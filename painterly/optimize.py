@@ -140,7 +140,7 @@ class _Pairs:
         self.sy[row, row], self.yy[row, row] = sy, yy
         if self.compact:
             n = max(self.order) + 1  # rows in use: the first n
-            s_y, y_y, y_s = (torch.stack([self.s[:n] @ y, self.y[:n] @ y, self.y[:n] @ s]).double().cpu())
+            s_y, y_y, y_s = torch.stack([self.s[:n] @ y, self.y[:n] @ y, self.y[:n] @ s]).cpu().double()
             self.sy[:n, row], self.sy[row, :n] = s_y, y_s
             self.yy[:n, row] = self.yy[row, :n] = y_y
         return True
@@ -168,7 +168,7 @@ class _Pairs:
     def _compact(self, g: torch.Tensor, gamma: float) -> torch.Tensor:
         n = max(self.order) + 1
         s, y = self.s[:n], self.y[:n]
-        sg, yg = torch.stack([s @ g, y @ g]).double().cpu()
+        sg, yg = torch.stack([s @ g, y @ g]).cpu().double()  # to the CPU first: MPS has no float64
         rows = torch.tensor(self.order)
         sg, yg = sg[rows], yg[rows]
         sy, yy = self.sy[rows][:, rows], self.yy[rows][:, rows]
