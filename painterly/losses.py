@@ -18,31 +18,35 @@ def _wide(t: torch.Tensor) -> torch.Tensor:
 
 
 class _Gram(torch.autograd.Function):
-    """``(a * weights) @ a^T / norm`` accumulated in float32, with a one-matmul backward in ``a``'s dtype.
+    """``x^T (x * weights) / norm`` of positions-by-channels maps ``x`` (N, H*W, C), accumulated in float32,
+    with a one-matmul backward in ``x``'s dtype.
 
-    Autograd of ``a @ a.T`` would run two matmuls in float32 for the gradient; the Gram is symmetric in
-    its two uses of ``a``, so one matmul ``(dG + dG^T) @ a`` gives it. That matmul runs in the
+    Autograd of ``x^T x`` would run two matmuls in float32 for the gradient; the Gram is symmetric in
+    its two uses of ``x``, so one matmul ``x @ (dG + dG^T)`` gives it. That matmul runs in the
     features' own precision: under bf16 autocast the gradient flowing back into the network is bf16
     anyway, so it loses nothing and runs at bf16 speed. The forward stays float32 so that ``G - A``,
     a small difference of large numbers near convergence, keeps its digits.
+
+    Positions come first because the network's maps are channels-last: ``(N, H*W, C)`` is then a view
+    of them, not a copy, and the gradient goes back to the network channels-last too.
     """
 
     @staticmethod
-    def forward(ctx, a: torch.Tensor, weights: torch.Tensor | None, norm: torch.Tensor | float) -> torch.Tensor:
-        wide = _wide(a)
-        ctx.save_for_backward(a, weights)
+    def forward(ctx, x: torch.Tensor, weights: torch.Tensor | None, norm: torch.Tensor | float) -> torch.Tensor:
+        wide = _wide(x)
+        ctx.save_for_backward(x, weights)
         ctx.norm = norm
-        left = wide if weights is None else wide * weights.to(wide.dtype)
-        return left @ wide.transpose(1, 2) / norm
+        right = wide if weights is None else wide * weights.to(wide.dtype)
+        return wide.transpose(1, 2) @ right / norm
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        a, weights = ctx.saved_tensors
-        sym = ((grad + grad.transpose(1, 2)) / ctx.norm).to(a.dtype)  # scaled while still wide
-        out = sym @ a
+        x, weights = ctx.saved_tensors
+        sym = ((grad + grad.transpose(1, 2)) / ctx.norm).to(x.dtype)  # scaled while still wide
+        out = x @ sym
         if weights is not None:
-            out = out * weights.to(a.dtype)
+            out = out * weights.to(x.dtype)
         return out, None, None
 
 
@@ -54,12 +58,12 @@ def gram_matrix(features: torch.Tensor, mask: torch.Tensor | None = None) -> tor
     The result is float32 (float64 for float64 maps) whatever the maps' precision.
     """
     n, c, h, w = features.shape
-    a = features.reshape(n, c, h * w)
+    x = features.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view of channels-last maps
     if mask is None:
-        return _Gram.apply(a, None, float(h * w))
-    m = mask.detach().reshape(n, 1, h * w)
-    norm = _wide(m).sum(dim=2, keepdim=True).clamp_min(1e-8)
-    return _Gram.apply(a, m, norm)
+        return _Gram.apply(x, None, float(h * w))
+    m = mask.detach().reshape(n, h * w, 1)
+    norm = _wide(m).sum(dim=1, keepdim=True).clamp_min(1e-8)
+    return _Gram.apply(x, m, norm)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
