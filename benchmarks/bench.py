@@ -87,6 +87,15 @@ def demo_pair(size: int):
     return resize_longer(open_image(content_path), size), resize_longer(open_image(style_path), size)
 
 
+def bare_pass(net, image: torch.Tensor, precision: str, cache: bool = True) -> None:
+    """``net`` forward to the tapped layers, then backward to ``image`` from all-ones gradients given in
+    the maps' own dtype and channels-last layout: the network's passes and nothing else."""
+    with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=cache):
+        feats = net(image.contiguous(memory_format=torch.channels_last), LAYERS)
+    maps = list(feats.values())
+    torch.autograd.backward(maps, [torch.ones_like(f) for f in maps])
+
+
 def bare_step(net, size: int, precision: str, repeat: int, device: torch.device) -> float:
     """Median seconds of ``net`` (eager or compiled) forward to block5_conv2 + backward to the image.
 
@@ -96,9 +105,7 @@ def bare_step(net, size: int, precision: str, repeat: int, device: torch.device)
     times = []
     for i in range(repeat + 1):
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            feats = net(image.contiguous(memory_format=torch.channels_last), LAYERS)
-        sum(f.float().mean() for f in feats.values()).backward()
+        bare_pass(net, image, precision)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i:  # the first is warm-up (and, compiled, the compilation)
@@ -344,9 +351,7 @@ def graph_step(net, size: int, precision: str, repeat: int, device: torch.device
     image = (torch.rand(1, 3, size * 3 // 4, size, device=device) * 255).requires_grad_(True)
 
     def step():  # autocast's cache of cast weights must be off while capturing
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16", cache_enabled=False):
-            feats = net(image.contiguous(memory_format=torch.channels_last), LAYERS)
-        sum(f.float().mean() for f in feats.values()).backward()
+        bare_pass(net, image, precision, cache=False)
 
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
