@@ -45,7 +45,7 @@ class VGG19(nn.Module):
         for name, (out_ch, in_ch) in conv_shapes().items():
             if name not in weights:
                 break  # a network cut short: only the layers it was given
-            conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+            conv = nn.utils.skip_init(nn.Conv2d, in_ch, out_ch, 3, padding=1)  # no random init: overwritten next
             w, b = weights[name]
             conv.weight.data.copy_(w)
             conv.bias.data.copy_(b)
