@@ -139,7 +139,7 @@ class _Pairs:
         self.s[row], self.y[row] = s, y
         self.sy[row, row], self.yy[row, row] = sy, yy
         if self.compact:
-            n = max(self.order) + 1  # rows in use: the first n
+            n = len(self.order)  # rows fill in order and are reused only once all are in use: the first n
             s_y, y_y, y_s = torch.stack([self.s[:n] @ y, self.y[:n] @ y, self.y[:n] @ s]).cpu().double()
             self.sy[:n, row], self.sy[row, :n] = s_y, y_s
             self.yy[:n, row] = self.yy[row, :n] = y_y
@@ -166,7 +166,7 @@ class _Pairs:
         return q.neg_()
 
     def _compact(self, g: torch.Tensor, gamma: float) -> torch.Tensor:
-        n = max(self.order) + 1
+        n = len(self.order)
         s, y = self.s[:n], self.y[:n]
         sg, yg = torch.stack([s @ g, y @ g]).cpu().double()  # to the CPU first: MPS has no float64
         rows = torch.tensor(self.order)
