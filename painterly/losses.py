@@ -134,11 +134,17 @@ def resize_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(mask, like.shape[-2:])
 
 
+def _zero_like(features: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A wide zero on the maps' device to start a sum of losses (without converting any map to make it)."""
+    first = next(iter(features.values()))
+    return torch.zeros((), dtype=_wide_dtype(first.dtype), device=first.device)
+
+
 def style_term(
     features: dict[str, torch.Tensor], targets: list[StyleTarget], layer_weights: dict[str, float]
 ) -> torch.Tensor:
     """Weighted sum over layers (and regions) of the Gram losses against ``targets``."""
-    total = _wide(next(iter(features.values()))).new_zeros(())
+    total = _zero_like(features)
     for layer, weight in layer_weights.items():
         f = features[layer]
         for target in targets:
@@ -151,7 +157,7 @@ def content_term(
     features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], layer_weights: dict[str, float]
 ) -> torch.Tensor:
     """Weighted sum over layers of the content losses."""
-    total = _wide(next(iter(features.values()))).new_zeros(())
+    total = _zero_like(features)
     for layer, weight in layer_weights.items():
         total = total + weight * content_loss(features[layer], targets[layer])
     return total
