@@ -47,7 +47,7 @@ import torch
 import painterly
 from painterly import TUTORIAL, stylize
 from painterly.api import _network
-from painterly.devices import cpu_has_fast_bf16, pick_device
+from painterly.devices import cpu_has_fast_bf16, keep_freed_memory, pick_device
 from painterly.images import open_image, resize_longer, to_tensor
 from painterly.losses import StyleTarget
 from painterly.optimize import Objective, PixelLBFGS, content_targets, style_grams
@@ -452,6 +452,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     device = pick_device(args.device)
+    if device.type == "cpu":
+        keep_freed_memory()  # as painterly's runs do, so that the bare step has the same allocator
     parts = args.only or list(PARTS)
     # With --only, the other parts' earlier figures are kept, each with the command that made it.
     json_path = args.out.with_suffix(".json")

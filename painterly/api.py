@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from . import colour
-from .devices import pick_device, pick_precision
+from .devices import keep_freed_memory, pick_device, pick_precision
 from .errors import ImageError, SettingsError
 from .images import ImageLike, fit_size, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
 from .losses import StyleTarget
@@ -122,6 +122,8 @@ def stylize(
     precision = pick_precision(settings.precision, device)
     if settings.threads:
         torch.set_num_threads(settings.threads)
+    if device.type == "cpu":
+        keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
     dtype = torch.float64 if precision == "fp64" else torch.float32

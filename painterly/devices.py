@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import platform
+
 import torch
 
 from .errors import SettingsError
@@ -40,3 +43,35 @@ def pick_precision(name: str, device: torch.device) -> str:
     if device.type == "cpu":
         return "bf16" if cpu_has_fast_bf16() else "fp32"
     return "fp32"
+
+
+#: glibc's ``mallopt`` parameters (``malloc.h``) and the values painterly sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks up to 32 MiB come from the heap
+_TRIM_THRESHOLD = 1 << 30  # free memory at the heap's top is handed back only beyond 1 GiB
+_allocator_tuned: list[bool] = []
+
+
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed blocks for reuse instead of handing them back to the system.
+
+    Each step allocates and frees the same feature maps and gradients (megabytes each). With glibc's
+    defaults the freed memory at the top of the heap is trimmed and blocks beyond its adaptive
+    threshold are mapped afresh, so the next step takes page faults on all of it again: about 12,000
+    per step at 256 px (some 5% of a bf16 step) and 20,000-26,000 at 512 px. Blocks up to 32 MiB now
+    come from the heap, and the heap keeps up to 1 GiB of free memory at its top. Peak memory is
+    unchanged; the process holds on to it between steps rather than returning it.
+
+    Once per process; a no-op (False) where the C library is not glibc.
+    """
+    if _allocator_tuned:
+        return _allocator_tuned[0]
+    done = False
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        try:
+            mallopt = ctypes.CDLL(None).mallopt
+            done = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+        except (OSError, AttributeError):
+            done = False
+    _allocator_tuned.append(done)
+    return done
