@@ -11,6 +11,7 @@ from painterly.losses import (
     StyleTarget,
     content_loss,
     content_term,
+    gram_difference,
     gram_matrix,
     style_loss,
     style_term,
@@ -163,15 +164,19 @@ def test_style_loss_gradient_matches_the_closed_form() -> None:
     assert torch.allclose(f.grad.reshape(1, 3, 4), expected)
 
 
+@pytest.mark.parametrize("via", ["gram_matrix", "gram_difference"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_bf16_gram_gradient_is_bf16_and_matches_float32(masked: bool) -> None:
+def test_bf16_gram_gradient_is_bf16_and_matches_float32(masked: bool, via: str) -> None:
     # The Gram's backward runs in the maps' own dtype (one bf16 matmul under autocast); its gradient
     # must agree with float32 autograd of the same bf16 maps to bf16 precision.
     f = (torch.rand(1, 16, 12, 10, generator=torch.Generator().manual_seed(5)) * 4).bfloat16()
     mask = torch.rand(1, 1, 12, 10, generator=torch.Generator().manual_seed(6)) if masked else None
     target = torch.rand(1, 16, 16, generator=torch.Generator().manual_seed(7))
     ours = f.clone().requires_grad_()
-    style_loss(gram_matrix(ours, mask), target).backward()
+    if via == "gram_matrix":
+        style_loss(gram_matrix(ours, mask), target).backward()
+    else:
+        gram_difference(ours, target, mask).pow(2).mean().backward()
     wide = f.float().requires_grad_()
     a = wide.reshape(1, 16, 120)
     m = None if mask is None else mask.reshape(1, 1, 120)
@@ -179,6 +184,35 @@ def test_bf16_gram_gradient_is_bf16_and_matches_float32(masked: bool) -> None:
     style_loss(gram, target).backward()
     assert ours.grad.dtype == torch.bfloat16
     assert torch.allclose(ours.grad.float(), wide.grad, rtol=2e-2, atol=1e-2 * float(wide.grad.abs().max()))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_gram_difference_is_the_gram_minus_the_target(dtype: torch.dtype) -> None:
+    f = _rand(2, 5, 6, 7, seed=21).to(dtype)
+    target = _rand(1, 5, 5, seed=22).to(dtype)
+    mask = _rand(2, 1, 6, 7, seed=23).to(dtype)
+    assert torch.allclose(gram_difference(f, target), gram_matrix(f) - target)
+    assert torch.allclose(gram_difference(f, target, mask), gram_matrix(f, mask) - target)
+    assert gram_difference(f, target).dtype == dtype
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_bf16_gram_difference_keeps_the_digits_of_the_difference(masked: bool) -> None:
+    # Near convergence G - A is a small difference of large numbers. A bf16 Gram rounded before the
+    # subtraction would carry errors of about 0.4% of G, here about 40% of G - A; the difference
+    # must instead come out to bf16 precision of itself, like a float64 computation of the same maps.
+    f = (torch.rand(1, 64, 24, 20, generator=torch.Generator().manual_seed(24)) * 4).bfloat16()
+    f = f.contiguous(memory_format=torch.channels_last)
+    mask = torch.rand(1, 1, 24, 20, generator=torch.Generator().manual_seed(25)) if masked else None
+    exact = gram_matrix(f.double(), None if mask is None else mask.double())
+    noise = torch.randn(1, 64, 64, generator=torch.Generator().manual_seed(26), dtype=torch.float64)
+    target = (exact + 0.01 * exact.abs().mean() * noise).float()  # 1% away from the Gram
+    want = exact - target.double()
+    got = gram_difference(f, target, mask)
+    assert got.dtype == torch.float32
+    assert float((got.double() - want).norm() / want.norm()) < 5e-3
+    rounded_first = gram_matrix(f, mask).bfloat16().double() - target.double()
+    assert float((rounded_first - want).norm() / want.norm()) > 0.05  # the test can tell
 
 
 @pytest.fixture(scope="module")
