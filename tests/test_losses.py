@@ -199,7 +199,7 @@ def test_gram_difference_is_the_gram_minus_the_target(dtype: torch.dtype) -> Non
 @pytest.mark.parametrize("masked", [False, True])
 def test_bf16_gram_difference_keeps_the_digits_of_the_difference(masked: bool) -> None:
     # Near convergence G - A is a small difference of large numbers. A bf16 Gram rounded before the
-    # subtraction would carry errors of about 0.4% of G, here about 40% of G - A; the difference
+    # subtraction would carry errors of about 0.2% of G, here about 20% of G - A; the difference
     # must instead come out to bf16 precision of itself, like a float64 computation of the same maps.
     f = (torch.rand(1, 64, 24, 20, generator=torch.Generator().manual_seed(24)) * 4).bfloat16()
     f = f.contiguous(memory_format=torch.channels_last)
