@@ -1,4 +1,4 @@
-"""Choosing the device and the precision a run uses."""
+"""Choosing the device and the precision a run uses, and how the CPU allocator keeps freed memory."""
 
 from __future__ import annotations
 
@@ -58,9 +58,9 @@ def keep_freed_memory() -> bool:
     Each step allocates and frees the same feature maps and gradients (megabytes each). With glibc's
     defaults the freed memory at the top of the heap is trimmed and blocks beyond its adaptive
     threshold are mapped afresh, so the next step takes page faults on all of it again: about 12,000
-    per step at 256 px (some 5% of a bf16 step) and 20,000-26,000 at 512 px. Blocks up to 32 MiB now
-    come from the heap, and the heap keeps up to 1 GiB of free memory at its top. Peak memory is
-    unchanged; the process holds on to it between steps rather than returning it.
+    per step at 256 px (4-5% of a bf16 step) and 20,000-26,000 at 512 px. Blocks up to 32 MiB now
+    come from the heap, and the heap keeps up to 1 GiB of free memory at its top. Peak memory stays
+    within a few percent; the process holds on to what it freed between steps rather than returning it.
 
     Once per process; a no-op (False) where the C library is not glibc.
     """

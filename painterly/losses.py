@@ -36,12 +36,12 @@ class _Gram(torch.autograd.Function):
     anyway, so it loses nothing and runs at bf16 speed.
 
     The forward must keep the digits of ``G - A``, a small difference of large numbers near
-    convergence. For float32 (and float64) maps it is one float32 matmul and a subtraction. For bf16
-    maps it is one bf16 matmul that starts its float32 accumulator at ``-A`` (``A`` rounded to bf16;
-    the rounding is added back in float32): the products of bf16 numbers are exact in float32, so
-    only the finished difference is rounded, to bf16 precision (2-3 digits) of the difference itself, not
-    of ``G``. On the CPU that is twice as fast as a float32 Gram and needs no float32 copy of the maps;
-    on GPUs (where it has not been measured) the Gram stays one float32 matmul.
+    convergence. For float32 (and float64) maps it is a float32 Gram and a subtraction. For bf16 maps
+    on the CPU it is one bf16 matmul that starts its float32 accumulator at ``-A`` (``A`` rounded to
+    bf16; the rounding is added back in float32): the products of bf16 numbers are exact in float32,
+    so only the finished difference is rounded, to bf16 precision (2-3 digits) of the difference
+    itself, not of ``G``. That is twice as fast as a float32 Gram and needs no float32 copy of the
+    maps. Masked Grams, and bf16 on GPUs (where this has not been measured), take the float32 Gram.
 
     Positions come first because the network's maps are channels-last: ``(N, H*W, C)`` is then a view
     of them, not a copy, and the gradient goes back to the network channels-last too.
@@ -80,6 +80,7 @@ class _Gram(torch.autograd.Function):
 
 
 def _gram(features: torch.Tensor, mask: torch.Tensor | None, target: torch.Tensor | None) -> torch.Tensor:
+    """``_Gram`` of (N, C, H, W) maps read as positions x channels, with the mask's weights and norm."""
     n, c, h, w = features.shape
     x = features.permute(0, 2, 3, 1).reshape(n, h * w, c)  # a view of channels-last maps
     if mask is None:
@@ -157,8 +158,8 @@ def resize_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return F.adaptive_avg_pool2d(mask, like.shape[-2:])
 
 
-def _zero_like(features: dict[str, torch.Tensor]) -> torch.Tensor:
-    """A wide zero on the maps' device to start a sum of losses (without converting any map to make it)."""
+def _wide_zero(features: dict[str, torch.Tensor]) -> torch.Tensor:
+    """A float32 (float64) zero on the maps' device to start a sum of losses, made without converting a map."""
     first = next(iter(features.values()))
     return torch.zeros((), dtype=_wide_dtype(first.dtype), device=first.device)
 
@@ -167,7 +168,7 @@ def style_term(
     features: dict[str, torch.Tensor], targets: list[StyleTarget], layer_weights: dict[str, float]
 ) -> torch.Tensor:
     """Weighted sum over layers (and regions) of the Gram losses against ``targets``."""
-    total = _zero_like(features)
+    total = _wide_zero(features)
     for layer, weight in layer_weights.items():
         f = features[layer]
         for target in targets:
@@ -181,7 +182,7 @@ def content_term(
     features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], layer_weights: dict[str, float]
 ) -> torch.Tensor:
     """Weighted sum over layers of the content losses."""
-    total = _zero_like(features)
+    total = _wide_zero(features)
     for layer, weight in layer_weights.items():
         total = total + weight * content_loss(features[layer], targets[layer])
     return total
