@@ -109,7 +109,7 @@ def painterly_run(content: np.ndarray, style: np.ndarray, steps: int, precision:
 
     from painterly import TUTORIAL, stylize
     from painterly.api import _network
-    from painterly.devices import pick_device
+    from painterly.devices import pick_device, storage_dtype
     from painterly.images import to_tensor
     from painterly.optimize import Objective, content_targets, style_grams
     from painterly.losses import StyleTarget
@@ -117,9 +117,9 @@ def painterly_run(content: np.ndarray, style: np.ndarray, steps: int, precision:
 
     size = max(content.shape[:2])
     settings = TUTORIAL.replace(size=size, steps=steps, device="cpu", precision=precision)
-    dtype = torch.float64 if precision == "fp64" else torch.float32
+    dtype = storage_dtype(precision)
     c_img, s_img = Image.fromarray(content.astype(np.uint8)), Image.fromarray(style.astype(np.uint8))
-    net = _network(settings, pick_device("cpu")).to(dtype)
+    net = _network(settings, pick_device("cpu"), precision)
     objective = Objective(net, settings, {}, [])
     c = to_tensor(c_img).to(dtype)
     objective.content_targets = content_targets(objective, c)

@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from . import colour
-from .devices import keep_freed_memory, pick_device, pick_precision
+from .devices import keep_freed_memory, pick_device, pick_precision, storage_dtype
 from .errors import ImageError, SettingsError
 from .images import ImageLike, fit_size, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
 from .losses import StyleTarget
@@ -126,7 +126,7 @@ def stylize(
         keep_freed_memory()
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
-    dtype = torch.float64 if precision == "fp64" else torch.float32
+    dtype = storage_dtype(precision)
     net = _network(settings, device, precision)
     autocast = torch.bfloat16 if precision == "bf16" else None
 
@@ -237,7 +237,7 @@ def _network(settings: Settings, device: torch.device, precision: str = "fp32") 
     weights = load_weights(settings.weights)
     names = list(weights)
     kept = {name: weights[name] for name in names[: names.index(cut) + 1]}
-    net = VGG19(kept, pooling=settings.pooling).to(device, torch.float64 if precision == "fp64" else torch.float32)
+    net = VGG19(kept, pooling=settings.pooling).to(device, storage_dtype(precision))
     if precision == "bf16":
         net.convs.to(torch.bfloat16)
     return net.to(memory_format=torch.channels_last)

@@ -34,6 +34,12 @@ def cpu_has_fast_bf16() -> bool:
         return False
 
 
+def storage_dtype(precision: str) -> torch.dtype:
+    """The dtype images, targets and weights are kept in for ``precision``: float64 for fp64, else
+    float32 (bf16 runs cast under autocast)."""
+    return torch.float64 if precision == "fp64" else torch.float32
+
+
 def pick_precision(name: str, device: torch.device) -> str:
     """``auto`` -> bf16 on CUDA GPUs that support it and on CPUs with native bf16, else fp32."""
     if name != "auto":

@@ -126,11 +126,11 @@ class _Pairs:
     def __len__(self) -> int:
         return len(self.order)
 
-    def add(self, s: torch.Tensor, y: torch.Tensor) -> bool:
-        """Keep the pair if it describes positive curvature (``s.y > 1e-10 y.y``); say whether it was kept."""
+    def add(self, s: torch.Tensor, y: torch.Tensor) -> None:
+        """Keep the pair if it describes positive curvature (``s.y > 1e-10 y.y``)."""
         sy, yy = torch.stack([s @ y, y @ y]).tolist()
         if not sy > 1e-10 * yy:
-            return False
+            return
         if not self.order:
             self.s = s.new_zeros(self.capacity, s.numel())
             self.y = s.new_zeros(self.capacity, s.numel())
@@ -143,7 +143,6 @@ class _Pairs:
             s_y, y_y, y_s = torch.stack([self.s[:n] @ y, self.y[:n] @ y, self.y[:n] @ s]).cpu().double()
             self.sy[:n, row], self.sy[row, :n] = s_y, y_s
             self.yy[:n, row] = self.yy[row, :n] = y_y
-        return True
 
     def direction(self, g: torch.Tensor) -> torch.Tensor:
         """``-H g`` with ``H0 = (s.y / y.y) I`` of the newest pair; ``-g`` before there is any pair."""

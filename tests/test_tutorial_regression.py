@@ -16,6 +16,7 @@ import torch
 
 from painterly import TUTORIAL, stylize
 from painterly.api import _network
+from painterly.devices import storage_dtype
 from painterly.images import open_image, resize_longer, to_tensor
 from painterly.losses import StyleTarget
 from painterly.optimize import Objective, content_targets, style_grams
@@ -37,9 +38,9 @@ def demo_pair():
 
 def step0_gradient(content, style, precision: str) -> np.ndarray:
     """d(total loss)/d(pixels) at the content image, (H, W, 3) RGB, as the reference stores it."""
-    dtype = torch.float64 if precision == "fp64" else torch.float32
+    dtype = storage_dtype(precision)
     settings = TUTORIAL.replace(size=128, device="cpu", precision=precision)
-    objective = Objective(_network(settings, torch.device("cpu")).to(dtype), settings, {}, [])
+    objective = Objective(_network(settings, torch.device("cpu"), precision), settings, {}, [])
     c = to_tensor(content).to(dtype)
     objective.content_targets = content_targets(objective, c)
     objective.style_targets = [StyleTarget(style_grams(objective, to_tensor(style).to(dtype)))]
