@@ -50,7 +50,7 @@ from painterly.api import _network
 from painterly.devices import cpu_has_fast_bf16, keep_freed_memory, pick_device
 from painterly.images import open_image, resize_longer, to_tensor
 from painterly.losses import StyleTarget
-from painterly.optimize import Objective, PixelLBFGS, content_targets, style_grams
+from painterly.optimize import Objective, PixelLBFGS, capture_graph, content_targets, style_grams
 from painterly.samples import demo_paths
 
 HERE = Path(__file__).parent
@@ -350,20 +350,11 @@ def graph_step(net, size: int, precision: str, repeat: int, device: torch.device
     """Median seconds of the bare step captured once in a CUDA graph and replayed."""
     image = (torch.rand(1, 3, size * 3 // 4, size, device=device) * 255).requires_grad_(True)
 
-    def step():  # autocast's cache of cast weights must be off while capturing
+    def step() -> None:  # autocast's cache of cast weights must be off while capturing
+        image.grad = None
         bare_pass(net, image, precision, cache=False)
 
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capture stream, as capturing requires
-        for _ in range(3):
-            image.grad = None
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    image.grad = None
-    with torch.cuda.graph(graph):
-        step()
+    graph, _ = capture_graph(step, device, warmup=3)
     times = []
     for i in range(repeat + 1):
         start = time.perf_counter()

@@ -243,6 +243,24 @@ class Objective:
         return torch.autocast(device.type, dtype=self.autocast_dtype, cache_enabled=not capturing)
 
 
+def capture_graph(run: Callable[[], object], device: torch.device, warmup: int = 2):
+    """Call ``run`` ``warmup`` times on a side stream (cuDNN's autotuning included, off the capturing
+    stream as capture requires), then capture one more call as a CUDA graph.
+
+    Returns the graph and what the captured call returned (tensors the graph overwrites on replay).
+    """
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(warmup):
+            run()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = run()
+    return graph, out
+
+
 class GraphedGradient:
     """An objective's loss terms and gradient at one image size, captured once as a CUDA graph.
 
@@ -255,18 +273,14 @@ class GraphedGradient:
 
     def __init__(self, objective: Objective, like: torch.Tensor, warmup: int = 2) -> None:
         self.input = like.detach().clone().requires_grad_(True)
-        side = torch.cuda.Stream(like.device)
-        side.wait_stream(torch.cuda.current_stream(like.device))
-        with torch.cuda.stream(side):  # warm-up (cuDNN's autotuning included) off the capturing stream
-            for _ in range(warmup):
-                self.input.grad = None
-                objective(self.input).total.backward()
-        torch.cuda.current_stream(like.device).wait_stream(side)
-        self.input.grad = None
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.terms = objective(self.input)
-            self.terms.total.backward()
+
+        def run() -> LossTerms:
+            self.input.grad = None
+            terms = objective(self.input)
+            terms.total.backward()
+            return terms
+
+        self.graph, self.terms = capture_graph(run, like.device, warmup)
         assert self.input.grad is not None
         self.grad: torch.Tensor = self.input.grad
 
