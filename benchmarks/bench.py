@@ -46,11 +46,11 @@ import torch
 
 import painterly
 from painterly import TUTORIAL, stylize
-from painterly.api import _network
+from painterly.api import build_network
 from painterly.devices import cpu_has_fast_bf16, keep_freed_memory, pick_device
 from painterly.images import open_image, resize_longer, to_tensor
-from painterly.losses import StyleTarget
-from painterly.optimize import Objective, PixelLBFGS, capture_graph, content_targets, style_grams
+from painterly.objective import build_objective
+from painterly.optimize import PixelLBFGS, capture_graph
 from painterly.samples import demo_paths
 
 HERE = Path(__file__).parent
@@ -115,7 +115,7 @@ def bare_step(net, size: int, precision: str, repeat: int, device: torch.device)
 
 def tutorial_network(device: torch.device, precision: str = "fp32"):
     """VGG19 cut where the tutorial's layers end, as painterly builds it for ``precision``."""
-    return _network(TUTORIAL.replace(device=str(device)), device, precision)
+    return build_network(TUTORIAL.replace(device=str(device)), device, precision)
 
 
 def full_step(size: int, precision: str, optimizer: str, repeat: int, device: torch.device) -> float:
@@ -236,11 +236,9 @@ def warm_up(settings, content, style) -> None:
 def tutorial_objective(content, style):
     """The tutorial's loss at 256 px in fp32 on the CPU, to judge every configuration's output."""
     settings = TUTORIAL.replace(size=256, device="cpu", precision="fp32")
-    net = _network(settings, torch.device("cpu"))
-    objective = Objective(net, settings, {}, [])
+    net = build_network(settings, torch.device("cpu"))
     c, s = to_tensor(content, torch.device("cpu")), to_tensor(style, torch.device("cpu"))
-    targets = content_targets(objective, c)
-    return Objective(net, settings, targets, [StyleTarget(style_grams(objective, s))])
+    return build_objective(net, settings, c, [s])
 
 
 def part_quality(device: torch.device, tutorial_steps: int) -> dict:

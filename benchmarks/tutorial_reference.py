@@ -108,22 +108,19 @@ def painterly_run(content: np.ndarray, style: np.ndarray, steps: int, precision:
     import torch
 
     from painterly import TUTORIAL, stylize
-    from painterly.api import _network
+    from painterly.api import build_network
     from painterly.devices import pick_device, storage_dtype
     from painterly.images import to_tensor
-    from painterly.optimize import Objective, content_targets, style_grams
-    from painterly.losses import StyleTarget
+    from painterly.objective import build_objective
     from PIL import Image
 
     size = max(content.shape[:2])
     settings = TUTORIAL.replace(size=size, steps=steps, device="cpu", precision=precision)
     dtype = storage_dtype(precision)
     c_img, s_img = Image.fromarray(content.astype(np.uint8)), Image.fromarray(style.astype(np.uint8))
-    net = _network(settings, pick_device("cpu"), precision)
-    objective = Objective(net, settings, {}, [])
+    net = build_network(settings, pick_device("cpu"), precision)
     c = to_tensor(c_img).to(dtype)
-    objective.content_targets = content_targets(objective, c)
-    objective.style_targets = [StyleTarget(style_grams(objective, to_tensor(s_img).to(dtype)))]
+    objective = build_objective(net, settings, c, [to_tensor(s_img).to(dtype)])
     x = c.clone().requires_grad_(True)
     objective(x).total.backward()
     gradient = x.grad[0].permute(1, 2, 0).numpy()

@@ -13,17 +13,18 @@ import torch
 from PIL import Image
 
 from . import colour
-from .devices import keep_freed_memory, pick_device, pick_precision, storage_dtype
+from .devices import pick_device, pick_precision, storage_dtype
 from .errors import ImageError, SettingsError
-from .images import ImageLike, fit_size, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
-from .losses import StyleTarget
+from .images import ImageLike, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
 from .masks import prepare_masks
 from .network import VGG19, deepest
-from .optimize import Objective, content_targets, run_scale, style_grams
+from .objective import build_objective
+from .optimize import run_scale
+from .plan import Plan, ScalePlan, make_plan
 from .settings import INITS, Settings
 from .weights import load_weights
 
-__all__ = ["Progress", "Result", "stylize"]
+__all__ = ["Engine", "Progress", "Result", "apply_colour", "build_network", "prepare_images", "stylize"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,15 @@ class Result:
     stopped: bool = False  # stopped early by the callback or Ctrl-C
     content: Image.Image | None = field(default=None, repr=False)
     styles: list[Image.Image] = field(default_factory=list, repr=False)
+    plan: Plan | None = field(default=None, repr=False)
+    scale_reached: int = 0  # 0-based index of the last scale that ran (the image is upsampled from it if stopped early)
+
+    @property
+    def best_step_of_scale(self) -> tuple[int, int]:
+        """(1-based step within the scale reached, steps that scale ran) of the best image."""
+        in_scale = [h for h in self.history if h.get("scale") == self.scale_reached]
+        first = in_scale[0]["step"] if in_scale else 0
+        return self.best_step - first + 1, len(in_scale)
 
     def record(self) -> dict[str, Any]:
         """The run record (``--history``): settings, per-step losses, best, timings, versions."""
@@ -84,6 +94,8 @@ class Result:
             "device": self.device,
             "precision": self.precision,
             "stopped": self.stopped,
+            "scale_reached": self.scale_reached,
+            "scales": len(self.plan.scales) if self.plan else 1,
             "versions": {"painterly": __version__, "torch": torch.__version__, "python": platform.python_version()},
         }
 
@@ -94,6 +106,28 @@ class Result:
         return buffer.getvalue()
 
 
+class Engine:
+    """What runs on one device can share: the network, and style targets already computed.
+
+    A batch worker keeps one engine for all its jobs, so VGG19 is loaded once and the Gram targets
+    of a style image used again (same pixels, size, layers and loss) are not recomputed.
+    :func:`stylize` makes a fresh one when none is given. It changes no process-wide state: threads
+    and the allocator belong to the program's entry points (:func:`painterly.devices.setup_process`).
+    """
+
+    def __init__(self) -> None:
+        self.networks: dict[tuple[Any, ...], VGG19] = {}
+        self.style_cache: dict[tuple[Any, ...], Any] = {}
+
+    def network(self, settings: Settings, device: torch.device, precision: str) -> VGG19:
+        """:func:`build_network` for ``settings``, built once per cut, pooling, weights, device and precision."""
+        cut = deepest([*settings.content_layers, *settings.style_layers])
+        key = (cut, settings.pooling, settings.weights, str(device), precision)
+        if key not in self.networks:
+            self.networks[key] = build_network(settings, device, precision)
+        return self.networks[key]
+
+
 def stylize(
     content: ImageLike,
     style: ImageLike | Sequence[ImageLike],
@@ -102,15 +136,20 @@ def stylize(
     callback: Callback | None = None,
     masks: Sequence[ImageLike] | None = None,
     init_image: ImageLike | None = None,
+    extra_terms: Sequence[Any] = (),
+    engine: Engine | None = None,
     **overrides: Any,
 ) -> Result:
     """Paint ``content`` in the style of ``style`` (one image or several, blended).
 
-    ``content``/``style``: PIL images, numpy arrays (uint8 0..255 or float 0..1, (H, W[, 3|4])) or
-    tensors ((3, H, W), float 0..1). ``settings`` defaults to the ``default`` preset; ``overrides``
-    replace single fields (``stylize(c, s, steps=50)``). ``masks``: one grayscale image per style
-    saying where it applies (see :mod:`painterly.masks`). ``init_image`` starts from that image.
-    ``callback`` receives a :class:`Progress` after every step and may return True to stop.
+    ``content``/``style``: PIL images, image file paths, numpy arrays (uint8 0..255 or float 0..1,
+    (H, W[, 3|4])) or tensors ((3, H, W), float 0..1). ``settings`` defaults to the ``default``
+    preset; ``overrides`` replace single fields (``stylize(c, s, steps=50)``). ``masks``: one
+    grayscale image per style saying where it applies (see :mod:`painterly.masks`). ``init_image``
+    starts from that image. ``callback`` receives a :class:`Progress` after every step and may return
+    True to stop. ``extra_terms``: more loss terms (see :class:`painterly.objective.Term`), each with a
+    ``for_size((w, h))`` method giving the term at a scale's size. ``engine`` shares the network and
+    style targets between calls.
     """
     from .settings import DEFAULT
 
@@ -120,47 +159,42 @@ def stylize(
     start_img = _init_image(settings, init_image)
     device = pick_device(settings.device)
     precision = pick_precision(settings.precision, device)
-    if settings.threads:
-        torch.set_num_threads(settings.threads)
-    if device.type == "cpu":
-        keep_freed_memory()
+    plan = make_plan(settings, content_img.size, precision)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
     dtype = storage_dtype(precision)
-    net = _network(settings, device, precision)
+    engine = engine or Engine()
+    net = engine.network(settings, device, precision)
     autocast = torch.bfloat16 if precision == "bf16" else None
 
-    plan = [(fit_size(content_img.size, s), n) for s, n in zip(settings.scale_sizes(), settings.scale_steps())]
-    for size, _ in plan:  # fail before any work if a scale is too thin for the network
-        resize_longer(content_img, max(size), "content image")
     tracker = _Tracker(plan, settings.optimizer, callback)
     image: torch.Tensor | None = None
-    for scale, (size, n_steps) in enumerate(plan):
+    for scale in plan.scales:
         t0 = time.perf_counter()
-        content_t = to_tensor(resize_longer(content_img, max(size), "content image"), device).to(dtype)
-        style_size = max(MIN_STYLE, round(max(size) * settings.style_scale))
-        style_ts = [to_tensor(resize_longer(s, style_size, "style image"), device).to(dtype) for s in style_imgs]
-        content_t, style_ts, to_rgb = _apply_colour(settings.colour, content_t, style_ts)
-        objective = Objective(net, settings, {}, [], autocast)
-        objective.content_targets = content_targets(objective, content_t) if objective.content_layers else {}
-        mask_ts = prepare_masks(masks, len(style_ts), size, device) if masks is not None else None
-        objective.style_targets = _style_targets(objective, style_ts, settings.style_blend_weights, mask_ts)
+        content_t, style_ts, to_rgb = prepare_images(content_img, style_imgs, settings.colour, scale, device, dtype)
+        mask_ts = prepare_masks(masks, len(style_ts), scale.size, device) if masks is not None else None
+        objective = build_objective(net, settings, content_t, style_ts, masks=mask_ts, autocast_dtype=autocast,
+                                    extra_terms=[t.for_size(scale.size) for t in extra_terms],
+                                    cache=engine.style_cache)
         if image is None:
-            image = _first_image(settings, start_img, content_t, style_ts, size, device).to(dtype)
+            image = _first_image(settings, start_img, content_t, style_ts, scale.size, device).to(dtype)
             if settings.colour == "luminance":  # the run happens on gray images
                 image = colour.gray_as_rgb(colour.luminance(image))
         else:
-            image = resize_tensor(image, size)
+            image = resize_tensor(image, scale.size)
         tracker.setup_seconds += time.perf_counter() - t0
-        outcome = run_scale(objective, image, settings, n_steps, tracker.reporter(scale, to_rgb))
-        image = outcome.image
+        outcome = run_scale(objective, image, settings, scale.steps, tracker.reporter(scale.index, to_rgb))
+        image, reached = outcome.image, scale.index
         if outcome.stopped:
             break
     history = tracker.history
+    final = image if image.shape[-2:] == (plan.size[1], plan.size[0]) else resize_tensor(image, plan.size)
+    if final is not image:  # stopped at a coarse scale: the colour transform of the final size
+        _, _, to_rgb = prepare_images(content_img, style_imgs, settings.colour, plan.scales[-1], device, dtype)
     return Result(
-        image=to_pil(to_rgb(image)),
+        image=to_pil(to_rgb(final)),
         history=history,
-        best_step=outcome.best_step + len(history) - outcome.steps_run,  # global index, final scale
+        best_step=outcome.best_step + len(history) - outcome.steps_run,  # global index, scale reached
         best_loss=outcome.best_total,
         seconds=time.perf_counter() - started,
         seconds_setup=tracker.setup_seconds,
@@ -170,24 +204,29 @@ def stylize(
         stopped=outcome.stopped,
         content=content_img,
         styles=style_imgs,
+        plan=plan,
+        scale_reached=reached,
     )
 
 
 class _Tracker:
-    """Turns the loop's per-step reports into history entries, ETAs and :class:`Progress` events."""
+    """Turns the loop's per-step reports into history entries, ETAs and :class:`Progress` events.
 
-    def __init__(self, plan: list[tuple[tuple[int, int], int]], optimizer: str, callback: Callback | None) -> None:
+    The ETA is the plan's cost still to come times the seconds per unit of cost measured so far
+    (the first step, which warms caches up, left out once there are others).
+    """
+
+    def __init__(self, plan: Plan, optimizer: str, callback: Callback | None) -> None:
         self.plan, self.optimizer, self.callback = plan, optimizer, callback
-        self.total_steps = sum(n for _, n in plan)
         self.history: list[dict[str, Any]] = []
         self.start = time.perf_counter()
         self.setup_seconds = 0.0
+        self.first: tuple[float, float] | None = None  # (seconds, cost done) after the run's first step
 
     def reporter(self, scale: int, to_rgb: Callable[[torch.Tensor], torch.Tensor]):
         """The ``report`` function :func:`run_scale` calls at ``scale``."""
-        size, n_steps = self.plan[scale]
+        size = self.plan.scales[scale].size
         offset = len(self.history)
-        marks = {"start": time.perf_counter() - self.start}
 
         def report(i: int, losses: dict[str, float], current: torch.Tensor) -> bool:
             now = time.perf_counter() - self.start
@@ -195,15 +234,15 @@ class _Tracker:
                                  "size": list(size), "optimizer": self.optimizer})
             if self.callback is None:
                 return False
-            # Seconds per pixel-step measured at this scale, leaving out the first step (warm-up) once
-            # there are others; the scales to come cost by their pixels.
-            if i == 0:
-                marks["first"] = now
-            measured = (now - marks["first"]) / i if i else now - marks["start"]
-            rate = measured / (size[0] * size[1])
-            left = (n_steps - i - 1) * size[0] * size[1] + sum(n * w * h for (w, h), n in self.plan[scale + 1:])
-            event = Progress(offset + i, self.total_steps, scale, len(self.plan), size, losses, now,
-                             left * rate, current, to_rgb)
+            done = self.plan.cost_done(scale, i + 1)
+            working = now - self.setup_seconds
+            if self.first is None:
+                self.first = (working, done)
+                rate = working / done
+            else:
+                rate = (working - self.first[0]) / max(done - self.first[1], 1e-9)
+            event = Progress(offset + i, self.plan.total_steps, scale, len(self.plan.scales), size, losses, now,
+                             max(0.0, self.plan.total_cost - done) * rate, current, to_rgb)
             return bool(self.callback(event))
 
         return report
@@ -222,11 +261,7 @@ def _inputs(content: ImageLike, style: ImageLike | Sequence[ImageLike], settings
     return from_any(content, "content image"), [from_any(s, n) for s, n in zip(styles_in, names)]
 
 
-#: Smallest longer side a style image is resized to, whatever the style scale.
-MIN_STYLE = 32
-
-
-def _network(settings: Settings, device: torch.device, precision: str = "fp32") -> VGG19:
+def build_network(settings: Settings, device: torch.device, precision: str = "fp32") -> VGG19:
     """VGG19 cut after the deepest layer ``settings`` uses, channels-last, in ``precision``.
 
     For bf16 the convolutions' weights are stored in bf16: autocast would otherwise cast them from
@@ -243,7 +278,22 @@ def _network(settings: Settings, device: torch.device, precision: str = "fp32") 
     return net.to(memory_format=torch.channels_last)
 
 
-def _apply_colour(mode: str, content: torch.Tensor, styles: list[torch.Tensor]):
+def prepare_images(
+    content: Image.Image,
+    styles: Sequence[Image.Image],
+    mode: str,
+    scale: ScalePlan,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[torch.Tensor, list[torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+    """The content at the scale's size and the styles at its style size, as (1, 3, h, w) tensors in
+    0..255, with colour mode ``mode`` applied; and how to turn an optimized image back into RGB."""
+    content_t = to_tensor(resize_longer(content, max(scale.size), "content image"), device).to(dtype)
+    style_ts = [to_tensor(resize_longer(s, scale.style_size, "style image"), device).to(dtype) for s in styles]
+    return apply_colour(mode, content_t, style_ts)
+
+
+def apply_colour(mode: str, content: torch.Tensor, styles: list[torch.Tensor]):
     """Colour mode -> (content, styles, to_rgb): the images the network sees and how to get RGB back."""
     if mode == "histogram":
         return content, [colour.match_histogram(s, content) for s in styles], lambda x: x
@@ -258,22 +308,6 @@ def _apply_colour(mode: str, content: torch.Tensor, styles: list[torch.Tensor]):
 
         return colour.gray_as_rgb(content_y), styles_y, to_rgb
     return content, styles, lambda x: x
-
-
-def _style_targets(
-    objective: Objective, styles: list[torch.Tensor], blend: tuple[float, ...], masks: list[torch.Tensor] | None
-) -> list[StyleTarget]:
-    if not objective.style_layers:
-        return []
-    weights = list(blend) if blend else [1.0] * len(styles)
-    grams = [style_grams(objective, s) for s in styles]
-    if masks is not None:
-        # Each style rules its own region; its loss is scaled by its blend weight.
-        total = sum(weights)
-        return [StyleTarget(gm, m, w * len(weights) / total) for gm, m, w in zip(grams, masks, weights)]
-    total = sum(weights)
-    blended = {layer: sum(w * g[layer] for w, g in zip(weights, grams)) / total for layer in grams[0]}
-    return [StyleTarget(blended)]
 
 
 def _init_image(settings: Settings, init_image: ImageLike | None) -> Image.Image | None:

@@ -121,6 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .web.server import serve_main
 
             return serve_main(argv[1:])
+        if argv and argv[0] == "batch":
+            from .batch import batch_main
+
+            return batch_main(argv[1:])
+        if argv and argv[0] == "video":
+            from .video import video_main
+
+            return video_main(argv[1:])
         return _paint(argv)
     except SystemExit as exc:  # argparse: --help, or a bad command line already reported in one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
@@ -187,7 +195,10 @@ def _paint(argv: list[str]) -> int:
     if not args.output:
         raise SettingsError("say where the result goes with -o/--output, e.g. -o painted.png")
     settings = settings_from_args(args, base)
+    from .devices import setup_process
     from .settings import INITS
+
+    setup_process(settings.threads)
 
     inputs = tuple([args.content, *args.styles, *(args.mask or []), *([args.mask_labels] if args.mask_labels else []),
                     *([settings.init] if settings.init not in INITS else [])])

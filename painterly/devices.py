@@ -81,3 +81,12 @@ def keep_freed_memory() -> bool:
             done = False
     _allocator_tuned.append(done)
     return done
+
+
+def setup_process(threads: int = 0) -> None:
+    """What a program's entry point (the CLI, the web server, a batch worker) sets once for the whole
+    process: torch's CPU threads (0: leave torch's choice, one per core) and the allocator
+    (:func:`keep_freed_memory`). Library calls such as :func:`painterly.stylize` never do this."""
+    if threads:
+        torch.set_num_threads(threads)
+    keep_freed_memory()

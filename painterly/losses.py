@@ -135,22 +135,6 @@ class StyleTarget:
     weight: float = 1.0
 
 
-@dataclass(frozen=True)
-class LossTerms:
-    """The weighted terms of one evaluation; ``total = style + content + tv``."""
-
-    total: torch.Tensor
-    style: torch.Tensor
-    content: torch.Tensor
-    tv: torch.Tensor
-
-    def floats(self) -> dict[str, float]:
-        """The four terms as Python floats, in one transfer from the device (one GPU sync, not four)."""
-        names = ("total", "style", "content", "tv")
-        values = torch.stack([getattr(self, k).detach().to(self.total.dtype) for k in names]).cpu().tolist()
-        return dict(zip(names, values))
-
-
 def resize_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Area-average a (1, 1, H, W) mask to the spatial size of the (N, C, h, w) map ``like``."""
     if mask.shape[-2:] == like.shape[-2:]:
@@ -165,16 +149,70 @@ def _wide_zero(features: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 def style_term(
-    features: dict[str, torch.Tensor], targets: list[StyleTarget], layer_weights: dict[str, float]
+    features: dict[str, torch.Tensor],
+    targets: list[StyleTarget],
+    layer_weights: dict[str, float],
+    normalized: bool = False,
 ) -> torch.Tensor:
-    """Weighted sum over layers (and regions) of the Gram losses against ``targets``."""
+    """Weighted sum over layers (and regions) of the Gram losses against ``targets``.
+
+    Each layer's loss is the mean squared difference of the Grams (the tutorial's), or with
+    ``normalized`` the squared Frobenius distance relative to the target's, ``|G - A|^2 / |A|^2``:
+    scale-free, so a layer weight means the same for shallow and deep layers.
+    """
     total = _wide_zero(features)
     for layer, weight in layer_weights.items():
         f = features[layer]
         for target in targets:
             mask = None if target.mask is None else resize_mask(target.mask, f)
             difference = gram_difference(f, target.grams[layer], mask)
-            total = total + weight * target.weight * difference.pow(2).mean()
+            if normalized:
+                loss = difference.pow(2).sum() / target.grams[layer].pow(2).sum().clamp_min(1e-12)
+            else:
+                loss = difference.pow(2).mean()
+            total = total + weight * target.weight * loss
+    return total
+
+
+def feature_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (C,) and covariance (C, C) over the positions of (1, C, H, W) maps, float32 (float64)."""
+    _, c, h, w = features.shape
+    x = _wide(features.permute(0, 2, 3, 1).reshape(h * w, c))
+    mean = x.mean(dim=0)
+    centred = x - mean
+    return mean, centred.T @ centred / (h * w)
+
+
+def moment_targets(features: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`feature_moments` of every map in ``features``."""
+    return {layer: feature_moments(f) for layer, f in features.items()}
+
+
+def sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
+    """The symmetric square root of a positive semi-definite (C, C) matrix."""
+    values, vectors = torch.linalg.eigh(matrix)
+    return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
+
+
+def wasserstein_term(
+    features: dict[str, torch.Tensor],
+    targets: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
+    layer_weights: dict[str, float],
+) -> torch.Tensor:
+    """``targets``: layer -> (mean, covariance, its square root :func:`sqrtm_psd`).
+
+    Weighted sum over layers of the Wasserstein-2 distance between Gaussians fitted to the maps
+    and to the style's, relative to the target's second moment (scale-free like the normalized Gram):
+
+    ``(|m - m_t|^2 + tr(S + S_t - 2 (S_t^1/2 S S_t^1/2)^1/2)) / (|m_t|^2 + tr S_t)``.
+    """
+    total = _wide_zero(features)
+    for layer, weight in layer_weights.items():
+        mean, cov = feature_moments(features[layer])
+        t_mean, t_cov, root = targets[layer]
+        cross = torch.linalg.eigvalsh(root @ cov @ root).clamp_min(1e-12).sqrt().sum()
+        distance = (mean - t_mean).pow(2).sum() + cov.trace() + t_cov.trace() - 2 * cross
+        total = total + weight * distance / (t_mean.pow(2).sum() + t_cov.trace()).clamp_min(1e-12)
     return total
 
 

@@ -1,4 +1,4 @@
-"""The optimization: an objective over the pixels, TensorFlow's Adam or L-BFGS, one scale's loop.
+"""The optimization of an objective over the pixels: TensorFlow's Adam or L-BFGS, one scale's loop.
 
 The image being optimized is RGB in 0..255. The tutorial optimizes the preprocessed image (BGR minus
 the ImageNet means) and clips each channel to ``[-mean, 255 - mean]``; that is the same image shifted
@@ -7,7 +7,6 @@ and reordered, so the gradients, the Adam trajectory and the clipping are the sa
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from collections.abc import Callable
@@ -15,8 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import LossTerms, StyleTarget, content_term, gram_matrix, style_term, total_variation
-from .network import VGG19
+from .objective import LossTerms, Objective
 from .settings import Settings
 
 
@@ -194,55 +192,6 @@ def make_optimizer(image: torch.Tensor, settings: Settings, steps: int | None = 
     return PixelLBFGS([image], lr=settings.lr, history_size=history, max_step=settings.lbfgs_max_step)
 
 
-def layer_weights(layers: tuple[str, ...], weights: tuple[float, ...]) -> dict[str, float]:
-    """Per-layer weights: as given, or equal and summing to 1 (the tutorial's 1/n)."""
-    if weights:
-        return dict(zip(layers, weights))
-    return {layer: 1.0 / len(layers) for layer in layers}
-
-
-class Objective:
-    """The weighted style + content + total-variation loss of an image, against fixed targets."""
-
-    def __init__(
-        self,
-        net: VGG19,
-        settings: Settings,
-        content_targets: dict[str, torch.Tensor],
-        style_targets: list[StyleTarget],
-        autocast_dtype: torch.dtype | None = None,
-    ) -> None:
-        self.net = net
-        self.content_targets = content_targets
-        self.style_targets = style_targets
-        self.content_layers = layer_weights(settings.content_layers, settings.content_layer_weights)
-        self.style_layers = layer_weights(settings.style_layers, settings.style_layer_weights)
-        self.weights = (settings.style_weight, settings.content_weight, settings.tv_weight)
-        self.autocast_dtype = autocast_dtype
-        self.layers = tuple(dict.fromkeys([*self.content_layers, *self.style_layers]))
-
-    def features(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The network's maps of ``image`` at every layer the objective needs."""
-        with self._autocast(image.device):
-            return self.net(image.contiguous(memory_format=torch.channels_last), self.layers)
-
-    def __call__(self, image: torch.Tensor) -> LossTerms:
-        style_w, content_w, tv_w = self.weights
-        feats = self.features(image)
-        zero = image.new_zeros(())
-        style = style_w * style_term(feats, self.style_targets, self.style_layers) if self.style_layers else zero
-        content = content_w * content_term(feats, self.content_targets, self.content_layers) if self.content_layers else zero
-        tv = tv_w * total_variation(image) if tv_w else zero
-        return LossTerms(style + content + tv, style, content, tv)
-
-    def _autocast(self, device: torch.device):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        # Autocast's cache of cast tensors must be off while a CUDA graph is being captured.
-        capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-        return torch.autocast(device.type, dtype=self.autocast_dtype, cache_enabled=not capturing)
-
-
 def capture_graph(run: Callable[[], object], device: torch.device, warmup: int = 2):
     """Call ``run`` ``warmup`` times on a side stream (cuDNN's autotuning included, off the capturing
     stream as capture requires), then capture one more call as a CUDA graph.
@@ -304,20 +253,6 @@ def graphed_gradient(objective: Objective, image: torch.Tensor, settings: Settin
     except RuntimeError as exc:
         warnings.warn(f"CUDA graph capture failed, running eager steps instead: {exc}", RuntimeWarning, stacklevel=2)
         return None
-
-
-@torch.no_grad()
-def content_targets(objective: Objective, content: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Content feature maps to match, computed once."""
-    feats = objective.features(content)
-    return {layer: feats[layer].to(content.dtype) for layer in objective.content_layers}
-
-
-@torch.no_grad()
-def style_grams(objective: Objective, style: torch.Tensor, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """Gram matrices of a style image at every style layer, computed once (fp32)."""
-    feats = objective.features(style)
-    return {layer: gram_matrix(feats[layer], mask) for layer in objective.style_layers}
 
 
 @dataclass

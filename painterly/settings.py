@@ -22,6 +22,7 @@ SWITCHES = ("on", "off")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 COLOURS = ("none", "luminance", "histogram")
+STYLE_LOSSES = ("gram", "relative", "moments")
 
 TUTORIAL_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 MAX_SIZE = 8192  # longer side in px; beyond this a run cannot fit in any ordinary memory
@@ -70,6 +71,12 @@ class Settings:
     )
     style_layer_weights: tuple[float, ...] = field(
         default=(), metadata=_opt("one weight per style layer (empty: equal, summing to 1)", group="loss")
+    )
+    style_loss: str = field(
+        default="gram",
+        metadata=_opt("style distance per layer: gram (the tutorial's mean squared Gram difference), relative "
+                      "(Gram distance relative to the style's, the same for every layer's size) or moments "
+                      "(Wasserstein-2 between the maps' means and covariances)", STYLE_LOSSES, group="loss"),
     )
     pooling: str = field(default="max", metadata=_opt("VGG19 pooling", POOLINGS, group="loss"))
     # -- optimizer
@@ -231,6 +238,7 @@ def _validate(s: Settings) -> None:
         ("cuda_graphs", SWITCHES),
         ("pooling", POOLINGS),
         ("colour", COLOURS),
+        ("style_loss", STYLE_LOSSES),
     ):
         value = getattr(s, name)
         _check(

@@ -243,9 +243,9 @@ def test_init_image_argument(images, fast_settings: Settings) -> None:
 
 
 def test_ctrl_c_reports_the_right_best_step(images, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from painterly import optimize
+    from painterly import objective
 
-    original = optimize.Objective.__call__
+    original = objective.Objective.__call__
     calls = {"n": 0}
 
     def interrupt_on_fourth(self, image):
@@ -254,7 +254,7 @@ def test_ctrl_c_reports_the_right_best_step(images, fast_settings: Settings, mon
             raise KeyboardInterrupt
         return original(self, image)
 
-    monkeypatch.setattr(optimize.Objective, "__call__", interrupt_on_fourth)
+    monkeypatch.setattr(objective.Objective, "__call__", interrupt_on_fourth)
     r = stylize(*images, fast_settings.replace(steps=10, init="noise"))
     assert r.stopped and len(r.history) == 3
     assert r.history[r.best_step]["total"] == r.best_loss

@@ -158,9 +158,9 @@ def test_demo_at_a_tiny_size(cli, tmp_path: Path) -> None:
 
 def test_ctrl_c_writes_the_best_image_so_far(cli, tmp_path: Path, content_path: Path, style_path: Path,
                                              fast_args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from painterly import optimize
+    from painterly import objective
 
-    original = optimize.Objective.__call__
+    original = objective.Objective.__call__
     calls = {"n": 0}
 
     def interrupt_on_third(self, image):
@@ -169,7 +169,7 @@ def test_ctrl_c_writes_the_best_image_so_far(cli, tmp_path: Path, content_path: 
             raise KeyboardInterrupt
         return original(self, image)
 
-    monkeypatch.setattr(optimize.Objective, "__call__", interrupt_on_third)
+    monkeypatch.setattr(objective.Objective, "__call__", interrupt_on_third)
     out, hist = tmp_path / "out.png", tmp_path / "h.json"
     code, _, err = cli([content_path, style_path, "-o", out, "--history", hist, *fast_args, "--steps", "10"])
     assert code == EXIT_INTERRUPTED == 130

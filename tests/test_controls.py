@@ -9,10 +9,12 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import api, colour, stylize
+from painterly import colour, stylize
+from painterly.api import prepare_images
 from painterly.errors import ImageError
 from painterly.images import resize_longer, to_tensor
 from painterly.masks import masks_from_labels, parse_colour, prepare_masks
+from painterly.plan import make_plan
 from painterly.settings import Settings
 
 
@@ -103,19 +105,12 @@ def test_histogram_mode_on_cuda(content_img, style2_img, settings: Settings) -> 
     assert result.device.startswith("cuda")
 
 
-def test_histogram_mode_recolours_the_style_the_network_sees(content_img, style2_img, settings: Settings,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[torch.Tensor] = []
-    original = api.style_grams
-
-    def spy(objective, style, mask=None):
-        seen.append(style.clone())
-        return original(objective, style, mask)
-
-    monkeypatch.setattr(api, "style_grams", spy)
-    stylize(content_img, style2_img, settings.replace(colour="histogram", steps=1))
+def test_histogram_mode_recolours_the_style_the_network_sees(content_img, style2_img, settings: Settings) -> None:
+    # prepare_images is what stylize calls at every scale to make the images the network sees.
+    histogram = settings.replace(colour="histogram", steps=1)
+    last = make_plan(histogram, content_img.size).scales[-1]
+    _, (style,), _ = prepare_images(content_img, [style2_img], "histogram", last, torch.device("cpu"), torch.float32)
     content = to_tensor(resize_longer(content_img, settings.size)).double()
-    (style,) = seen
     s_mean, _ = _stats(style.double())
     c_mean, _ = _stats(content)
     raw_mean, _ = _stats(to_tensor(resize_longer(style2_img, settings.size)).double())
@@ -266,18 +261,12 @@ def test_noise_init_follows_the_seed(content_img, style_img, settings: Settings)
     assert np.abs(first.astype(int) - np.asarray(resize_longer(content_img, 48))).mean() > 40
 
 
-def test_style_scale_changes_the_style_size(content_img, style_img, settings: Settings,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_style_scale_changes_the_style_size(content_img, style_img, settings: Settings) -> None:
     sizes: list[tuple[int, ...]] = []
-    original = api.style_grams
-
-    def spy(objective, style, mask=None):
-        sizes.append(tuple(style.shape[-2:]))
-        return original(objective, style, mask)
-
-    monkeypatch.setattr(api, "style_grams", spy)
     for scale in (1.0, 2.0, 0.5):
-        stylize(content_img, style_img, settings.replace(style_scale=scale, steps=1))
+        last = make_plan(settings.replace(style_scale=scale), content_img.size).scales[-1]
+        _, (style,), _ = prepare_images(content_img, [style_img], "none", last, torch.device("cpu"), torch.float32)
+        sizes.append(tuple(style.shape[-2:]))
     # The Great Wave is 64x44: longer side 48, then 96, then the 32 px floor (not 24).
     assert sizes == [(33, 48), (66, 96), (22, 32)]
 

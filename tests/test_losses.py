@@ -18,7 +18,7 @@ from painterly.losses import (
     total_variation,
 )
 from painterly.network import VGG19
-from painterly.optimize import Objective, content_targets, style_grams
+from painterly.objective import Objective, build_objective
 from painterly.settings import Settings
 from painterly.weights import load_weights
 
@@ -221,13 +221,11 @@ def vgg64() -> VGG19:
     return VGG19(load_weights("")).double()
 
 
-def _objective(net: VGG19, settings: Settings, size: int) -> Objective:
+def _objective(net: VGG19, settings: Settings, size: int, masks=None, second_style=None) -> Objective:
     content = _rand(1, 3, size, size, seed=11) * 255
     style = _rand(1, 3, size, size, seed=12) * 255
-    objective = Objective(net, settings, {}, [])
-    objective.content_targets = content_targets(objective, content)
-    objective.style_targets = [StyleTarget(style_grams(objective, style))]
-    return objective
+    styles = [style] if second_style is None else [style, second_style]
+    return build_objective(net, settings, content, styles, masks=masks)
 
 
 def test_gradcheck_whole_objective_fp64(vgg64: VGG19) -> None:
@@ -247,12 +245,12 @@ def test_gradcheck_masked_two_style_objective_fp64(vgg64: VGG19) -> None:
         precision="fp64", content_layers=("block2_conv1",), style_layers=("block1_conv1", "block2_conv1"),
         content_weight=1e-3, style_weight=1e-7, tv_weight=1e-3,
     )
-    objective = _objective(vgg64, settings, 8)
     left = torch.zeros(1, 1, 8, 8, dtype=torch.float64)
     left[..., :4] = 1
-    grams = objective.style_targets[0].grams
-    other = style_grams(objective, _rand(1, 3, 8, 8, seed=21) * 255)
-    objective.style_targets = [StyleTarget(grams, left, 0.5), StyleTarget(other, 1 - left, 1.5)]
+    objective = _objective(vgg64, settings.replace(style_blend_weights=(0.5, 1.5)), 8, masks=[left, 1 - left],
+                           second_style=_rand(1, 3, 8, 8, seed=21) * 255)
+    targets = objective.term("style").targets
+    assert [t.weight for t in targets] == [0.5, 1.5] and torch.equal(targets[1].mask, 1 - left)
     image = (_rand(1, 3, 8, 8, seed=14) * 255).requires_grad_()
     assert gradcheck(lambda x: objective(x).total, (image,), eps=1e-4, atol=1e-6, rtol=1e-4,
                      fast_mode=True, check_undefined_grad=False)
@@ -265,11 +263,12 @@ def test_objective_terms_are_weighted_and_summed(vgg64: VGG19) -> None:
     image = _rand(1, 3, 8, 8, seed=15) * 255
     terms = objective(image)
     feats = vgg64(image, ["block1_conv1", "block1_conv2"])
-    style = 5.0 * style_loss(gram_matrix(feats["block1_conv1"]), objective.style_targets[0].grams["block1_conv1"])
-    content = 3.0 * F.mse_loss(feats["block1_conv2"], objective.content_targets["block1_conv2"])
+    style_target = objective.term("style").targets[0].grams["block1_conv1"]
+    style = 5.0 * style_loss(gram_matrix(feats["block1_conv1"]), style_target)
+    content = 3.0 * F.mse_loss(feats["block1_conv2"], objective.term("content").targets["block1_conv2"])
     tv = 7.0 * total_variation(image)
-    assert torch.allclose(terms.style, style)
-    assert torch.allclose(terms.content, content)
-    assert torch.allclose(terms.tv, tv)
+    assert torch.allclose(terms.parts["style"], style)
+    assert torch.allclose(terms.parts["content"], content)
+    assert torch.allclose(terms.parts["tv"], tv)
     assert torch.allclose(terms.total, style + content + tv)
     assert set(terms.floats()) == {"total", "style", "content", "tv"}

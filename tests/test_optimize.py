@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from painterly import optimize
-from painterly.losses import LossTerms
-from painterly.optimize import PixelLBFGS, TFAdam, graphed_gradient, layer_weights, make_optimizer, run_scale
+from painterly.objective import LossTerms, layer_weights
+from painterly.optimize import PixelLBFGS, TFAdam, graphed_gradient, make_optimizer, run_scale
 from painterly.settings import Settings
 
 # x after each of three TF-rule Adam steps (lr 5, betas 0.99/0.999, eps 0.1) on (x - 3)^2 from x = 0,
@@ -244,7 +244,7 @@ class Quadratic:
         self.seen.append(image.detach().clone())
         total = ((image - self.target) ** 2).sum()
         zero = total.new_zeros(())
-        return LossTerms(total, total, zero, zero)
+        return LossTerms(total, {"style": total, "content": zero, "tv": zero})
 
 
 class Scripted:
@@ -260,7 +260,7 @@ class Scripted:
         self.seen.append(image.detach().clone())
         total = self.slope * image.sum() - (self.slope * image.sum()).detach() + value
         zero = total.new_zeros(())
-        return LossTerms(total, total, zero, zero)
+        return LossTerms(total, {"style": total, "content": zero, "tv": zero})
 
 
 def _run(objective, settings: Settings, steps: int, start: torch.Tensor | None = None,

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 from painterly import TUTORIAL, stylize
-from painterly.api import _network
+from painterly.api import build_network
 from painterly.devices import pick_precision
 from painterly.images import fit_size
 
@@ -62,7 +62,7 @@ def test_early_stop_is_honoured(pair):
 
 def test_network_is_frozen_and_cut_after_the_deepest_layer():
     settings = TUTORIAL.replace(content_layers=("block2_conv2",), style_layers=("block1_conv1", "block2_conv1"))
-    net = _network(settings, torch.device("cpu"))
+    net = build_network(settings, torch.device("cpu"))
     assert list(net.convs) == ["block1_conv1", "block1_conv2", "block2_conv1", "block2_conv2"]
     assert not any(p.requires_grad for p in net.parameters())
     assert next(net.parameters()).is_contiguous(memory_format=torch.channels_last)
@@ -106,8 +106,17 @@ def test_freed_memory_is_reused_without_page_faults():
     assert untuned > 10_000 and tuned < 100, (untuned, tuned)
 
 
-def test_every_cpu_run_keeps_freed_memory(pair, monkeypatch):
+def test_the_cli_keeps_freed_memory_and_the_library_leaves_the_process_alone(pair, tmp_path, monkeypatch):
+    # The allocator and the thread count belong to the program's entry point, not to stylize().
     calls = []
-    monkeypatch.setattr("painterly.api.keep_freed_memory", lambda: calls.append(1))
-    stylize(*pair, TUTORIAL.replace(size=48, steps=1, device="cpu"))
-    assert calls == [1]
+    monkeypatch.setattr("painterly.devices.keep_freed_memory", lambda: calls.append(1))
+    threads = torch.get_num_threads()
+    stylize(*pair, TUTORIAL.replace(size=48, steps=1, device="cpu", threads=1))
+    assert calls == [] and torch.get_num_threads() == threads
+    from painterly.cli import main
+    from painterly.samples import demo_paths
+
+    content, style = demo_paths()
+    out = tmp_path / "out.png"
+    assert main([str(content), str(style), "-o", str(out), "--size", "48", "--steps", "1", "-q"]) == 0
+    assert calls == [1] and out.is_file()

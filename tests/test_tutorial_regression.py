@@ -15,11 +15,10 @@ import pytest
 import torch
 
 from painterly import TUTORIAL, stylize
-from painterly.api import _network
+from painterly.api import build_network
 from painterly.devices import storage_dtype
 from painterly.images import open_image, resize_longer, to_tensor
-from painterly.losses import StyleTarget
-from painterly.optimize import Objective, content_targets, style_grams
+from painterly.objective import build_objective
 from painterly.samples import demo_paths
 
 DATA = Path(__file__).parent / "data"
@@ -40,10 +39,9 @@ def step0_gradient(content, style, precision: str) -> np.ndarray:
     """d(total loss)/d(pixels) at the content image, (H, W, 3) RGB, as the reference stores it."""
     dtype = storage_dtype(precision)
     settings = TUTORIAL.replace(size=128, device="cpu", precision=precision)
-    objective = Objective(_network(settings, torch.device("cpu"), precision), settings, {}, [])
     c = to_tensor(content).to(dtype)
-    objective.content_targets = content_targets(objective, c)
-    objective.style_targets = [StyleTarget(style_grams(objective, to_tensor(style).to(dtype)))]
+    net = build_network(settings, torch.device("cpu"), precision)
+    objective = build_objective(net, settings, c, [to_tensor(style).to(dtype)])
     x = c.clone().requires_grad_(True)
     objective(x).total.backward()
     return x.grad[0].permute(1, 2, 0).double().numpy()
