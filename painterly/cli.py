@@ -225,16 +225,10 @@ def _paint(argv: list[str]) -> int:
     callback = bar if recorder is None else _both(bar, recorder)
     result = stylize(content, styles, settings, callback=callback, masks=masks)
     bar.close()
-    record = {
-        "settings": settings.to_dict(),
-        "preset": args.preset,
-        "content": str(Path(args.content).resolve()),
-        "styles": [str(Path(s).resolve()) for s in args.styles],
-        "masks": [str(Path(m).resolve()) for m in args.mask] if args.mask else None,
-        "best": {"step": result.best_step, "total": result.best_loss},
-        "versions": result.record()["versions"],
-    }
-    _write_outputs(args, result, output, record, recorder)
+    from .record import make_record, write_outputs
+
+    record = make_record(result, content=args.content, styles=args.styles, masks=args.mask, preset=args.preset)
+    write_outputs(result, output, record, history=args.history, report=args.report, recorder=recorder)
     if result.stopped:
         say(f"painterly: stopped at step {len(result.history)}; wrote the best image so far to {output}")
         return EXIT_INTERRUPTED
@@ -293,26 +287,6 @@ def _masks(args: argparse.Namespace, n_styles: int):
 def _both(first, second):
     """A callback that calls two; either may ask to stop."""
     return lambda event: bool(first(event)) | bool(second(event))
-
-
-def _write_outputs(args: argparse.Namespace, result, output: Path, record: dict[str, Any], recorder=None) -> None:
-    from . import metadata
-    from .images import output_format, save_image
-
-    save_image(result.image, output, **metadata.save_params(output_format(output), record))
-    if args.history:
-        _write_json(Path(args.history), result.record())
-    if args.report:
-        from .report import write_report
-
-        write_report(result, args.report, recorder)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    from .images import atomic_path
-
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
 
 
 class _Say:
