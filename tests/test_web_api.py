@@ -52,7 +52,7 @@ def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
     opened: list[TestClient] = []
 
     def make(**changes: Any) -> TestClient:
-        client = TestClient(create_app(config(**changes), root=tmp_path))
+        client = TestClient(create_app(config(data=str(tmp_path / f"data{len(opened)}"), **changes)))
         client.__enter__()
         opened.append(client)
         return client
@@ -175,9 +175,9 @@ def test_run_streams_progress_and_ends_with_the_result(client: TestClient) -> No
     reader = threading.Thread(target=lambda: stream.extend(events(client, job_id)))
     reader.start()
     deadline = time.monotonic() + TIMEOUT
-    while not client.app.state.jobs.get(job_id).listeners and time.monotonic() < deadline:
+    while not client.app.state.jobs.listeners(job_id) and time.monotonic() < deadline:
         time.sleep(0.01)
-    client.delete(f"/api/jobs/{blocker}")
+    client.post(f"/api/jobs/{blocker}/cancel")
     reader.join(TIMEOUT)
 
     kinds = [kind for kind, _ in stream]
@@ -195,7 +195,7 @@ def test_run_streams_progress_and_ends_with_the_result(client: TestClient) -> No
     assert set(job["losses"]) >= {"total", "style", "content", "tv"}
     assert job["inputs"] == {"content": "notes.txt", "styles": ["style0.png", "style1.png"], "masks": []}
     assert job["settings"]["size"] == 64 and job["preset"] == "tutorial"
-    assert job["result"]["width"] == 64 and job["expires"] > job["finished"]
+    assert job["result"]["width"] == 64 and job["expires"] is None  # kept until deleted
 
     image = client.get(f"/api/jobs/{job_id}/image")
     assert image.headers["content-type"] == "image/png" and "attachment" not in image.headers.get(
@@ -263,10 +263,12 @@ def test_queue_runs_one_job_at_a_time_and_cancels(make_client: Callable[..., Tes
     assert client.get(f"/api/jobs/{third}").json()["position"] == 2
     assert client.get(f"/api/jobs/{second}/image").status_code == 404  # nothing yet
 
-    queued = client.delete(f"/api/jobs/{second}")
+    refused = client.delete(f"/api/jobs/{second}")  # deleting is not cancelling
+    assert refused.status_code == 409 and "cancel it first" in refused.json()["detail"]
+    queued = client.post(f"/api/jobs/{second}/cancel")
     assert queued.status_code == 200 and queued.json()["status"] == "cancelled"
     assert client.get(f"/api/jobs/{third}").json()["position"] == 1  # moved up at once
-    running = client.delete(f"/api/jobs/{first}")
+    running = client.post(f"/api/jobs/{first}/cancel")
     assert running.json()["status"] == "cancelled"  # its place is free at once
 
     done = wait_for(client, third, lambda j: j["status"] == "done")
@@ -274,8 +276,11 @@ def test_queue_runs_one_job_at_a_time_and_cancels(make_client: Callable[..., Tes
     assert stopped["status"] == "cancelled" and stopped["step"] < 2000 and done["started"] >= stopped["finished"]
     assert client.get(f"/api/jobs/{second}").json()["step"] == 0  # never ran
 
-    assert client.delete(f"/api/jobs/{third}").status_code == 204  # a finished job is deleted
+    late = client.post(f"/api/jobs/{third}/cancel")  # a late cancel leaves the result alone
+    assert late.status_code == 409 and client.get(f"/api/jobs/{third}/image").status_code == 200
+    assert client.delete(f"/api/jobs/{third}").status_code == 204  # deleting is its own action
     assert client.get(f"/api/jobs/{third}").status_code == 404
+    assert client.get(f"/api/jobs/{first}/image").status_code == 200  # a cancelled run keeps its image
 
 
 def test_finished_jobs_expire(make_client: Callable[..., TestClient]) -> None:
@@ -284,7 +289,8 @@ def test_finished_jobs_expire(make_client: Callable[..., TestClient]) -> None:
     wait_for(client, job_id, lambda j: j["status"] == "done")
     root = client.app.state.jobs.root
     assert len(list(root.iterdir())) == 1
-    client.app.state.jobs.ttl = 0.0  # as if a minute had passed
+    client.app.state.jobs.ttl = 1e-6  # as if a minute had passed
+    client.app.state.jobs.sweep(force=True)
     assert client.get(f"/api/jobs/{job_id}").status_code == 404
     assert list(root.iterdir()) == []
 
@@ -294,13 +300,13 @@ def test_disk_cap_deletes_old_results_then_refuses(make_client: Callable[..., Te
     jobs = client.app.state.jobs
     first = submit(client)
     wait_for(client, first, lambda j: j["status"] == "done")
-    inputs = sum(p.stat().st_size for p in jobs.get(first).folder.glob("*.png") if p.name != "result.png")
+    inputs = sum(p.stat().st_size for p in (jobs.root / first).glob("*.png") if p.name != "result.png")
     jobs.max_disk_bytes = int(inputs * 1.5)  # room for one job's inputs and a half
     second = submit(client, LONG)
     assert client.get(f"/api/jobs/{first}").status_code == 404  # the oldest result made room
     third = client.post("/api/jobs", **upload(CONTENT.read_bytes()))
     assert third.status_code == 507 and "disk" in third.json()["detail"]
-    client.delete(f"/api/jobs/{second}")
+    client.post(f"/api/jobs/{second}/cancel")
     assert sum(1 for _ in jobs.root.iterdir()) == 1
 
 
@@ -394,11 +400,11 @@ def test_serve_help_lists_the_server_options(capsys: pytest.CaptureFixture[str])
         assert option in out
 
 
-def test_serve_reports_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_reports_a_busy_port_in_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)
-        code = serve_main(["--port", str(busy.getsockname()[1])])
+        code = serve_main(["--port", str(busy.getsockname()[1]), "--data", str(tmp_path)])
     assert code == 1
     err = capsys.readouterr().err
     assert err.startswith("painterly: error: cannot listen on 127.0.0.1:") and err.count("\n") == 1

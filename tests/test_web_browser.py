@@ -57,7 +57,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("fastapi")
     log = tmp_path_factory.mktemp("server") / "server.log"
     command = [sys.executable, "-m", "painterly", "serve", "--port", "0", "--preview-interval", "0",
-               "--threads", "1"]
+               "--threads", "1", "--data", str(tmp_path_factory.mktemp("data"))]
     with open(log, "w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     try:

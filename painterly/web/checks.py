@@ -1,33 +1,39 @@
-"""Checking what a request to the web studio sends: uploads, masks, settings and the request's size.
+"""Checking what a request to the web studio sends: settings, uploads, names and the request's size.
 
-Every upload (content, styles, masks) is decoded by Pillow (the name and the declared type are not trusted) and checked
-against the size and pixel limits of the server's :class:`~painterly.web.server.WebConfig`;
-settings go through :class:`~painterly.settings.Settings` like the CLI's, less the :data:`REFUSED`
-fields. Whatever is refused raises :class:`ApiError`, which the app answers with
+Settings arrive as a JSON form field: its length, the length of each number and the nesting are
+limited before it is parsed, each field must have its exact type (a list where a list belongs), and
+the result goes through :class:`~painterly.settings.Settings` like the CLI's, less the
+:data:`REFUSED` fields. Uploads are read in two passes: first every file's header (format and
+size, no pixels), checked against the per-image and per-request pixel limits; then, under the
+server's decode limit, one image at a time is decoded and at once shrunk to the size the run uses.
+Whatever is refused raises :class:`ApiError`, which the app answers with
 ``{"detail": "...", "field": "..."}`` naming the form field or setting at fault.
 """
 
 from __future__ import annotations
 
-import io
+import contextlib
 import json
+import math
 import re
+import typing
+import unicodedata
 import warnings
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
 
-from fastapi import UploadFile
 from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
-from starlette.concurrency import run_in_threadpool
 
-from ..api import MIN_STYLE
 from ..errors import ImageError, SettingsError
-from ..images import MIN_SIDE, fit_size, from_any, resize_longer
+from ..images import from_any, resize_longer
 from ..masks import prepare_masks
 from ..settings import FIELD_NAMES, INITS, Settings, preset
 
 if TYPE_CHECKING:
+    from ..plan import Plan
     from .server import WebConfig
 
 #: Pillow formats accepted as uploads (decided from the bytes, never from the name).
@@ -38,6 +44,14 @@ REFUSED = {
     "device": "the server decides (painterly serve --device)",
     "threads": "the server decides (painterly serve --threads)",
 }
+MAX_SETTINGS_CHARS = 16_384
+MAX_NUMBER_CHARS = 32  # digits, sign, point and exponent of one number
+MAX_DEPTH = 2  # an object of lists
+MAX_LIST = 64
+MAX_INT = 2**53  # the largest whole number JavaScript (the page) keeps exactly
+#: Characters dropped from displayed names: controls, format characters (bidi overrides, zero-width), separators.
+HIDDEN_CATEGORIES = {"Cc", "Cf", "Cs", "Co", "Zl", "Zp"}
+EXIF_ORIENTATION = 0x0112
 
 
 class ApiError(HTTPException):
@@ -48,35 +62,145 @@ class ApiError(HTTPException):
         self.field = field
 
 
+# -- settings --------------------------------------------------------------------------------------
+
+
 def parse_settings(text: str, n_styles: int, config: WebConfig) -> tuple[str, Settings]:
     """The ``settings`` form field (JSON) -> (preset name, Settings); :class:`ApiError` 422 if bad."""
-    try:
-        data = json.loads(text or "{}")
-    except json.JSONDecodeError as exc:
-        raise ApiError(422, f"settings is not valid JSON ({exc.msg} at character {exc.pos})", "settings") from None
-    if not isinstance(data, dict):
-        raise ApiError(422, 'settings must be a JSON object, e.g. {"preset": "draft", "size": 256}', "settings")
+    data = parse_json(text or "{}")
     name = data.pop("preset", "default")
     try:
         if not isinstance(name, str):
-            raise SettingsError(f"preset must be a name such as 'default', got {name!r}")
+            raise SettingsError(f"preset must be a name such as 'default', got {_kind(name)}")
         settings = preset(name)
     except SettingsError as exc:
         raise ApiError(422, str(exc), "preset") from None
     for key, value in data.items():
         if key in REFUSED:
             raise ApiError(422, f"{key} cannot be set from the web: {REFUSED[key]}", key)
+        if key in FIELD_NAMES:
+            check_type(key, value)
         if key == "init" and value not in INITS:
             raise ApiError(422, f"init must be one of {', '.join(INITS)} here, got {value!r}", key)
     settings = _apply(settings, data)
     if settings.size > config.max_size:
         raise ApiError(422, f"size must be at most {config.max_size} px on this server, got {settings.size}", "size")
     if settings.steps > config.max_steps:
-        raise ApiError(422, f"steps must be at most {config.max_steps} on this server, got {settings.steps}", "steps")
+        raise ApiError(422, f"steps must be at most {config.max_steps} per scale on this server, got {settings.steps}",
+                       "steps")
     if settings.style_blend_weights and len(settings.style_blend_weights) != n_styles:
         raise ApiError(422, f"style_blend_weights has {len(settings.style_blend_weights)} values for {n_styles} "
                        "style images", "style_blend_weights")
     return name, settings
+
+
+def parse_json(text: str) -> dict[str, Any]:
+    """The settings text as a dict, within the length, number and nesting limits."""
+    if len(text) > MAX_SETTINGS_CHARS:
+        raise ApiError(422, f"settings is {len(text):,} characters long; at most {MAX_SETTINGS_CHARS:,} are accepted",
+                       "settings")
+    if json_depth(text) > MAX_DEPTH:
+        raise ApiError(422, f"settings is nested more than {MAX_DEPTH} levels deep; it takes an object of "
+                       "values and lists", "settings")
+    try:
+        data = json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except json.JSONDecodeError as exc:
+        raise ApiError(422, f"settings is not valid JSON ({exc.msg} at character {exc.pos})", "settings") from None
+    except _BadNumber as exc:
+        raise ApiError(422, str(exc), "settings") from None
+    if not isinstance(data, dict):
+        raise ApiError(422, 'settings must be a JSON object, e.g. {"preset": "draft", "size": 256}', "settings")
+    return data
+
+
+class _BadNumber(ValueError):
+    pass
+
+
+def _int(text: str) -> int:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _BadNumber(f"settings has a number {len(text):,} digits long; at most {MAX_NUMBER_CHARS} are accepted")
+    return int(text)
+
+
+def _float(text: str) -> float:
+    if len(text) > MAX_NUMBER_CHARS:
+        raise _BadNumber(f"settings has a number {len(text):,} characters long; at most {MAX_NUMBER_CHARS} "
+                         "are accepted")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadNumber(f"settings has the number {text}, too large to be finite")
+    return value
+
+
+def _constant(text: str) -> None:
+    raise _BadNumber(f"settings has {text}, which is not a number JSON allows")
+
+
+def json_depth(text: str) -> int:
+    """How deeply ``text``'s brackets nest (outside strings), without parsing it."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+_HINTS = typing.get_type_hints(Settings)
+
+
+def check_type(key: str, value: Any) -> None:
+    """Refuse ``value`` unless it has the exact JSON type of the Settings field ``key``."""
+    hint = _HINTS[key]
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        if not isinstance(value, list):
+            raise ApiError(422, f"{key} must be a list of {_kind_name(item)}s, got {_kind(value)}", key)
+        if len(value) > MAX_LIST:
+            raise ApiError(422, f"{key} has {len(value)} values; at most {MAX_LIST} are accepted", key)
+        for entry in value:
+            if not _is(entry, item):
+                raise ApiError(422, f"{key} must be a list of {_kind_name(item)}s, got {_kind(entry)} in it", key)
+    elif not _is(value, hint):
+        raise ApiError(422, f"{key} must be {'an' if hint is int else 'a'} {_kind_name(hint)}, got {_kind(value)}",
+                       key)
+
+
+def _is(value: Any, kind: type) -> bool:
+    if isinstance(value, bool):
+        return kind is bool
+    if kind is int:
+        return isinstance(value, int) and abs(value) <= MAX_INT
+    if kind is float:
+        return isinstance(value, (int, float)) and abs(value) <= 1e308
+    return isinstance(value, kind)
+
+
+def _kind_name(kind: type) -> str:
+    return {int: "whole number", float: "number", str: "text"}.get(kind, kind.__name__)
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return f"{str(value).lower()}"
+    if isinstance(value, int) and abs(value) > MAX_INT:
+        return f"a whole number beyond ±2**53"
+    if isinstance(value, (int, float, str)):
+        return repr(value)[:40]
+    return {dict: "an object", list: "a list", type(None): "null"}.get(type(value), type(value).__name__)
 
 
 def _apply(settings: Settings, changes: dict[str, Any]) -> Settings:
@@ -87,7 +211,7 @@ def _apply(settings: Settings, changes: dict[str, Any]) -> Settings:
     """
     try:
         return settings.replace(**changes)
-    except (TypeError, ValueError):  # SettingsError is a ValueError
+    except (TypeError, ValueError, OverflowError):  # SettingsError is a ValueError
         pass
     for key in sorted(changes, key=lambda k: FIELD_NAMES.index(k) if k in FIELD_NAMES else -1):  # unknown first
         settings = _try(settings, key, {key: changes[key]})
@@ -99,106 +223,107 @@ def _try(settings: Settings, key: str, changes: dict[str, Any]) -> Settings:
         return settings.replace(**changes)
     except SettingsError as exc:
         raise ApiError(422, str(exc), key) from None
-    except (TypeError, ValueError) as exc:  # e.g. a JSON object where a list of names belongs
+    except (TypeError, ValueError, OverflowError) as exc:
         raise ApiError(422, f"{key} has a value of the wrong kind ({exc})", key) from None
 
 
-async def read_image(upload: UploadFile, field: str, what: str, config: WebConfig) -> tuple[str, Image.Image]:
-    """An upload -> (display name, RGB image), checked for size, pixels, type and integrity."""
+# -- uploads ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class Upload:
+    """One uploaded image file, not decoded yet: where it came from and what its header says."""
+
+    file: BinaryIO  # the spooled upload (on disk past 1 MB)
+    name: str  # for display only
+    field: str  # form field
+    what: str  # for messages: "content image", "style image 2", "mask 1"
+    size: tuple[int, int] = (0, 0)  # (w, h), upright
+
+
+def check_header(upload: Upload, bytes_: int | None, config: WebConfig) -> None:
+    """Refuse a file that is too large, empty, not an image, or of too many pixels; sets ``upload.size``."""
     limit = int(config.max_upload_mb * 2**20)
-    data = await upload.read(limit + 1)
-    if len(data) > limit:
-        raise ApiError(413, f"{what} is larger than {config.max_upload_mb:g} MB", field)
-    if not data:
-        raise ApiError(422, f"{what} is an empty file", field)
-    image = await run_in_threadpool(decode_image, data, what, field, config.max_pixels)
-    return display_name(upload.filename, what), image
+    if bytes_ is not None and bytes_ > limit:
+        raise ApiError(413, f"{upload.what} is larger than {config.max_upload_mb:g} MB", upload.field)
+    if bytes_ == 0:
+        raise ApiError(422, f"{upload.what} is an empty file", upload.field)
+    with _opened(upload) as img:
+        w, h = img.size
+        if img.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):  # shown turned by a quarter
+            w, h = h, w
+    if w * h > config.max_pixels:
+        raise ApiError(413, f"{upload.what} is {w}x{h} px; at most {config.max_pixels:,} pixels are accepted",
+                       upload.field)
+    upload.size = (w, h)
 
 
-def decode_image(data: bytes, what: str, field: str, max_pixels: int) -> Image.Image:
-    """Bytes -> RGB image, upright; the format is whatever Pillow finds in the bytes."""
+def check_request_pixels(uploads: list[Upload], config: WebConfig) -> None:
+    """Refuse a request whose images together pass ``max_request_pixels``."""
+    total = 0
+    for upload in uploads:
+        total += upload.size[0] * upload.size[1]
+        if total > config.max_request_pixels:
+            raise ApiError(413, f"the images of this request have more than {config.max_request_pixels:,} pixels in "
+                           f"all (--max-request-pixels); {upload.what} passes it", upload.field)
+
+
+def decode_shrunk(upload: Upload, longer: int) -> Image.Image:
+    """The upload as an upright RGB image, shrunk so its longer side is at most ``longer`` px."""
+    with _opened(upload) as img:
+        if img.format == "JPEG":  # decode at 1/2, 1/4 or 1/8 scale when that still covers ``longer``
+            img.draft("RGB", (longer, longer))
+        img.load()
+        try:
+            image = from_any(img, upload.what)
+        except ImageError as exc:
+            raise ApiError(422, str(exc), upload.field) from None
+    try:
+        return resize_longer(image, longer, upload.what) if max(image.size) > longer else image
+    except ImageError as exc:  # too thin at that size
+        raise ApiError(422, str(exc), upload.field) from None
+
+
+def decode_masks(uploads: list[Upload], size: tuple[int, int], plan: Plan) -> list[Image.Image]:
+    """The masks as grayscale images of the content's working ``size`` (w, h), refused (with the
+    core's message) if one would cover nothing at some scale of the run."""
+    masks = []
+    for upload in uploads:
+        with _opened(upload) as img:
+            img.load()
+            masks.append(img.convert("L").resize(size, Image.BILINEAR))
+    for scale in plan.scales:  # the run prepares them at every scale: fail now, not then
+        try:
+            prepare_masks(masks, len(masks), scale.size)
+        except ImageError as exc:
+            raise ApiError(422, str(exc), "mask") from None
+    return masks
+
+
+@contextlib.contextmanager
+def _opened(upload: Upload) -> Iterator[Image.Image]:
+    """The upload opened by Pillow, every decoding failure turned into an :class:`ApiError`."""
+    upload.file.seek(0)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data), formats=UPLOAD_FORMATS) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise ApiError(413, f"{what} is {w}x{h} px; at most {max_pixels:,} pixels are accepted", field)
-                img.load()
-                return from_any(img, what)
+            with Image.open(upload.file, formats=UPLOAD_FORMATS) as img:
+                yield img
     except UnidentifiedImageError:
-        raise ApiError(415, f"{what} is not an image this server reads "
-                       f"(accepted: {', '.join(UPLOAD_FORMATS)})", field) from None
+        raise ApiError(415, f"{upload.what} is not an image this server reads "
+                       f"(accepted: {', '.join(UPLOAD_FORMATS)})", upload.field) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ApiError(413, f"{what} is too large to be a real photo; at most {max_pixels:,} pixels are accepted",
-                       field) from None
-    except ImageError as exc:
-        raise ApiError(422, str(exc), field) from None
-    except (OSError, SyntaxError, ValueError, EOFError):
-        raise ApiError(422, f"{what} is truncated or corrupt and cannot be decoded", field) from None
-
-
-def check_fits(content: Image.Image, settings: Settings) -> None:
-    """Refuse a content image that would be too thin for the network at some scale of the run."""
-    for size in settings.scale_sizes():
-        w, h = fit_size(content.size, size)
-        if min(w, h) < MIN_SIDE:
-            raise ApiError(422, f"the content image would be {w}x{h} px at size {size}: too thin for the network "
-                           f"(each side needs {MIN_SIDE} px); use a larger size or a less elongated image", "content")
-
-
-def check_counts(n_styles: int, n_masks: int | None, config: WebConfig) -> None:
-    """Refuse more styles than the server allows, and masks that are not one per style."""
-    if n_styles > config.max_styles:
-        raise ApiError(422, f"at most {config.max_styles} style images per run, got {n_styles}", "style")
-    if n_masks is not None and n_masks != n_styles:
-        raise ApiError(422, f"got {n_masks} mask{'s' if n_masks != 1 else ''} for {n_styles} style image"
-                       f"{'s' if n_styles != 1 else ''}: give one mask per style, or none", "mask")
-
-
-def working_copies(
-    content: tuple[str, Image.Image],
-    styles: list[tuple[str, Image.Image]],
-    masks: list[tuple[str, Image.Image]] | None,
-    settings: Settings,
-):
-    """The inputs shrunk to the sizes the run uses: content to ``size``, styles to the style size,
-    masks to the content's size (grayscale)."""
-    check_fits(content[1], settings)
-    style_size = max(MIN_STYLE, round(settings.size * settings.style_scale))
-    content_copy = working_copy(content[1], settings.size, "content image", "content")
-    return ((content[0], content_copy),
-            [(name, working_copy(img, style_size, "style image", "style")) for name, img in styles],
-            None if masks is None else working_masks(masks, content_copy.size, settings))
-
-
-def working_masks(
-    masks: list[tuple[str, Image.Image]], size: tuple[int, int], settings: Settings
-) -> list[tuple[str, Image.Image]]:
-    """The masks as grayscale images of the content's ``size`` (w, h), refused (with the core's
-    message) if one would cover nothing at some scale of the run."""
-    gray = [(name, image.convert("L").resize(size, Image.BILINEAR)) for name, image in masks]
-    for longer in settings.scale_sizes():  # the run prepares them at every scale: fail now, not then
-        try:
-            prepare_masks([image for _, image in gray], len(gray), fit_size(size, longer))
-        except ImageError as exc:
-            raise ApiError(422, str(exc), "mask") from None
-    return gray
-
-
-def working_copy(image: Image.Image, longer: int, what: str, field: str) -> Image.Image:
-    """Shrink an input to the largest size the run uses (inputs are never enlarged here)."""
-    try:
-        return resize_longer(image, longer, what) if max(image.size) > longer else image
-    except ImageError as exc:  # too thin at that size
-        raise ApiError(422, str(exc), field) from None
+        raise ApiError(413, f"{upload.what} is too large to be a real photo", upload.field) from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError):
+        raise ApiError(422, f"{upload.what} is truncated or corrupt and cannot be decoded", upload.field) from None
 
 
 def display_name(filename: str | None, fallback: str) -> str:
-    """The upload's file name for display only (it never becomes a path)."""
+    """The upload's file name for display only (it never becomes a path): no folders, no control or
+    bidi characters (a right-to-left override would show ``gnp.exe`` as ``exe.png``), 80 characters."""
     name = re.split(r"[\\/]", filename or "")[-1]
-    name = re.sub(r"[\x00-\x1f\x7f]", "", name).strip()[:80]
-    return name or fallback
+    name = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c) not in HIDDEN_CATEGORIES)
+    return name.strip()[:80] or fallback
 
 
 class BodyLimit:

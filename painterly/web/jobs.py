@@ -1,25 +1,30 @@
-"""The web studio's job queue: one optimization at a time per device, live events, expiring files.
+"""The web studio's job queue: one optimization at a time, live events, runs kept in the store.
 
-A :class:`JobQueue` owns one worker thread (one device) and a temporary folder. Each job gets a
-folder of its own, named by :func:`tempfile.mkdtemp`, never by anything from a request; it holds
-the inputs (``content.png``, ``style-0.png`` ..., ``mask-0.png`` ... if masked) and, at the end,
-``result.png``. The worker runs
-:func:`painterly.stylize` and turns its :class:`~painterly.api.Progress` events into messages for
-subscribers (server-sent events). Finished jobs are deleted after ``ttl`` seconds, or sooner,
-oldest first, when the folders together pass ``max_disk_bytes``.
+A :class:`JobQueue` owns one worker thread (one device) and a :class:`~painterly.web.store.Store`.
+Each run's folder holds its inputs (``content.png``, ``style-0.png`` ..., ``mask-0.png`` ... if
+masked), the latest image while it runs (``preview.png``) and at the end ``result.png`` with its
+settings embedded. Queued and running runs are also held in memory (with their listeners); finished
+ones live only in the store. The worker runs :func:`painterly.stylize` and turns its
+:class:`~painterly.api.Progress` events into messages for subscribers (server-sent events) and, once
+a second, into the run's row. Its ETA comes from the run's plan: seconds per unit of the plan's cost,
+measured after the first step, times the cost left.
+
+Cancel is immediate for the queue: the run's status says ``cancelled`` at once, the next run may
+start, and the worker stops at the next step; if it is in the middle of something longer (setup:
+weights, targets), it is interrupted there after :data:`CANCEL_GRACE` seconds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import ctypes
 import io
 import json
 import logging
 import math
 import secrets
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -31,17 +36,23 @@ from PIL import Image
 
 from ..api import Progress, stylize
 from ..errors import PainterlyError
-from ..images import save_image
 from ..metadata import save_params
+from ..plan import Plan
 from ..settings import Settings
+from .store import Store, folder_bytes, write_atomic
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("done", "failed", "cancelled")
+ACTIVE = ("queued", "running")
+FINISHED = ("done", "failed", "cancelled", "interrupted")
 CONTENT_FILE = "content.png"
 RESULT_FILE = "result.png"
+PREVIEW_FILE = "preview.png"
 KEEPALIVE_SECONDS = 15.0
-SWEEP_SECONDS = 30.0
+SWEEP_SECONDS = 30.0  # the idle worker sweeps this often
+SWEEP_EVERY = 5.0  # requests sweep at most this often
+SAVE_SECONDS = 1.0  # a running job's row (and preview file) is written at most this often
+CANCEL_GRACE = 0.3  # seconds a cancelled run has to stop at a step before it is interrupted
 
 
 class QueueFull(Exception):
@@ -50,6 +61,13 @@ class QueueFull(Exception):
 
 class StorageFull(Exception):
     """The job folders would pass the disk cap, even after deleting every finished job."""
+
+
+class Interrupted(BaseException):
+    """Raised inside the worker thread to stop a cancelled run between two steps of its setup.
+
+    A BaseException, so that no ``except Exception`` on the way swallows it.
+    """
 
 
 def style_file(index: int) -> str:
@@ -62,23 +80,20 @@ def mask_file(index: int) -> str:
 
 @dataclass(eq=False)
 class Job:
-    """One run: its inputs on disk, its state, and who listens to it. Guarded by the queue's lock."""
+    """A queued or running run: its state, its plan and who listens to it. Guarded by the queue's lock."""
 
     id: str
     folder: Path
     settings: Settings
     preset: str
-    content_name: str
-    style_names: list[str]
-    mask_names: list[str] = field(default_factory=list)  # one per style, or none
+    plan: Plan
+    inputs: dict[str, Any]  # content, styles, masks: display names
     created: float = field(default_factory=time.time)
-    status: str = "queued"  # queued, running, done, failed, cancelled
+    status: str = "queued"
     started: float | None = None
     finished: float | None = None
     step: int = 0  # steps done
-    total_steps: int = 0
     scale: int = 0
-    scales: int = 1
     size: tuple[int, int] | None = None
     elapsed: float = 0.0
     eta: float | None = None
@@ -88,35 +103,80 @@ class Job:
     image_version: int = 0
     result: dict[str, Any] | None = None
     disk_bytes: int = 0
+    rerun_of: str | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     listeners: list[tuple[asyncio.AbstractEventLoop, asyncio.Queue]] = field(default_factory=list)
     last_render: float = 0.0
+    last_saved: float = 0.0
+    scale_start: int = 0  # global step at which the current scale began
+    first: tuple[float, float] | None = None  # (elapsed, cost done) after the first step
+    interruptible: bool = False  # the worker is inside stylize: Interrupted may be raised there
+    stop_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def state(self) -> dict[str, Any]:
+        """What the store keeps (and the API shows, less ``position`` and ``expires``)."""
+        plan = self.plan
+        return {
+            "id": self.id, "status": self.status, "created": self.created, "started": self.started,
+            "finished": self.finished, "step": self.step, "total_steps": plan.total_steps, "scale": self.scale,
+            "scales": len(plan.scales), "size": list(self.size) if self.size else None, "elapsed": self.elapsed,
+            "eta": self.eta, "losses": self.history[-1] if self.history else None, "history": self.history,
+            "error": self.error, "image_version": self.image_version, "preset": self.preset,
+            "settings": self.settings.to_dict(), "inputs": self.inputs, "result": self.result,
+            "disk_bytes": self.disk_bytes, "rerun_of": self.rerun_of,
+            "plan": {"total_steps": plan.total_steps, "peak_bytes": plan.peak_bytes,
+                     "content_size": list(plan.content_size),
+                     "scales": [{"size": list(s.size), "steps": s.steps, "style_size": s.style_size}
+                                for s in plan.scales]},
+        }
 
 
 class JobQueue:
-    """Jobs by id, the waiting line, and the worker thread that runs them one at a time."""
+    """Runs by id: the waiting line and the worker thread in memory, every run in the store."""
 
     def __init__(
         self,
-        root: Path | None = None,
+        store: Store,
         *,
-        ttl: float = 3600.0,
+        ttl: float = 0.0,
         max_disk_bytes: int = 1 << 30,
         max_queued: int = 20,
         preview_interval: float = 0.3,
         device: str = "auto",
         threads: int = 0,
+        planner=None,
     ) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="painterly-web-", dir=root))
+        self.store, self.root = store, store.runs
         self.ttl, self.max_disk_bytes, self.max_queued = ttl, max_disk_bytes, max_queued
         self.preview_interval, self.device, self.threads = preview_interval, device, threads
-        self._jobs: dict[str, Job] = {}
+        self.planner = planner  # settings, content size -> Plan (the server's precision)
+        self._jobs: dict[str, Job] = {}  # queued and running only
         self._waiting: collections.deque[Job] = collections.deque()
         self._current: Job | None = None
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._closed = False
         self._worker: threading.Thread | None = None
+        self._swept = 0.0
+
+    def recover(self) -> None:
+        """At start: runs that were going are interrupted, queued ones are queued again (see :meth:`Store.recover`)."""
+        for state in self.store.recover(time.time()):
+            folder = self.store.folder_of(state["id"])
+            try:
+                with Image.open(folder / CONTENT_FILE) as content:
+                    size = content.size
+                job = self._job_from_state(state, self.planner(Settings.from_dict(state["settings"]), size))
+            except Exception as exc:  # inputs gone or settings no longer valid: say so, do not crash the start
+                state.update(status="failed", finished=time.time(), error=f"could not be queued again ({exc})")
+                self.store.save(state)
+                continue
+            with self._lock:
+                self._jobs[job.id] = job
+                self._waiting.append(job)
+        with self._lock:
+            if self._waiting:
+                self._start_worker_locked()
 
     # -- the public side ------------------------------------------------------------------
 
@@ -124,33 +184,36 @@ class JobQueue:
         self,
         settings: Settings,
         preset: str,
+        plan: Plan,
         content: tuple[str, Image.Image],
         styles: list[tuple[str, Image.Image]],
         masks: list[tuple[str, Image.Image]] | None = None,
-    ) -> Job:
-        """Write the inputs to a new job folder and put the job in line; returns it.
+        rerun_of: str | None = None,
+    ) -> str:
+        """Write the inputs to a new run folder and put the run in line; returns its id.
 
         ``masks``: one (name, grayscale image) per style, or None for a run without spatial control.
         """
-        self.sweep()
+        self.sweep(force=True)
         with self._lock:
             refusal = self._refusal_locked(0)
         if refusal is not None:  # before writing anything
             raise refusal
-        folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
+        job_id = secrets.token_urlsafe(18)
+        folder = self.store.folder_of(job_id)
+        folder.mkdir()
         try:
-            content[1].save(folder / CONTENT_FILE, format="PNG")
+            write_atomic(folder / CONTENT_FILE, _png(content[1], 6))
             for i, (_, image) in enumerate(styles):
-                image.save(folder / style_file(i), format="PNG")
+                write_atomic(folder / style_file(i), _png(image, 6))
             for i, (_, image) in enumerate(masks or []):
-                image.save(folder / mask_file(i), format="PNG")
+                write_atomic(folder / mask_file(i), _png(image, 6))
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
-        settings = settings.replace(device=self.device, threads=self.threads)
-        job = Job(secrets.token_urlsafe(18), folder, settings, preset, content[0], [n for n, _ in styles],
-                  [n for n, _ in masks or []])
-        job.disk_bytes = _folder_bytes(folder)
+        inputs = {"content": content[0], "styles": [n for n, _ in styles], "masks": [n for n, _ in masks or []]}
+        job = Job(job_id, folder, settings.replace(device=self.device, threads=self.threads), preset, plan, inputs,
+                  rerun_of=rerun_of, disk_bytes=folder_bytes(folder))
         with self._lock:
             self._sweep_locked(room_for=job.disk_bytes)
             refusal = self._refusal_locked(job.disk_bytes)
@@ -159,76 +222,124 @@ class JobQueue:
                 raise refusal
             self._jobs[job.id] = job
             self._waiting.append(job)
+            self.store.save(job.state())
             self._publish_locked(job, "status", self._snapshot_locked(job))
             self._start_worker_locked()
             self._wake.notify_all()
-        return job
+        return job.id
 
-    def get(self, job_id: str) -> Job | None:
-        """The job with this id, or None (unknown, deleted or expired)."""
+    def rerun_inputs(self, job_id: str) -> dict[str, Any] | None:
+        """What :meth:`submit` needs to run a stored run again (settings, names, images), or None."""
+        state = self.store.load(job_id)
+        if state is None:
+            return None
+        folder = self.store.folder_of(job_id)
+        inputs = state["inputs"]
+        return {
+            "settings": Settings.from_dict(state["settings"]), "preset": state["preset"],
+            "content": (inputs["content"], _load(folder / CONTENT_FILE)),
+            "styles": [(name, _load(folder / style_file(i))) for i, name in enumerate(inputs["styles"])],
+            "masks": [(name, _load(folder / mask_file(i), "L")) for i, name in enumerate(inputs["masks"])] or None,
+        }
+
+    def snapshot(self, job_id: str) -> dict[str, Any] | None:
+        """The run's state, JSON-ready, or None (unknown, deleted or expired)."""
         self.sweep()
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+            if job is not None:
+                return self._snapshot_locked(job)
+        state = self.store.load(job_id)
+        return None if state is None else self._shown(state, None)
 
-    def snapshot(self, job: Job) -> dict[str, Any]:
-        """The job's state, JSON-ready."""
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest runs, newest first, without their loss histories."""
+        self.sweep()
         with self._lock:
-            return self._snapshot_locked(job)
+            live = {job.id: self._snapshot_locked(job) for job in self._jobs.values()}
+        rows = [live.get(state["id"]) or self._shown(state, None) for state in self.store.recent(limit)]
+        return [{k: v for k, v in row.items() if k != "history"} for row in rows]
 
-    def image(self, job: Job) -> bytes | None:
+    def listeners(self, job_id: str) -> int:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return len(job.listeners) if job else 0
+
+    def image(self, job_id: str) -> bytes | None:
         """The current (running) or final PNG, or None when there is none yet."""
         with self._lock:
-            if job.preview is not None:
+            job = self._jobs.get(job_id)
+            if job is not None and job.preview is not None:
                 return job.preview
-            path = job.folder / RESULT_FILE
-        return path.read_bytes() if path.is_file() else None
+        folder = self.store.folder_of(job_id)
+        for name in (RESULT_FILE, PREVIEW_FILE):
+            try:
+                return (folder / name).read_bytes()
+            except FileNotFoundError:
+                continue
+        return None
 
-    def input_path(self, job: Job, index: int | None) -> Path:
+    def input_path(self, job_id: str, index: int | None) -> Path:
         """The stored content image (``index`` None) or style image ``index`` (checked by the caller)."""
-        return job.folder / (CONTENT_FILE if index is None else style_file(index))
+        return self.store.folder_of(job_id) / (CONTENT_FILE if index is None else style_file(index))
 
-    def mask_path(self, job: Job, index: int) -> Path:
+    def mask_path(self, job_id: str, index: int) -> Path:
         """The stored mask ``index`` (checked by the caller)."""
-        return job.folder / mask_file(index)
+        return self.store.folder_of(job_id) / mask_file(index)
 
-    def cancel(self, job: Job) -> None:
-        """Stop a job: a waiting one leaves the line, a running one stops after the current step.
-
-        Either way its place is free at once: the status says ``cancelled`` right away.
-        """
+    def cancel(self, job_id: str) -> bool:
+        """Stop a run: a waiting one leaves the line, a running one stops within a second. False if it
+        was not queued or running. Either way its place is free at once: the status says ``cancelled``."""
         with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None or job.status not in ACTIVE:
+                return False
             if job.status == "queued":
                 self._waiting.remove(job)
+                self._jobs.pop(job.id)
                 self._announce_positions_locked()
-            elif job.status != "running":
-                return
+            else:
+                threading.Timer(CANCEL_GRACE, self._interrupt, (job,)).start()
             job.cancel.set()
-            job.status, job.finished = "cancelled", time.time()
+            job.status, job.finished, job.eta = "cancelled", time.time(), None
+            self.store.save(job.state())
             self._publish_locked(job, "status", self._snapshot_locked(job))
-
-    def delete(self, job: Job) -> bool:
-        """Forget a finished job and delete its files; False while it is still stopping."""
-        with self._lock:
-            if job.status not in FINISHED or job is self._current:
-                return False
-            self._remove_locked(job)
+            self._wake.notify_all()
             return True
 
-    def sweep(self) -> None:
-        """Delete expired jobs, and the oldest finished ones while the disk cap is passed."""
+    def delete(self, job_id: str) -> bool | None:
+        """Forget a finished run and delete its files: True; False while it is queued, running or
+        still stopping; None if there is no such run."""
         with self._lock:
-            self._sweep_locked()
+            if job_id in self._jobs or (self._current is not None and self._current.id == job_id):
+                return False
+            if self.store.load(job_id) is None:
+                return None
+            self.store.delete(job_id)
+            return True
 
-    async def stream(self, job: Job) -> AsyncIterator[str]:
-        """Server-sent events for one job: ``status`` first, then ``progress``/``image``/``status``.
+    def sweep(self, force: bool = False) -> None:
+        """Delete expired runs, and the oldest finished ones while the disk cap is passed (at most
+        once every few seconds unless ``force``: it reads the store)."""
+        with self._lock:
+            if force or time.monotonic() - self._swept >= SWEEP_EVERY:
+                self._sweep_locked()
+
+    async def stream(self, job_id: str) -> AsyncIterator[str]:
+        """Server-sent events for one run: ``status`` first, then ``progress``/``image``/``status``.
 
         Ends after a status that is final; a comment line every few seconds keeps proxies awake.
         """
         inbox: asyncio.Queue = asyncio.Queue()
         listener = (asyncio.get_running_loop(), inbox)
         with self._lock:
-            job.listeners.append(listener)
-            first = self._snapshot_locked(job)
+            job = self._jobs.get(job_id)
+            if job is not None:
+                job.listeners.append(listener)
+                first = self._snapshot_locked(job)
+        if job is None:
+            yield "retry: 2000\n" + _sse("status", self.snapshot(job_id))
+            return
         try:
             yield "retry: 2000\n" + _sse("status", first)
             if first["status"] in FINISHED:
@@ -250,17 +361,23 @@ class JobQueue:
                     job.listeners.remove(listener)
 
     def close(self) -> None:
-        """Stop the worker (cancelling the running job), end the streams, delete every file."""
+        """Stop the worker and end the streams. A running run stays ``running`` in the store, so that
+        the next start shows it as interrupted; queued runs stay queued."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
+            current = self._current
             for job in self._jobs.values():
-                job.cancel.set()
                 self._publish_locked(job, "close", None)
             self._wake.notify_all()
             worker = self._worker
+        if current is not None:
+            current.cancel.set()
+            self._interrupt(current)
         if worker is not None:
-            worker.join(timeout=30)
-        shutil.rmtree(self.root, ignore_errors=True)
+            worker.join(timeout=10)
+        self.store.close()
 
     # -- the worker -------------------------------------------------------------------------
 
@@ -273,59 +390,79 @@ class JobQueue:
         while True:
             with self._lock:
                 while not self._waiting and not self._closed:
-                    self._wake.wait(timeout=min(SWEEP_SECONDS, max(self.ttl, 1.0)))
+                    self._wake.wait(timeout=SWEEP_SECONDS)
                     self._sweep_locked()
                 if self._closed:
                     return
                 job = self._waiting.popleft()
                 job.status, job.started, self._current = "running", time.time(), job
+                self.store.save(job.state())
                 self._publish_locked(job, "status", self._snapshot_locked(job))
                 self._announce_positions_locked()
-            try:
-                self._run(job)
-            finally:
-                with self._lock:
-                    self._current = None
-                    self._sweep_locked()
+            outcome = self._run(job)
+            with self._lock:
+                self._finish_locked(job, *outcome)
+                self._current = None
+                self._sweep_locked()
 
-    def _run(self, job: Job) -> None:
-        error = None
+    def _run(self, job: Job) -> tuple[dict[str, Any] | None, str | None]:
+        """Run the job; (summary, None) or (None, error). A cancelled job keeps the image it got to."""
         try:
-            content = _load(self.input_path(job, None))
-            styles = [_load(self.input_path(job, i)) for i in range(len(job.style_names))]
-            masks = [_load(self.mask_path(job, i)) for i in range(len(job.mask_names))] or None
+            content = _load(job.folder / CONTENT_FILE)
+            styles = [_load(job.folder / style_file(i)) for i in range(len(job.inputs["styles"]))]
+            masks = [_load(job.folder / mask_file(i), "L") for i in range(len(job.inputs["masks"]))] or None
+            job.interruptible = True
+            if job.cancel.is_set():
+                raise Interrupted
             result = stylize(content, styles, job.settings, masks=masks,
                              callback=lambda event: self._progress(job, event))
-            record = {"settings": job.settings.to_dict(), "preset": job.preset, "content": job.content_name,
-                      "styles": job.style_names, "masks": job.mask_names or None, "best": {"step": result.best_step, "total": result.best_loss},
-                      "versions": result.record()["versions"], "made_with": "painterly serve"}
-            save_image(result.image, job.folder / RESULT_FILE, **save_params("PNG", record))
-            summary = {"seconds": round(result.seconds, 3), "best_step": result.best_step,
-                       "best_loss": _finite(result.best_loss), "width": result.image.width,
-                       "height": result.image.height, "device": result.device, "precision": result.precision,
-                       "stopped": result.stopped}
+            with job.stop_lock:
+                job.interruptible = False
+            if not math.isfinite(result.best_loss):
+                return None, ("the loss overflowed (it became infinite or not a number); lower content_weight, "
+                              "style_weight or tv_weight")
+            self._save_result(job, result.image, {"best": {"step": result.best_step, "total": result.best_loss},
+                                                  "versions": result.record()["versions"]})
+            return {"seconds": round(result.seconds, 3), "best_step": result.best_step,
+                    "best_loss": result.best_loss, "width": result.image.width, "height": result.image.height,
+                    "device": result.device, "precision": result.precision, "stopped": result.stopped}, None
+        except Interrupted:
+            job.interruptible = False
+            if job.preview is not None:  # the image it got to
+                with Image.open(io.BytesIO(job.preview)) as image:
+                    self._save_result(job, image.convert("RGB"), {"stopped": True})
+            return None, None
         except PainterlyError as exc:
-            error = str(exc)
+            return None, str(exc)
         except MemoryError:
-            error = "out of memory; try a smaller size"
+            return None, "out of memory; try a smaller size"
         except Exception as exc:  # a bug, not the user's fault: keep the server up and say so
             log.exception("job %s failed", job.id)
-            error = f"internal error ({type(exc).__name__}); the server log has the details"
-        with self._lock:
-            job.preview = None  # the file (if any) is the image from now on
-            job.image_version += 1
-            if error is not None:
-                job.error = error
-            else:
-                job.result = summary
-            if job.status == "running":
-                job.status, job.finished = ("failed" if error else "done"), time.time()
-            job.disk_bytes = _folder_bytes(job.folder)
-            self._publish_locked(job, "image", {"version": job.image_version, "step": job.step})
-            self._publish_locked(job, "status", self._snapshot_locked(job))
+            return None, f"internal error ({type(exc).__name__}); the server log has the details"
+        finally:
+            job.interruptible = False
+
+    def _save_result(self, job: Job, image: Image.Image, extra: dict[str, Any]) -> None:
+        record = {"settings": job.settings.to_dict(), "preset": job.preset, "content": job.inputs["content"],
+                  "styles": job.inputs["styles"], "masks": job.inputs["masks"] or None, **extra,
+                  "made_with": "painterly serve"}
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", **save_params("PNG", record))
+        write_atomic(job.folder / RESULT_FILE, buffer.getvalue())
+
+    def _interrupt(self, job: Job) -> None:
+        """Raise :class:`Interrupted` in the worker if it is still inside ``job``'s stylize call."""
+        with job.stop_lock:
+            if job.interruptible and self._worker is not None and self._worker.ident is not None:
+                job.interruptible = False  # once
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._worker.ident),
+                                                           ctypes.py_object(Interrupted))
+                return
+        if self._current is job and not self._closed:  # not inside stylize yet: look again shortly
+            threading.Timer(CANCEL_GRACE, self._interrupt, (job,)).start()
 
     def _progress(self, job: Job, event: Progress) -> bool:
-        """The stylize callback: record the step, tell the listeners, render now and then."""
+        """The stylize callback: record the step, tell the listeners, render and save now and then."""
         if job.cancel.is_set():
             return True
         losses = {k: _finite(v) for k, v in event.losses.items()}
@@ -336,33 +473,73 @@ class JobQueue:
             png = _png(event.image())  # rendered here: the tensor changes after the callback returns
             job.last_render = now
         with self._lock:
-            job.step, job.total_steps, job.scale, job.scales = event.step + 1, event.total_steps, event.scale, event.scales
-            job.size, job.elapsed, job.eta = event.size, round(event.elapsed, 3), round(event.eta, 3)
+            if event.scale != job.scale or event.step == 0:
+                job.scale_start = event.step
+            job.step, job.scale, job.size, job.elapsed = event.step + 1, event.scale, event.size, round(event.elapsed, 3)
+            job.eta = self._eta(job, event)
             job.history.append({"step": event.step, **losses})
             self._publish_locked(job, "progress", self._progress_locked(job))
             if png is not None:
                 job.preview, job.image_version = png, job.image_version + 1
                 self._publish_locked(job, "image", {"version": job.image_version, "step": job.step})
+            save = now - job.last_saved >= SAVE_SECONDS and job.status == "running"
+            if save:
+                job.last_saved = now
+                self.store.save(job.state())
+                preview = job.preview
+        if save and preview is not None:
+            write_atomic(job.folder / PREVIEW_FILE, preview)
         return job.cancel.is_set()
+
+    @staticmethod
+    def _eta(job: Job, event: Progress) -> float:
+        """Seconds left: the plan's cost left at the rate measured since the first step (which also
+        pays for warm-up, and would double the first estimates if it were counted)."""
+        if len(job.plan.scales) != event.scales:  # the engine planned differently: trust its estimate
+            return round(event.eta, 3)
+        done = job.plan.cost_done(event.scale, event.step - job.scale_start + 1)
+        if job.first is None:
+            job.first = (event.elapsed, done)
+        first_elapsed, first_done = job.first
+        rate = (event.elapsed - first_elapsed) / (done - first_done) if done > first_done else event.elapsed / done
+        return round(max(0.0, rate * (job.plan.total_cost - done)), 3)
 
     # -- helpers (lock held) ------------------------------------------------------------------
 
+    def _finish_locked(self, job: Job, summary: dict[str, Any] | None, error: str | None) -> None:
+        job.preview = None  # the file (if any) is the image from now on
+        job.image_version += 1
+        job.error, job.result, job.eta = error, summary, None
+        if job.status == "running" and self._closed:  # stopped with the server: rerun it after a restart
+            job.status, job.finished = "interrupted", time.time()
+            job.error = "the server stopped during this run; rerun it to start again"
+        elif job.status == "running":
+            job.status, job.finished = ("failed" if error else "done"), time.time()
+        (job.folder / PREVIEW_FILE).unlink(missing_ok=True)
+        job.disk_bytes = folder_bytes(job.folder)
+        self._jobs.pop(job.id, None)
+        self.store.save(job.state())
+        self._publish_locked(job, "image", {"version": job.image_version, "step": job.step})
+        self._publish_locked(job, "status", self._snapshot_locked(job))
+
+    def _job_from_state(self, state: dict[str, Any], plan: Plan) -> Job:
+        return Job(state["id"], self.store.folder_of(state["id"]), Settings.from_dict(state["settings"]),
+                   state["preset"], plan, state["inputs"], created=state["created"],
+                   disk_bytes=state.get("disk_bytes", 0), rerun_of=state.get("rerun_of"))
+
     def _progress_locked(self, job: Job) -> dict[str, Any]:
-        return {"step": job.step, "total_steps": job.total_steps, "scale": job.scale, "scales": job.scales,
-                "size": list(job.size) if job.size else None, "elapsed": job.elapsed, "eta": job.eta,
-                "losses": job.history[-1] if job.history else None}
+        return {"step": job.step, "total_steps": job.plan.total_steps, "scale": job.scale,
+                "scales": len(job.plan.scales), "size": list(job.size) if job.size else None,
+                "elapsed": job.elapsed, "eta": job.eta, "losses": job.history[-1] if job.history else None}
 
     def _snapshot_locked(self, job: Job) -> dict[str, Any]:
-        position = self._waiting.index(job) + 1 if job.status == "queued" else None
-        return {
-            "id": job.id, "status": job.status, "position": position, "created": job.created,
-            "started": job.started, "finished": job.finished,
-            "expires": job.finished + self.ttl if job.finished else None,
-            **self._progress_locked(job), "history": list(job.history), "error": job.error,
-            "image_version": job.image_version, "preset": job.preset, "settings": job.settings.to_dict(),
-            "inputs": {"content": job.content_name, "styles": list(job.style_names), "masks": list(job.mask_names)},
-            "result": job.result,
-        }
+        position = self._waiting.index(job) + 1 if job.status == "queued" and job in self._waiting else None
+        return self._shown(job.state(), position)
+
+    def _shown(self, state: dict[str, Any], position: int | None) -> dict[str, Any]:
+        finished = state.get("finished")
+        expires = finished + self.ttl if finished and self.ttl > 0 and state["status"] in FINISHED else None
+        return {**{k: v for k, v in state.items() if k != "disk_bytes"}, "position": position, "expires": expires}
 
     def _publish_locked(self, job: Job, kind: str, data: Any) -> None:
         for loop, inbox in list(job.listeners):
@@ -378,28 +555,25 @@ class JobQueue:
     def _refusal_locked(self, new_bytes: int) -> Exception | None:
         if len(self._waiting) >= self.max_queued:
             return QueueFull(f"{len(self._waiting)} runs are waiting already; try again later")
-        if self._disk_used_locked() + new_bytes > self.max_disk_bytes:
-            return StorageFull("the server's disk space for runs is used up; try again when a run has finished")
+        if self.store.disk_bytes() + new_bytes > self.max_disk_bytes:
+            return StorageFull("the server's disk space for runs is used up; delete old runs or try again later")
         return None
 
-    def _disk_used_locked(self) -> int:
-        return sum(job.disk_bytes for job in self._jobs.values())
-
     def _sweep_locked(self, room_for: int = 0) -> None:
+        self._swept = time.monotonic()
         now = time.time()
-        finished = sorted((j for j in self._jobs.values() if j.status in FINISHED and j is not self._current),
-                          key=lambda j: j.finished or 0.0)
-        for job in finished:
-            if now - (job.finished or now) >= self.ttl:
-                self._remove_locked(job)
-        for job in finished:
-            if job.id in self._jobs and self._disk_used_locked() + room_for > self.max_disk_bytes:
-                self._remove_locked(job)
-
-    def _remove_locked(self, job: Job) -> None:
-        self._jobs.pop(job.id, None)
-        self._publish_locked(job, "close", None)
-        shutil.rmtree(job.folder, ignore_errors=True)
+        finished = self.store.finished(FINISHED)
+        if self.ttl > 0:
+            for job_id, when, _ in finished:
+                if now - when >= self.ttl:
+                    self.store.delete(job_id)
+        used = self.store.disk_bytes()
+        for job_id, _, size in finished:
+            if used + room_for <= self.max_disk_bytes:
+                break
+            if self.store.load(job_id) is not None:
+                self.store.delete(job_id)
+                used -= size
 
 
 def _sse(kind: str, data: Any) -> str:
@@ -411,16 +585,12 @@ def _finite(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _png(image: Image.Image) -> bytes:
+def _png(image: Image.Image, level: int = 1) -> bytes:
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # fast: previews are replaced within a second
+    image.save(buffer, format="PNG", compress_level=level)  # level 1 for previews: replaced within a second
     return buffer.getvalue()
 
 
-def _load(path: Path) -> Image.Image:
+def _load(path: Path, mode: str = "RGB") -> Image.Image:
     with Image.open(path) as img:
-        return img.convert("RGB")
-
-
-def _folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        return img.convert(mode)

@@ -1,10 +1,12 @@
 """The web studio's HTTP side: :func:`create_app` (FastAPI) and ``painterly serve`` (:func:`serve_main`).
 
-The page (``static/``) and any other client use the same JSON API, documented at ``/docs``. What a
-request sends is checked in :mod:`painterly.web.checks` (uploads decoded by Pillow within the
-limits of :class:`WebConfig`, settings through :class:`~painterly.settings.Settings`); the inputs
-are stored re-encoded as PNG in a job folder the queue names. A refused request gets a 4xx answer
-``{"detail": "...", "field": "..."}`` naming the form field or setting.
+The page (``static/``) and any other client use the same JSON API, described at ``/docs`` (a page
+of the studio's own, offline) and ``/openapi.json``. What a request sends is checked in
+:mod:`painterly.web.intake` and :mod:`painterly.web.checks` within the limits of :class:`WebConfig`
+and the work budget of :mod:`painterly.web.budget`; runs are kept in the data folder
+(:mod:`painterly.web.store`). Only the studio's own address may use it (:mod:`painterly.web.origin`).
+A refused request gets a 4xx answer ``{"detail": "...", "field": "..."}`` naming the form field or
+setting.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import Annotated, Any
 from .. import samples
 from ..settings import DEVICES, INITS, MIN_SIZE, PRESETS, Settings
 from . import MissingExtra
-from .jobs import FINISHED, JobQueue, QueueFull, StorageFull
 
 try:
     if not (find_spec("python_multipart") or find_spec("multipart")):  # FastAPI needs it for uploads
@@ -42,11 +43,17 @@ except ImportError as exc:
     raise MissingExtra(f"the web studio needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
                        "pip install 'painterly[web]'") from exc
 
-from .checks import REFUSED, ApiError, BodyLimit, check_counts, parse_settings, read_image, working_copies
+from .checks import REFUSED, ApiError, BodyLimit
+from .intake import Intake
+from .jobs import ACTIVE, FINISHED, JobQueue, QueueFull, StorageFull
+from .origin import SameOrigin, normal_origin
+from .store import DataFolderBusy, Store, default_data_folder
 
 STATIC = Path(__file__).parent / "static"
 #: Room in a request body for the settings and the multipart framing, besides the images.
 FORM_OVERHEAD = 256 * 1024
+#: Help of a field as the page shows it, where the CLI's would offer what the web refuses.
+WEB_HELP = {"init": "start image: content, noise or style"}
 
 
 def _opt(help: str, **extra: Any) -> dict[str, Any]:
@@ -59,17 +66,31 @@ class WebConfig:
 
     host: str = field(default="127.0.0.1", metadata=_opt("address to listen on (0.0.0.0: every network)"))
     port: int = field(default=8000, metadata=_opt("port to listen on (0: any free port)"))
+    data: str = field(default="", metadata=_opt("folder for the studio's database and runs "
+                                                "(empty: $XDG_DATA_HOME/painterly/studio or ~/.local/share/painterly/studio)"))
+    allow_origin: tuple[str, ...] = field(default=(), metadata=_opt(
+        "another origin allowed to use the studio, e.g. https://studio.example (repeat for more)", multiple=True))
     max_upload_mb: float = field(default=20.0, metadata=_opt("largest accepted image file, in MB"))
-    max_pixels: int = field(default=40_000_000, metadata=_opt("largest accepted image, in pixels (w x h)"))
+    max_pixels: int = field(default=25_000_000, metadata=_opt("largest accepted image, in pixels (w x h)"))
+    max_request_pixels: int = field(default=60_000_000, metadata=_opt("most pixels of all images of one request"))
+    decode_workers: int = field(default=2, metadata=_opt("requests whose images are decoded at the same time"))
     max_styles: int = field(default=5, metadata=_opt("most style images in one run"))
     max_size: int = field(default=1024, metadata=_opt("largest result a run may ask for (longer side, px)"))
-    max_steps: int = field(default=2000, metadata=_opt("most steps a run may ask for"))
-    job_ttl: float = field(default=3600.0, metadata=_opt("seconds a finished run's files are kept"))
-    max_disk_mb: float = field(default=1024.0, metadata=_opt("disk space all runs' files may use, in MB"))
+    max_steps: int = field(default=2000, metadata=_opt("most steps a run may ask for per scale"))
+    max_total_steps: int = field(default=4000, metadata=_opt("most steps of a run over all its scales"))
+    max_scales: int = field(default=8, metadata=_opt("most scales of a coarse-to-fine run"))
+    max_style_size: int = field(default=2048, metadata=_opt("largest style image a run may resize to (longer side, px)"))
+    max_memory_mb: float = field(default=8192.0, metadata=_opt("largest estimated peak memory of a run, in MB"))
+    job_ttl: float = field(default=0.0, metadata=_opt("seconds a finished run is kept (0: until deleted)"))
+    max_disk_mb: float = field(default=2048.0, metadata=_opt(
+        "disk space all runs may use, in MB (past it, the oldest finished runs are deleted)"))
     max_queued: int = field(default=20, metadata=_opt("most runs waiting at once"))
     preview_interval: float = field(default=0.3, metadata=_opt("seconds between renders of the live image"))
     device: str = field(default="auto", metadata=_opt("device the runs use", choices=DEVICES))
     threads: int = field(default=0, metadata=_opt("CPU threads for the runs (0: all cores)"))
+
+    def data_folder(self) -> Path:
+        return Path(self.data).expanduser() if self.data else default_data_folder()
 
 
 class ErrorOut(BaseModel):
@@ -78,7 +99,7 @@ class ErrorOut(BaseModel):
 
 
 class JobOut(BaseModel):
-    """A job's state. ``position`` is 1 for the next to run (queued jobs only)."""
+    """A run's state. ``position`` is 1 for the next to run (queued runs only)."""
 
     id: str
     status: str
@@ -102,46 +123,59 @@ class JobOut(BaseModel):
     settings: dict[str, Any]
     inputs: dict[str, Any]
     result: dict[str, Any] | None
+    plan: dict[str, Any]
+    rerun_of: str | None
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (404, 413, 415, 422, 503, 507)}
+ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (403, 404, 409, 413, 415, 422, 503,
+                                                                                  507)}
 
 
-def create_app(config: WebConfig | None = None, *, root: Path | None = None) -> FastAPI:
-    """The web studio app; its job folders live in a new temporary folder (under ``root`` if given)."""
+def create_app(config: WebConfig | None = None) -> FastAPI:
+    """The web studio app over the data folder of ``config`` (runs of earlier starts included)."""
+    from ..devices import pick_device, pick_precision
+
     config = config or WebConfig()
-    jobs = JobQueue(root, ttl=config.job_ttl, max_disk_bytes=int(config.max_disk_mb * 2**20),
+    store = Store(config.data_folder())
+    intake = Intake(config, pick_precision("auto", pick_device(config.device)))
+    jobs = JobQueue(store, ttl=config.job_ttl, max_disk_bytes=int(config.max_disk_mb * 2**20),
                     max_queued=config.max_queued, preview_interval=config.preview_interval,
-                    device=config.device, threads=config.threads)
+                    device=config.device, threads=config.threads, planner=intake.plan)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
+        await run_in_threadpool(jobs.recover)
         yield
         await run_in_threadpool(jobs.close)
 
-    app = FastAPI(title="painterly studio", version=_version(), lifespan=lifespan,
+    app = FastAPI(title="painterly studio", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Neural style transfer: upload a photo and artworks, follow the run live.")
-    app.state.jobs, app.state.config = jobs, config
+    app.state.jobs, app.state.config, app.state.intake = jobs, config, intake
     file_limit = int(config.max_upload_mb * 2**20)
     app.add_middleware(BodyLimit, limit=file_limit * (2 * config.max_styles + 1) + FORM_OVERHEAD)  # masks too
+    app.add_middleware(SameOrigin, allowed_origins=config.allow_origin)  # outermost: refused before anything
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    def find(job_id: str):
-        job = jobs.get(job_id)
+    def find(job_id: str) -> dict[str, Any]:
+        job = jobs.snapshot(job_id)
         if job is None:
-            raise ApiError(404, "no such run (it may have expired)", "id")
+            raise ApiError(404, "no such run (it may have been deleted)", "id")
         return job
 
     def stored(path: Path) -> FileResponse:
         if not path.is_file():  # deleted between the look-up and now
-            raise ApiError(404, "no such run (it may have expired)", "id")
+            raise ApiError(404, "no such run (it may have been deleted)", "id")
         return FileResponse(path, media_type="image/png")
 
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> FileResponse:
+        return FileResponse(STATIC / "api.html", headers=PAGE_HEADERS)
 
     @app.get("/api/settings", summary="The settings a run takes, with defaults, help, choices and presets")
     def get_settings() -> dict[str, Any]:
@@ -169,77 +203,99 @@ def create_app(config: WebConfig | None = None, *, root: Path | None = None) -> 
         mask: Annotated[list[UploadFile] | None, File(
             description="optional: one grayscale mask per style, in the same order (white: that style applies)")] = None,
     ) -> dict[str, Any]:
-        check_counts(len(style), len(mask) if mask is not None else None, config)
-        preset_name, run_settings = parse_settings(settings, len(style), config)
-        content_in = await read_image(content, "content", "content image", config)
-        styles_in = [await read_image(s, "style", f"style image {i + 1}" if len(style) > 1 else "style image", config)
-                     for i, s in enumerate(style)]
-        masks_in = None if mask is None else [await read_image(m, "mask", f"mask {i + 1}", config)
-                                              for i, m in enumerate(mask)]
-        content_in, styles_in, masks_in = await run_in_threadpool(
-            working_copies, content_in, styles_in, masks_in, run_settings)
+        given = await intake.read(content, style, mask, settings)
+        return await _queue(given.settings, given.preset, given.plan, given.content, given.styles, given.masks)
+
+    async def _queue(settings, preset, plan, content, styles, masks, rerun_of=None) -> dict[str, Any]:
         try:
-            job = await run_in_threadpool(jobs.submit, run_settings, preset_name, content_in, styles_in, masks_in)
+            job_id = await run_in_threadpool(jobs.submit, settings, preset, plan, content, styles, masks, rerun_of)
         except QueueFull as exc:
             raise ApiError(503, str(exc)) from None
         except StorageFull as exc:
             raise ApiError(507, str(exc)) from None
-        snapshot = jobs.snapshot(job)
-        return {"id": job.id, "status": snapshot["status"], "position": snapshot["position"],
-                "url": f"/api/jobs/{job.id}"}
+        snapshot = find(job_id)
+        return {"id": job_id, "status": snapshot["status"], "position": snapshot["position"],
+                "url": f"/api/jobs/{job_id}", "plan": snapshot["plan"]}
+
+    @app.get("/api/jobs", summary="The newest runs, newest first (without loss histories)")
+    def list_jobs(limit: int = 50) -> dict[str, Any]:
+        return {"jobs": jobs.recent(max(1, min(limit, 200)))}
 
     @app.get("/api/jobs/{job_id}", response_model=JobOut, summary="A run's state", responses=ERRORS)
     def get_job(job_id: str) -> dict[str, Any]:
-        return jobs.snapshot(find(job_id))
+        return find(job_id)
 
     @app.get("/api/jobs/{job_id}/image", summary="The current or final image (PNG)", responses=ERRORS)
     def get_image(job_id: str, download: bool = False) -> Response:
         job = find(job_id)
-        png = jobs.image(job)
+        png = jobs.image(job_id)
         if png is None:
             raise ApiError(404, "no image yet: the run has not made its first step", "id")
         headers = {"Cache-Control": "no-store"}
         if download:
-            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(job.content_name).stem)[:40] or "result"
+            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(job["inputs"]["content"]).stem)[:40] or "result"
             headers["Content-Disposition"] = f'attachment; filename="painterly-{stem}.png"'
         return Response(png, media_type="image/png", headers=headers)
 
     @app.get("/api/jobs/{job_id}/content", summary="The run's content image, as the run uses it", responses=ERRORS)
     def get_content(job_id: str) -> FileResponse:
-        return stored(jobs.input_path(find(job_id), None))
+        find(job_id)
+        return stored(jobs.input_path(job_id, None))
 
     @app.get("/api/jobs/{job_id}/styles/{index}", summary="The run's style image number index (from 0)",
              responses=ERRORS)
     def get_style(job_id: str, index: int) -> FileResponse:
-        job = find(job_id)
-        if not 0 <= index < len(job.style_names):
-            raise ApiError(404, f"this run has {len(job.style_names)} style images", "index")
-        return stored(jobs.input_path(job, index))
+        names = find(job_id)["inputs"]["styles"]
+        if not 0 <= index < len(names):
+            raise ApiError(404, f"this run has {len(names)} style images", "index")
+        return stored(jobs.input_path(job_id, index))
 
     @app.get("/api/jobs/{job_id}/masks/{index}", summary="The run's mask number index (from 0), grayscale",
              responses=ERRORS)
     def get_mask(job_id: str, index: int) -> FileResponse:
-        job = find(job_id)
-        if not 0 <= index < len(job.mask_names):
-            raise ApiError(404, f"this run has {len(job.mask_names)} masks", "index")
-        return stored(jobs.mask_path(job, index))
+        names = find(job_id)["inputs"]["masks"]
+        if not 0 <= index < len(names):
+            raise ApiError(404, f"this run has {len(names)} masks", "index")
+        return stored(jobs.mask_path(job_id, index))
 
     @app.get("/api/jobs/{job_id}/events", summary="Live progress (server-sent events)", responses=ERRORS,
              response_class=StreamingResponse)
     def get_events(job_id: str) -> StreamingResponse:
         """Events: ``status`` (the whole state, first and on every change), ``progress`` (each step),
         ``image`` (a new image: fetch ``/image?v=<version>``). The stream ends with a final status."""
-        return StreamingResponse(jobs.stream(find(job_id)), media_type="text/event-stream",
+        find(job_id)
+        return StreamingResponse(jobs.stream(job_id), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
-    @app.delete("/api/jobs/{job_id}", summary="Cancel a run; a finished run is deleted with its files",
-                responses={**ERRORS, 204: {"description": "deleted"}, 409: {"model": ErrorOut}})
+    @app.post("/api/jobs/{job_id}/cancel", summary="Cancel a queued or running run (its files are kept)",
+              response_model=JobOut, responses=ERRORS)
+    def cancel_job(job_id: str) -> dict[str, Any]:
+        job = find(job_id)
+        if not jobs.cancel(job_id) and job["status"] not in ("cancelled",):
+            raise ApiError(409, f"the run is {job['status']} already; there is nothing to cancel", "id")
+        return find(job_id)
+
+    @app.post("/api/jobs/{job_id}/rerun", status_code=202, summary="Run a stored run again, as a new run",
+              responses=ERRORS)
+    async def rerun_job(job_id: str) -> dict[str, Any]:
+        find(job_id)
+        given = await run_in_threadpool(jobs.rerun_inputs, job_id)
+        if given is None:
+            raise ApiError(404, "no such run (it may have been deleted)", "id")
+        plan = intake.plan(given["settings"], given["content"][1].size)  # today's limits apply
+        return await _queue(given["settings"], given["preset"], plan, given["content"], given["styles"],
+                            given["masks"], rerun_of=job_id)
+
+    @app.delete("/api/jobs/{job_id}", status_code=204, summary="Delete a finished run and its files",
+                responses={**ERRORS, 204: {"description": "deleted"}})
     def delete_job(job_id: str) -> Response:
         job = find(job_id)
-        if jobs.snapshot(job)["status"] not in FINISHED:
-            jobs.cancel(job)
-            return JSONResponse(jobs.snapshot(job))
-        if not jobs.delete(job):
+        if job["status"] in ACTIVE:
+            raise ApiError(409, f"the run is {job['status']}; cancel it first (POST /api/jobs/{{id}}/cancel)", "id")
+        deleted = jobs.delete(job_id)
+        if deleted is None:
+            raise ApiError(404, "no such run (it may have been deleted)", "id")
+        if not deleted:
             raise ApiError(409, "the run is still stopping; try again in a moment", "id")
         return Response(status_code=204)
 
@@ -263,15 +319,16 @@ def settings_schema(config: WebConfig) -> dict[str, Any]:
     hints = typing.get_type_hints(Settings)
     defaults = Settings().to_dict()
     fields = [
-        {"name": f.name, "type": _type_name(hints[f.name]), "default": defaults[f.name], "help": f.metadata["help"],
-         "group": f.metadata["group"], "choices": list(INITS if f.name == "init" else f.metadata.get("choices", ()))
-         or None}
+        {"name": f.name, "type": _type_name(hints[f.name]), "default": defaults[f.name],
+         "help": WEB_HELP.get(f.name, f.metadata["help"]), "group": f.metadata["group"],
+         "choices": list(INITS if f.name == "init" else f.metadata.get("choices", ())) or None}
         for f in dataclasses.fields(Settings) if f.name not in REFUSED
     ]
-    limits = {"max_size": config.max_size, "max_steps": config.max_steps, "max_styles": config.max_styles,
-              "max_upload_mb": config.max_upload_mb, "max_pixels": config.max_pixels, "min_size": MIN_SIZE}
+    limits = {name: getattr(config, name) for name in (
+        "max_size", "max_steps", "max_total_steps", "max_scales", "max_style_size", "max_memory_mb", "max_styles",
+        "max_upload_mb", "max_pixels", "max_request_pixels")}
     return {"fields": fields, "presets": {name: p.to_dict() for name, p in PRESETS.items()},
-            "default_preset": "default", "limits": limits, "refused": REFUSED}
+            "default_preset": "default", "limits": {**limits, "min_size": MIN_SIZE}, "refused": REFUSED}
 
 
 async def _http_error(request, exc: StarletteHTTPException) -> JSONResponse:
@@ -302,14 +359,35 @@ def _version() -> str:
 # -- the command ------------------------------------------------------------------------------
 
 
-def serve_main(argv: Sequence[str]) -> int:
-    """``painterly serve [--host H] [--port P] ...``: print the address, serve until Ctrl-C."""
+def parse_config(argv: Sequence[str]) -> WebConfig:
+    """``painterly serve``'s arguments -> :class:`WebConfig` (argparse exits on bad ones)."""
     parser = argparse.ArgumentParser(prog="painterly serve", description="Start the web studio.")
     for f in dataclasses.fields(WebConfig):
-        parser.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(f.default), default=f.default,
-                            choices=f.metadata.get("choices"), help=f"{f.metadata['help']} (default: %(default)s)")
-    config = WebConfig(**vars(parser.parse_args(list(argv))))
-    app = create_app(config)
+        flag, help = "--" + f.name.replace("_", "-"), f.metadata["help"]
+        if f.metadata.get("multiple"):
+            parser.add_argument(flag, dest=f.name, action="append", type=_origin, default=[], metavar="URL", help=help)
+            continue
+        parser.add_argument(flag, dest=f.name, type=type(f.default), default=f.default,
+                            choices=f.metadata.get("choices"), help=f"{help} (default: %(default)s)")
+    values = vars(parser.parse_args(list(argv)))
+    return WebConfig(**{**values, "allow_origin": tuple(values["allow_origin"])})
+
+
+def _origin(text: str) -> str:
+    try:
+        return normal_origin(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def serve_main(argv: Sequence[str]) -> int:
+    """``painterly serve [--host H] [--port P] [--data DIR] ...``: print the address, serve until Ctrl-C."""
+    config = parse_config(argv)
+    try:
+        app = create_app(config)
+    except (DataFolderBusy, OSError) as exc:
+        print(f"painterly: error: {exc}", file=sys.stderr)
+        return 1
     try:
         sock = _listen(config.host, config.port)
     except OSError as exc:
@@ -321,12 +399,16 @@ def serve_main(argv: Sequence[str]) -> int:
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     try:
-        print(f"painterly studio: {url}  (API docs: {url}docs; Ctrl-C to stop)", flush=True)
+        print(f"painterly studio: {url}  (API docs: {url}docs; runs kept in {config.data_folder()}; Ctrl-C to stop)",
+              flush=True)
         if host not in ("127.0.0.1", "::1"):
             print("painterly: warning: the studio is reachable from other machines; it has no login", flush=True)
         server.run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
-        app.state.jobs.close()  # in case Ctrl-C came before uvicorn ran the app's shutdown
+        pass
+    finally:
+        with contextlib.suppress(Exception):
+            app.state.jobs.close()  # in case Ctrl-C came before uvicorn ran the app's shutdown
     print("painterly studio: stopped", flush=True)
     return 0
 

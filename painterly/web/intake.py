@@ -1,0 +1,98 @@
+"""From a request's form to what a run needs, in the order that keeps a request cheap to refuse.
+
+1. counts and settings (no file read yet);
+2. every file's header: bytes, format, pixels, the request's pixels in all (no pixels decoded);
+3. the plan from the content's size, checked against the work budget;
+4. under the server's decode limit (:class:`Intake`'s semaphore), off the event loop: one image at
+   a time decoded and at once shrunk to the size the run uses, so a request holds at most one
+   full-size image.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from fastapi import UploadFile
+from PIL import Image
+from starlette.concurrency import run_in_threadpool
+
+from ..plan import Plan
+from ..settings import Settings
+from .budget import check_plan
+from .checks import (ApiError, Upload, check_header, check_request_pixels, decode_masks, decode_shrunk,
+                     display_name, parse_settings)
+
+if TYPE_CHECKING:
+    from .server import WebConfig
+
+
+@dataclass
+class Inputs:
+    """A checked request: settings, plan and the working copies of its images (name, image)."""
+
+    preset: str
+    settings: Settings
+    plan: Plan
+    content: tuple[str, Image.Image]
+    styles: list[tuple[str, Image.Image]]
+    masks: list[tuple[str, Image.Image]] | None
+
+
+class Intake:
+    """Checks requests for one app: its limits, the precision plans are made for, the decode limit."""
+
+    def __init__(self, config: WebConfig, precision: str) -> None:
+        self.config, self.precision = config, precision
+        self._decoding: asyncio.Semaphore | None = None
+
+    def plan(self, settings: Settings, content_size: tuple[int, int]) -> Plan:
+        """The run's plan, checked against the budget (``ApiError`` 422 if it passes a limit)."""
+        precision = self.precision if settings.precision == "auto" else settings.precision
+        return check_plan(settings, content_size, precision, self.config)
+
+    async def read(self, content: UploadFile, style: list[UploadFile], mask: list[UploadFile] | None,
+                   settings_text: str) -> Inputs:
+        config = self.config
+        check_counts(len(style), len(mask) if mask is not None else None, config)
+        preset, settings = parse_settings(settings_text, len(style), config)
+        many = len(style) > 1
+        uploads = [_upload(content, "content", "content image")]
+        uploads += [_upload(s, "style", f"style image {i + 1}" if many else "style image") for i, s in enumerate(style)]
+        uploads += [_upload(m, "mask", f"mask {i + 1}") for i, m in enumerate(mask or [])]
+        for upload, given in zip(uploads, [content, *style, *(mask or [])]):
+            await run_in_threadpool(check_header, upload, given.size, config)
+        check_request_pixels(uploads, config)
+        plan = self.plan(settings, uploads[0].size)
+        if self._decoding is None:  # made here, inside the app's event loop
+            self._decoding = asyncio.Semaphore(config.decode_workers)
+        async with self._decoding:
+            images = await run_in_threadpool(_decode, uploads, settings, plan, len(style))
+        content_in, styles_in, masks_in = images
+        return Inputs(preset, settings, plan, content_in, styles_in, masks_in)
+
+
+def check_counts(n_styles: int, n_masks: int | None, config: WebConfig) -> None:
+    """Refuse more styles than the server allows, and masks that are not one per style."""
+    if n_styles > config.max_styles:
+        raise ApiError(422, f"at most {config.max_styles} style images per run, got {n_styles}", "style")
+    if n_masks is not None and n_masks != n_styles:
+        raise ApiError(422, f"got {n_masks} mask{'s' if n_masks != 1 else ''} for {n_styles} style image"
+                       f"{'s' if n_styles != 1 else ''}: give one mask per style, or none", "mask")
+
+
+def _upload(given: UploadFile, field: str, what: str) -> Upload:
+    return Upload(given.file, display_name(given.filename, what), field, what)
+
+
+def _decode(uploads: list[Upload], settings: Settings, plan: Plan, n_styles: int):
+    """The working copies: content at ``size``, styles at the largest style size of the plan, masks at the content's."""
+    style_size = max(s.style_size for s in plan.scales)
+    content = decode_shrunk(uploads[0], settings.size)
+    styles = [(u.name, decode_shrunk(u, style_size)) for u in uploads[1:1 + n_styles]]
+    mask_uploads = uploads[1 + n_styles:]
+    masks = None
+    if mask_uploads:
+        masks = list(zip([u.name for u in mask_uploads], decode_masks(mask_uploads, content.size, plan)))
+    return (uploads[0].name, content), styles, masks
