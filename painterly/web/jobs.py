@@ -36,8 +36,10 @@ from PIL import Image
 
 from ..api import Progress, stylize
 from ..errors import PainterlyError
+from ..images import save_image
 from ..metadata import save_params
 from ..plan import Plan
+from ..record import input_digests, make_record, write_outputs
 from ..settings import Settings
 from .store import Store, folder_bytes, write_atomic
 
@@ -421,8 +423,7 @@ class JobQueue:
             if not math.isfinite(result.best_loss):
                 return None, ("the loss overflowed (it became infinite or not a number); lower content_weight, "
                               "style_weight or tv_weight")
-            self._save_result(job, result.image, {"best": {"step": result.best_step, "total": result.best_loss},
-                                                  "versions": result.record()["versions"]})
+            write_outputs(result, job.folder / RESULT_FILE, self._record(job, result))
             return {"seconds": round(result.seconds, 3), "best_step": result.best_step,
                     "best_loss": result.best_loss, "width": result.image.width, "height": result.image.height,
                     "device": result.device, "precision": result.precision, "stopped": result.stopped}, None
@@ -430,7 +431,8 @@ class JobQueue:
             job.interruptible = False
             if job.preview is not None:  # the image it got to
                 with Image.open(io.BytesIO(job.preview)) as image:
-                    self._save_result(job, image.convert("RGB"), {"stopped": True})
+                    record = {"settings": job.settings.to_dict(), **self._record(job, None)}
+                    save_image(image.convert("RGB"), job.folder / RESULT_FILE, **save_params("PNG", record))
             return None, None
         except PainterlyError as exc:
             return None, str(exc)
@@ -442,13 +444,18 @@ class JobQueue:
         finally:
             job.interruptible = False
 
-    def _save_result(self, job: Job, image: Image.Image, extra: dict[str, Any]) -> None:
-        record = {"settings": job.settings.to_dict(), "preset": job.preset, "content": job.inputs["content"],
-                  "styles": job.inputs["styles"], "masks": job.inputs["masks"] or None, **extra,
-                  "made_with": "painterly serve"}
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", **save_params("PNG", record))
-        write_atomic(job.folder / RESULT_FILE, buffer.getvalue())
+    @staticmethod
+    def _record(job: Job, result: Any) -> dict[str, Any]:
+        """The run record embedded in the result (:mod:`painterly.record`): the display names of the
+        inputs, not the server's paths, and the digests of the inputs as the run used them."""
+        folder, inputs = job.folder, job.inputs
+        names = {"content": inputs["content"], "styles": inputs["styles"], "masks": inputs["masks"] or None,
+                 "inputs": input_digests(folder / CONTENT_FILE, [folder / style_file(i) for i in range(len(inputs["styles"]))],
+                                         [folder / mask_file(i) for i in range(len(inputs["masks"]))] or None),
+                 "made_with": "painterly serve"}
+        if result is None:  # interrupted: the image it got to, without a Result
+            return {"preset": job.preset, **names, "stopped": True}
+        return make_record(result, preset=job.preset, extra=names)
 
     def _interrupt(self, job: Job) -> None:
         """Raise :class:`Interrupted` in the worker if it is still inside ``job``'s stylize call."""

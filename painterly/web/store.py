@@ -20,12 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..images import atomic_path
+
 DB_FILE = "studio.sqlite3"
 RUNS_DIR = "runs"
 LOCK_FILE = "studio.lock"
 SCHEMA_VERSION = 1
-#: A file being written ends in this until it is complete (see :func:`write_atomic`).
-PARTIAL = ".part"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -51,11 +51,14 @@ def default_data_folder() -> Path:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a ``.part`` file, so a kill never leaves half a file under its name."""
-    partial = path.with_name(path.name + PARTIAL)
-    with open(partial, "wb") as handle:
-        handle.write(data)
-    os.replace(partial, path)
+    """Write ``data`` to ``path`` through a temporary file, so a kill never leaves half a file under its name."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def is_partial(path: Path) -> bool:
+    """Whether ``path`` is the temporary file of an unfinished write (:func:`painterly.images.atomic_path`)."""
+    return path.name.startswith(".") and ".part." in path.name
 
 
 class Store:
@@ -135,7 +138,7 @@ class Store:
             if path.name not in known:  # made by a server killed before it recorded the run
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
                 continue
-            for partial in path.glob("*" + PARTIAL):
+            for partial in filter(is_partial, path.iterdir()):
                 partial.unlink(missing_ok=True)
         return queued
 
@@ -151,4 +154,4 @@ def folder_bytes(folder: Path) -> int:
 
 def _files(folder: Path) -> Iterator[Path]:
     if folder.is_dir():
-        yield from (p for p in folder.iterdir() if p.is_file())
+        yield from (p for p in folder.iterdir() if p.is_file() and not is_partial(p))
