@@ -175,8 +175,7 @@ def check_type(key: str, value: Any) -> None:
             if not _is(entry, item):
                 raise ApiError(422, f"{key} must be a list of {_kind_name(item)}s, got {_kind(entry)} in it", key)
     elif not _is(value, hint):
-        raise ApiError(422, f"{key} must be {'an' if hint is int else 'a'} {_kind_name(hint)}, got {_kind(value)}",
-                       key)
+        raise ApiError(422, f"{key} must be a {_kind_name(hint)}, got {_kind(value)}", key)
 
 
 def _is(value: Any, kind: type) -> bool:
@@ -197,7 +196,7 @@ def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return f"{str(value).lower()}"
     if isinstance(value, int) and abs(value) > MAX_INT:
-        return f"a whole number beyond ±2**53"
+        return "a whole number beyond ±2**53"
     if isinstance(value, (int, float, str)):
         return repr(value)[:40]
     return {dict: "an object", list: "a list", type(None): "null"}.get(type(value), type(value).__name__)
