@@ -1,0 +1,151 @@
+"""The Ray backend of ``painterly batch``: the same jobs on a Ray cluster (the ``ray`` extra).
+
+One actor per worker holds a :class:`~painterly.batch_run.Painter` (its network and style targets)
+and sets torch's threads to the CPUs Ray gave it; on a cluster with GPUs each actor asks for one.
+The driver ships each job's input bytes to an actor and gets the encoded picture back (no shared
+disk is assumed). Ray does not retry an actor's method when the actor dies, so the pool reports the
+job as lost, starts a replacement actor, and the driver gives the job to the next free one.
+Ray is imported inside the functions: painterly does not need it otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from typing import Any
+
+from .batch_run import Event, Painter, Work
+from .errors import SettingsError
+
+#: Seconds to wait for a named cluster's port before calling it unreachable.
+CONNECT_TIMEOUT = 3.0
+#: What ray.init is told wherever it is called: painterly prints its own progress.
+QUIET = {"logging_level": "ERROR", "log_to_driver": False}
+
+
+def import_ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise SettingsError("--ray needs Ray, which is not installed: pip install 'painterly[ray]'") from None
+    return ray
+
+
+def connect(address: str) -> bool:
+    """Join the cluster ``address`` names: ``auto`` (``RAY_ADDRESS``, a cluster running on this
+    machine, else a new local one) or ``host:port`` / ``ray://host:port``. True when this call
+    started Ray in this process (the pool shuts it down); an unreachable address is a
+    :class:`SettingsError`, found before any work starts."""
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    if address != "auto":
+        check_reachable(address)
+    elif os.environ.get("RAY_ADDRESS"):
+        check_reachable(os.environ["RAY_ADDRESS"])
+    try:
+        # address=None: RAY_ADDRESS, else a cluster already running here, else a new one.
+        ray.init(address=None if address == "auto" else address, **QUIET)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise SettingsError(f"cannot join the Ray cluster at {address}: {str(exc).splitlines()[0]}") from None
+    return True
+
+
+def check_reachable(address: str) -> None:
+    """Something listens at ``address`` (``[ray://]host:port``); else one line saying what to do."""
+    bare = address.removeprefix("ray://")
+    host, _, port = bare.rpartition(":")
+    if not host or not port.isdigit():
+        raise SettingsError(f"--ray takes auto or host:port (such as 127.0.0.1:6379), got {address!r}")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SettingsError(f"cannot reach the Ray cluster at {address} ({reason}); start one with "
+                            f"'ray start --head' and give its address, or use --ray auto") from None
+
+
+def cpus_per_actor(node_cpus: list[int], actors: int) -> int:
+    """The most CPUs each of ``actors`` actors can have with all of them fitting on the nodes."""
+    for cpus in range(max(node_cpus, default=0), 0, -1):
+        if sum(n // cpus for n in node_cpus) >= actors:
+            return cpus
+    raise SettingsError(f"the Ray cluster has {sum(node_cpus)} CPUs: too few for {actors} workers; "
+                        f"use --workers {max(1, sum(node_cpus))} or fewer")
+
+
+class PainterActor:
+    """What runs inside each Ray actor (made remote by :class:`RayPool`)."""
+
+    def __init__(self, threads: int) -> None:
+        from .devices import setup_process
+
+        setup_process(threads)
+        self.painter = Painter()
+
+    def paint(self, work: Work) -> Event:
+        return self.painter.paint(work)
+
+
+class RayPool:
+    """``workers`` actors (default: one per GPU, else one per node), each with ``threads`` CPUs
+    (default: the cluster's CPUs shared out so that all of them fit)."""
+
+    def __init__(self, workers: int | None = None, threads: int | None = None, shutdown: bool = False) -> None:
+        ray = import_ray()
+        self.ray, self.shutdown = ray, shutdown
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
+        self.size = workers or gpus or max(1, sum(1 for c in node_cpus if c))
+        self.cpus = threads or cpus_per_actor(node_cpus, self.size)
+        if threads and sum(c // threads for c in node_cpus) < self.size:
+            raise SettingsError(f"{self.size} Ray workers of {threads} threads do not fit on the cluster's nodes "
+                                f"({', '.join(map(str, node_cpus))} CPUs)")
+        self.gpus = 0 if not gpus else 1 if gpus >= self.size else gpus / self.size
+        self.actor_class = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)(PainterActor)
+        self.actors = [self._new_actor() for _ in range(self.size)]
+        self.idle = list(self.actors)
+        self.in_flight: dict[Any, tuple[Any, int]] = {}  # object ref -> (actor, job)
+
+    def _new_actor(self) -> Any:
+        return self.actor_class.remote(self.cpus)
+
+    def submit(self, work: Work) -> None:
+        actor = self.idle.pop()
+        self.in_flight[actor.paint.remote(work)] = (actor, work.job)
+
+    def wait(self, timeout: float) -> list[Event]:
+        refs = list(self.in_flight)
+        if not refs:
+            time.sleep(timeout)
+            return []
+        ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
+        if ready:
+            ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+        return [self._collect(ref) for ref in ready]
+
+    def _collect(self, ref: Any) -> Event:
+        from ray.exceptions import RayActorError, RayError
+
+        actor, job = self.in_flight.pop(ref)
+        try:
+            event = self.ray.get(ref)
+        except RayActorError:
+            self.actors.remove(actor)
+            replacement = self._new_actor()
+            self.actors.append(replacement)
+            self.idle.append(replacement)
+            return ("lost", job, "the Ray actor running it died", None)
+        except RayError as exc:
+            self.idle.append(actor)
+            return ("failed", job, f"Ray: {str(exc).strip().splitlines()[0]}", None)
+        self.idle.append(actor)
+        return event
+
+    def close(self) -> None:
+        for actor in self.actors:
+            self.ray.kill(actor)
+        self.actors, self.idle, self.in_flight = [], [], {}
+        if self.shutdown:
+            self.ray.shutdown()

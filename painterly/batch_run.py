@@ -1,0 +1,438 @@
+"""Running a batch: the worker's side (:class:`Painter`), local worker processes (:class:`LocalPool`)
+and the driver loop (:func:`run_batch`) that skips finished jobs, hands out the others, writes what
+comes back and keeps the results file.
+
+A worker receives a :class:`Work`: the settings and the input files' bytes, never a path, so the same
+work runs in a local process or on a Ray node without a shared disk. It sends back the finished
+image encoded with its run record embedded; only the driver writes files, each atomically. A pool
+(local or :class:`painterly.batch_ray.RayPool`) has three calls: ``submit(work)``, ``wait(timeout)``
+returning events, ``close()``; a worker that dies is reported as a lost job, and the driver gives
+the job to another worker.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import queue
+import signal
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .batch import Job
+from .errors import ImageError, PainterlyError
+from .images import OUTPUT_FORMATS, atomic_path, open_image
+
+#: A job whose worker died this many times is failed rather than tried again.
+MAX_ATTEMPTS = 3
+#: Seconds between a local worker's step reports.
+STEP_REPORT_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a worker needs to paint one job: settings and the input files' bytes."""
+
+    job: int
+    settings: Any  # Settings
+    preset: str
+    content: bytes
+    styles: tuple[bytes, ...]
+    record_extra: dict[str, Any]  # the input paths and digests, for the record
+    format: str  # Pillow format of the output
+
+
+@dataclass(frozen=True)
+class Painted:
+    """A finished job: the encoded image (record embedded) and what the results file says of it."""
+
+    job: int
+    data: bytes
+    best_loss: float
+    seconds: float
+
+
+#: Events a pool reports: ("step", job, step, steps), ("done", job, Painted), ("failed", job, message),
+#: ("lost", job, message): the worker died (the driver retries the job elsewhere).
+Event = tuple[str, int, Any, Any]
+
+
+class Pool(Protocol):
+    size: int
+
+    def submit(self, work: Work) -> None: ...
+    def wait(self, timeout: float) -> list[Event]: ...
+    def close(self) -> None: ...
+
+
+# -- the worker's side -------------------------------------------------------------------------
+
+class Painter:
+    """Paints works one after the other with one :class:`~painterly.api.Engine`: the network is
+    loaded once and style targets are reused across jobs."""
+
+    def __init__(self) -> None:
+        from .api import Engine
+
+        self.engine = Engine()
+
+    def paint(self, work: Work, callback: Callable[[Any], Any] | None = None) -> Event:
+        """Run ``work``; a ``done`` event, or ``failed`` with one line saying why."""
+        from .api import stylize
+        from .record import make_record
+
+        try:
+            content = decode(work.content)
+            styles = [decode(s) for s in work.styles]
+            result = stylize(content, styles, work.settings, callback=callback, engine=self.engine)
+            record = make_record(result, preset=work.preset, extra=work.record_extra)
+            data = encode(result.image, work.format, record)
+        except PainterlyError as exc:
+            return ("failed", work.job, str(exc), None)
+        except Exception as exc:  # noqa: BLE001 -- a bug or an exhausted machine fails this job, not the batch
+            return ("failed", work.job, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", None)
+        return ("done", work.job, Painted(work.job, data, result.best_loss, result.seconds), None)
+
+
+def decode(data: bytes):
+    """An input file's bytes as an upright RGB PIL image (the driver has checked the file already)."""
+    from PIL import Image, ImageOps
+
+    from .images import to_rgb
+
+    with Image.open(io.BytesIO(data)) as img:
+        img.load()
+        return to_rgb(ImageOps.exif_transpose(img))
+
+
+def encode(image, fmt: str, record: dict[str, Any]) -> bytes:
+    """``image`` in format ``fmt`` with ``record`` embedded, as :func:`painterly.record.write_outputs`
+    would write it."""
+    from . import metadata
+
+    params = metadata.save_params(fmt, record)
+    if fmt == "JPEG":
+        params.setdefault("quality", 95)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **params)
+    return buffer.getvalue()
+
+
+def worker_main(inbox: Any, events: Any, threads: int) -> None:
+    """A local worker process: set up once, then paint what arrives until told to stop (None) or
+    until the driver is gone."""
+    from .devices import setup_process
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
+    setup_process(threads)
+    painter = Painter()
+    parent = multiprocessing.parent_process()
+    while True:
+        try:
+            work = inbox.get(timeout=1.0)
+        except queue.Empty:
+            if parent is not None and not parent.is_alive():
+                return
+            continue
+        if work is None:
+            return
+        events.put(painter.paint(work, _step_reporter(events, work.job)))
+
+
+def _step_reporter(events: Any, job: int) -> Callable[[Any], None]:
+    last = [0.0]
+
+    def report(progress: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] >= STEP_REPORT_SECONDS:
+            last[0] = now
+            events.put(("step", job, progress.step + 1, progress.total_steps))
+
+    return report
+
+
+# -- local processes ---------------------------------------------------------------------------
+
+class LocalPool:
+    """``workers`` processes on this machine (spawned, so no torch state is inherited), each with
+    ``threads`` torch threads (default: this machine's cores shared out, at least 1 each)."""
+
+    def __init__(self, workers: int, threads: int | None = None) -> None:
+        self.size = workers
+        self.threads = threads or max(1, _cores() // workers)
+        self.context = multiprocessing.get_context("spawn")
+        self.events = self.context.Queue()
+        self.workers = [self._start() for _ in range(workers)]
+        self.busy: dict[int, int] = {}  # worker slot -> job
+
+    def _start(self) -> tuple[Any, Any]:
+        inbox = self.context.Queue()
+        process = self.context.Process(target=worker_main, args=(inbox, self.events, self.threads), daemon=True)
+        process.start()
+        return process, inbox
+
+    def submit(self, work: Work) -> None:
+        slot = next(i for i in range(self.size) if i not in self.busy)
+        self.busy[slot] = work.job
+        self.workers[slot][1].put(work)
+
+    def wait(self, timeout: float) -> list[Event]:
+        events = self._drain(timeout)
+        for slot, (process, _) in enumerate(self.workers):
+            if slot in self.busy and not process.is_alive():
+                events += self._drain(0)  # what it sent before it died
+                if slot in self.busy:
+                    job = self.busy.pop(slot)
+                    events.append(("lost", job, f"worker process died (exit code {process.exitcode})", None))
+                self.workers[slot] = self._start()
+        return events
+
+    def _drain(self, timeout: float) -> list[Event]:
+        events: list[Event] = []
+        with contextlib.suppress(queue.Empty):
+            events.append(self.events.get(timeout=timeout))
+            while True:
+                events.append(self.events.get_nowait())
+        for kind, job, *_ in events:
+            if kind in ("done", "failed"):
+                self.busy = {s: j for s, j in self.busy.items() if j != job}
+        return events
+
+    def close(self) -> None:
+        for process, inbox in self.workers:
+            if process.is_alive() and not self.busy:
+                inbox.put(None)
+        deadline = time.monotonic() + 5
+        for process, _ in self.workers:
+            if self.busy:
+                process.terminate()  # stopped mid-batch: the jobs in flight are abandoned
+            process.join(max(0.1, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+# -- the driver --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outcome:
+    """One line of the results file."""
+
+    job: int
+    output: str
+    status: str  # done, skipped or failed
+    seconds: float | None = None
+    best_loss: float | None = None
+    error: str | None = None
+    attempts: int = 0
+
+    def line(self) -> str:
+        return json.dumps({"job": self.job, "output": self.output, "status": self.status, "seconds": self.seconds,
+                           "best_loss": self.best_loss, "error": self.error, "attempts": self.attempts})
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """The batch as it stands, for the progress line."""
+
+    total: int
+    painted: int
+    skipped: int
+    failed: int
+    running: dict[int, tuple[int, int]]  # job -> (step, steps), as the workers last reported
+    elapsed: float
+    images_per_hour: float | None
+    eta: float | None  # seconds, from the plans' costs and the speed so far
+    finished: Outcome | None  # the job that just ended, if any
+
+
+@dataclass
+class BatchSummary:
+    painted: int = 0
+    skipped: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    failures: list[Outcome] = field(default_factory=list)
+
+
+class _Inputs:
+    """Input files' bytes and digests, each file read once per batch."""
+
+    def __init__(self) -> None:
+        self.digests: dict[Path, str] = {}
+
+    def digest(self, path: Path) -> str:
+        if path not in self.digests:
+            self.digests[path] = hashlib.sha256(read_input(path)).hexdigest()
+        return self.digests[path]
+
+
+def read_input(path: Path) -> bytes:
+    """A file's bytes; :class:`ImageError` naming it if it cannot be read."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"image not found: {path}") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path} is a folder, expected an image file") from None
+    except OSError as exc:
+        raise ImageError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def run_batch(jobs: Sequence[Job], pool: Pool, results: str | os.PathLike,
+              on_progress: Callable[[BatchProgress], Any] | None = None) -> BatchSummary:
+    """Run ``jobs`` on ``pool``: skip those already done, write each finished picture atomically, and
+    append a line per job to ``results`` (JSON lines) as it ends. Closes the pool."""
+    return _Driver(jobs, pool, Path(results), on_progress).run()
+
+
+class _Driver:
+    def __init__(self, jobs: Sequence[Job], pool: Pool, results: Path, on_progress: Any) -> None:
+        self.jobs = {job.index: job for job in jobs}
+        self.pool, self.results, self.on_progress = pool, results, on_progress
+        self.inputs = _Inputs()
+        self.summary = BatchSummary()
+        self.costs: dict[int, float] = {}
+        self.attempts: dict[int, int] = {}
+        self.running: dict[int, tuple[int, int]] = {}
+        self.start = time.perf_counter()
+        self.cost_done = 0.0  # the plans' cost of the jobs painted so far
+        self.open = set(self.jobs)  # jobs not settled yet
+
+    def run(self) -> BatchSummary:
+        try:
+            todo = deque(job for job in self.jobs.values() if self._needs_work(job))
+            self._report(None)
+            while todo or self.running:
+                while todo and len(self.running) < self.pool.size:
+                    self._submit(todo.popleft())
+                for kind, index, payload, _ in self.pool.wait(0.5):
+                    if index not in self.running:
+                        continue  # a late report of a job already settled
+                    if kind == "step":
+                        self.running[index] = (payload, _)
+                    elif kind == "lost":
+                        del self.running[index]
+                        if self.attempts[index] >= MAX_ATTEMPTS:
+                            self._finish(self.jobs[index], "failed", error=f"{payload}, {MAX_ATTEMPTS} times")
+                        else:
+                            todo.appendleft(self.jobs[index])
+                    else:
+                        del self.running[index]
+                        self._settle(self.jobs[index], kind, payload)
+                self._report(None)
+        finally:
+            self.pool.close()
+        self.summary.seconds = time.perf_counter() - self.start
+        return self.summary
+
+    def _needs_work(self, job: Job) -> bool:
+        """Plan ``job``: False if it is done already or cannot run (its outcome recorded)."""
+        from . import metadata
+        from .plan import make_plan
+        from .record import same_work
+
+        _remove_stale_parts(job.output)
+        if job.error:
+            self._finish(job, "failed", error=job.error)
+            return False
+        try:
+            digests = {"content": self.inputs.digest(job.content),
+                       "styles": [self.inputs.digest(s) for s in job.styles], "masks": None}
+            if job.output.exists():
+                with contextlib.suppress(PainterlyError):
+                    if same_work(metadata.read(job.output), job.settings.to_dict(), digests):
+                        self._finish(job, "skipped")
+                        return False
+            size = open_image(job.content).size  # checks the content fully, before it is shipped
+            precision = job.settings.precision if job.settings.precision != "auto" else "fp32"
+            self.costs[job.index] = make_plan(job.settings, size, precision).total_cost
+        except PainterlyError as exc:
+            self._finish(job, "failed", error=str(exc))
+            return False
+        return True
+
+    def _submit(self, job: Job) -> None:
+        try:
+            for style in job.styles:
+                open_image(style)
+            work = Work(job.index, job.settings, job.preset, read_input(job.content),
+                        tuple(read_input(s) for s in job.styles), self._record_extra(job),
+                        OUTPUT_FORMATS[job.output.suffix.lower()])
+        except PainterlyError as exc:
+            self._finish(job, "failed", error=str(exc))
+            return
+        self.attempts[job.index] = self.attempts.get(job.index, 0) + 1
+        self.running[job.index] = (0, sum(job.settings.scale_steps()))
+        self.pool.submit(work)
+
+    def _record_extra(self, job: Job) -> dict[str, Any]:
+        return {"content": str(job.content.resolve()), "styles": [str(s.resolve()) for s in job.styles],
+                "masks": None, "inputs": {"content": self.inputs.digest(job.content),
+                                          "styles": [self.inputs.digest(s) for s in job.styles], "masks": None}}
+
+    def _settle(self, job: Job, kind: str, payload: Any) -> None:
+        if kind == "failed":
+            self._finish(job, "failed", error=payload)
+            return
+        painted: Painted = payload
+        try:
+            with atomic_path(job.output) as tmp:
+                tmp.write_bytes(painted.data)
+        except OSError as exc:
+            self._finish(job, "failed", error=f"cannot write {job.output}: {exc.strerror or exc}")
+            return
+        self.cost_done += self.costs[job.index]
+        self._finish(job, "done", seconds=round(painted.seconds, 3), best_loss=painted.best_loss)
+
+    def _finish(self, job: Job, status: str, **details: Any) -> None:
+        outcome = Outcome(job.index, str(job.output), status, attempts=self.attempts.get(job.index, 0), **details)
+        self.open.discard(job.index)
+        with open(self.results, "a", encoding="utf-8") as handle:
+            handle.write(outcome.line() + "\n")
+        if status == "done":
+            self.summary.painted += 1
+        elif status == "skipped":
+            self.summary.skipped += 1
+        else:
+            self.summary.failed += 1
+            self.summary.failures.append(outcome)
+        self._report(outcome)
+
+    def _report(self, finished: Outcome | None) -> None:
+        if self.on_progress is None:
+            return
+        elapsed = time.perf_counter() - self.start
+        painted = self.summary.painted
+        in_flight = sum(self.costs[j] * s / max(t, 1) for j, (s, t) in self.running.items())
+        done_cost = self.cost_done + in_flight
+        left = sum(self.costs.get(j, 0.0) for j in self.open) - in_flight
+        eta = left * elapsed / done_cost if painted and done_cost > 0 else None
+        self.on_progress(BatchProgress(
+            total=len(self.jobs), painted=painted, skipped=self.summary.skipped, failed=self.summary.failed,
+            running=dict(self.running), elapsed=elapsed,
+            images_per_hour=painted * 3600 / elapsed if painted and elapsed > 0 else None,
+            eta=max(0.0, eta) if eta is not None else None, finished=finished))
+
+
+def _remove_stale_parts(output: Path) -> None:
+    """Temporary files a killed batch left beside ``output`` (the output itself is never half written)."""
+    if output.parent.is_dir():
+        for part in output.parent.glob(f".{glob.escape(output.stem)}.part.*{output.suffix}"):
+            with contextlib.suppress(OSError):
+                part.unlink()
