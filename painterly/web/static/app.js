@@ -3,11 +3,17 @@
 "use strict";
 
 const MAIN_FIELDS = ["size", "steps", "style_weight", "colour", "style_scale", "style_blend_weights"];
-const FINAL = ["done", "failed", "cancelled"];
-const STORE_KEY = "painterly.runs";
+const FINAL = ["done", "failed", "cancelled", "interrupted"];
 const LABELS = { style_weight: "style strength", colour: "colour mode", style_blend_weights: "blend weights" };
+const NOT_LOSSES = ["step", "seconds", "scale", "size", "optimizer"];
+const COLOURS = ["#4c6ef5", "#2f9e44", "#ae3ec9", "#1098ad", "#f08c00", "#868e96"];
 
-const state = { schema: null, content: null, styles: [], jobId: null, source: null, history: [] };
+// edited: settings the user changed (kept across preset changes); active: the run last started
+// from this form ({id, signature, status}), so that the same request is not started twice.
+const state = {
+  schema: null, content: null, styles: [], jobId: null, source: null, history: [],
+  edited: new Set(), active: null, online: true,
+};
 const $ = (selector) => document.querySelector(selector);
 
 function el(tag, attrs = {}, ...children) {
@@ -93,18 +99,35 @@ function buildSettings(schema) {
     }
     groups[field.group].append(row);
   }
-  presetSelect.addEventListener("change", applyPreset);
+  presetSelect.addEventListener("change", () => { applyPreset(); formChanged(); });
+  for (const field of schema.fields) {
+    const control = document.getElementById(`setting-${field.name}`);
+    const edited = () => { state.edited.add(field.name); clearError(field.name); formChanged(); };
+    control.addEventListener("input", edited);
+    control.addEventListener("change", edited);
+  }
   applyPreset();
 }
 
 function applyPreset() {
+  // A preset sets every setting the user has not changed; their own edits stay, and the page says so.
   const values = presetValues();
   for (const field of state.schema.fields) {
+    if (state.edited.has(field.name)) continue;
     const control = document.getElementById(`setting-${field.name}`);
     if (field.name === "style_weight") { control.value = "0"; control.update(); continue; }
     const value = values[field.name];
     control.value = Array.isArray(value) ? value.join(", ") : String(value);
   }
+  const strength = document.getElementById("setting-style_weight");
+  if (strength) strength.update();
+  const kept = $("#kept-edits");
+  const names = [...state.edited];
+  kept.hidden = names.length === 0;
+  kept.replaceChildren(`Kept your changes to ${names.join(", ")}.`, el("button", {
+    type: "button", class: "secondary", id: "reset-edits", text: "use the preset's values",
+    onclick: () => { state.edited.clear(); applyPreset(); formChanged(); },
+  }));
 }
 
 class FieldError extends Error {
@@ -146,6 +169,24 @@ function collectSettings() {
     if (value !== undefined && JSON.stringify(value) !== JSON.stringify(base[field.name])) out[field.name] = value;
   }
   return out;
+}
+
+// -- the Start button: not twice for the same request -------------------------------------------
+
+function signature() {
+  // What a request would send: the settings and the files (by name and size).
+  let settings;
+  try { settings = collectSettings(); } catch { return null; }
+  const file = (f) => f && [f.name, f.blob.size];
+  return JSON.stringify([settings, file(state.content), state.styles.map((s) => [file(s), file(s.mask)])]);
+}
+
+function formChanged() {
+  const button = $("#start");
+  const active = state.active;
+  const same = active && !FINAL.includes(active.status) && signature() === active.signature;
+  button.disabled = !!same || button.dataset.sending === "true";
+  $("#start-note").textContent = same ? "This run is already going; change something to start another." : "";
 }
 
 // -- picking images ------------------------------------------------------------------------
@@ -194,6 +235,7 @@ function setMask(index, file) {
   state.styles[index].mask = picked(file, file.name || "mask");
   clearError("mask");
   renderPicked();
+  formChanged();
 }
 
 function picked(blob, name) {
@@ -212,6 +254,7 @@ function setContent(file) {
   state.content = picked(file, file.name || "content");
   clearError("content");
   renderPicked();
+  formChanged();
 }
 
 function addStyles(files) {
@@ -225,6 +268,7 @@ function addStyles(files) {
   }
   clearError("style");
   renderPicked();
+  formChanged();
 }
 
 function wireDrop(zone, input, onFiles) {
@@ -254,7 +298,11 @@ function buildExamples(examples) {
 function clearError(field) {
   const box = document.querySelector(`[data-error-for="${CSS.escape(field)}"]`);
   if (box) box.textContent = "";
+  const control = document.getElementById(`setting-${field}`);
+  if (control) control.removeAttribute("aria-invalid");
+  if (["settings", "preset"].includes(field) || box) clearError.general();
 }
+clearError.general = () => { const box = $('[data-error-for="_general"]'); if (box) box.textContent = ""; };
 
 function clearErrors() {
   document.querySelectorAll("[data-error-for]").forEach((box) => { box.textContent = ""; });
@@ -294,18 +342,29 @@ async function start(event) {
   if (masked) for (const style of state.styles) form.append("mask", style.mask.blob, style.mask.name);
   form.append("settings", JSON.stringify(settings));
   const button = $("#start");
+  const sent = signature();
+  button.dataset.sending = "true";
   button.disabled = true;
   try {
     const response = await fetch("/api/jobs", { method: "POST", body: form });
     const answer = await response.json().catch(() => ({ detail: response.statusText }));
     if (!response.ok) return showError(answer.field, answer.detail);
-    remember(answer.id);
+    state.active = { id: answer.id, signature: sent, status: answer.status };
     follow(answer.id);
+    refreshHistory();
   } catch (error) {
     showError(null, `the server cannot be reached (${error.message})`);
   } finally {
-    button.disabled = false;
+    button.dataset.sending = "false";
+    formChanged();
   }
+}
+
+function setOnline(online) {
+  if (state.online === online) return;
+  state.online = online;
+  $("#connection").hidden = online;
+  if (online) refreshHistory();
 }
 
 function follow(id) {
@@ -317,18 +376,21 @@ function follow(id) {
   $("#live-figure").hidden = false;
   $("#settings-details").hidden = true;
   $("#preview").removeAttribute("src");
+  for (const button of ["#download", "#rerun", "#delete"]) $(button).hidden = true;
   $("#run-error").textContent = "";
   $("#cancel").disabled = false;
   const source = new EventSource(`/api/jobs/${id}/events`);
   state.source = source;
   const mine = (handler) => (e) => { if (state.jobId === id) handler(JSON.parse(e.data)); };
-  source.addEventListener("status", mine((job) => showStatus(job, source)));
+  source.addEventListener("open", () => setOnline(true));
+  source.addEventListener("status", mine((job) => { setOnline(true); showStatus(job, source); }));
   source.addEventListener("progress", mine(showProgress));
   source.addEventListener("image", mine((d) => { $("#preview").src = `/api/jobs/${id}/image?v=${d.version}`; }));
   source.addEventListener("error", async () => {
+    // The browser reconnects by itself (the stream asks for a retry every 2 s); say so meanwhile.
     if (source.readyState === EventSource.CLOSED || state.jobId !== id) return;
     try { await getJSON(`/api/jobs/${id}`); } catch (error) {
-      if (error.status === 404) { source.close(); showGone(id); }
+      if (error.status === 404) { source.close(); showGone(id); } else setOnline(false);
     }
   });
   $("#run").scrollIntoView({ behavior: "smooth", block: "start" });
@@ -340,13 +402,17 @@ function showStatus(job, source) {
   badge.className = `badge ${job.status}`;
   $("#run-title").textContent = `${job.inputs.content} × ${job.inputs.styles.join(" + ")}`;
   $("#cancel").hidden = FINAL.includes(job.status);
+  $("#rerun").hidden = !["interrupted", "failed", "cancelled"].includes(job.status);
+  $("#delete").hidden = !FINAL.includes(job.status);
+  $("#run-plan").textContent = planText(job.plan);
+  if (state.active && state.active.id === job.id) { state.active.status = job.status; formChanged(); }
   chart.points = job.history.slice();
   chart.draw();
   if (job.status === "queued") {
     const ahead = job.position - 1;
     $("#run-progress").textContent = ahead ? `Waiting: ${ahead} run${ahead > 1 ? "s" : ""} ahead.` : "Waiting: next in line.";
   } else if (FINAL.includes(job.status)) {
-    const verb = { done: "Done", failed: "Failed", cancelled: "Cancelled" }[job.status];
+    const verb = { done: "Done", failed: "Failed", cancelled: "Cancelled", interrupted: "Interrupted" }[job.status];
     $("#run-progress").textContent = `${verb} after ${job.step} of ${job.total_steps || job.settings.steps} steps`
       + ` · ${clock(job.elapsed)}`;
   } else {
@@ -361,10 +427,10 @@ function showStatus(job, source) {
 
 function showProgress(p) {
   const total = p.total_steps || 0;
-  const scale = p.scales > 1 ? ` · scale ${p.scale + 1}/${p.scales}` : "";
+  const scale = p.scales > 1 ? ` (scale ${p.scale + 1} of ${p.scales})` : "";
   const size = p.size ? ` · ${p.size[0]}×${p.size[1]}` : "";
-  const loss = p.losses && p.losses.total !== null ? ` · loss ${p.losses.total.toExponential(3)}` : "";
-  $("#run-progress").textContent = total
+  const loss = p.losses && typeof p.losses.total === "number" ? ` · loss ${p.losses.total.toExponential(3)}` : "";
+  $("#run-progress").textContent = total && p.step
     ? `Step ${p.step} of ${total}${scale}${size}${loss} · ${clock(p.elapsed)} elapsed · ETA ${clock(p.eta)}`
     : "Starting…";
   $("#run-bar").style.width = `${total ? (100 * p.step) / total : 0}%`;
@@ -410,15 +476,50 @@ function renderSettingsTable(job) {
   $("#settings-details").hidden = false;
 }
 
+function planText(plan) {
+  // Steps are per scale: the plan says what they add up to.
+  if (!plan || !plan.scales) return "";
+  const scales = plan.scales.map((s) => `${Math.max(...s.size)} px × ${s.steps}`).join(", ");
+  const memory = (plan.peak_bytes / 2 ** 30).toFixed(1);
+  return plan.scales.length > 1
+    ? `Plan: ${plan.total_steps} steps over ${plan.scales.length} scales (${scales}) · about ${memory} GiB`
+    : `Plan: ${plan.total_steps} steps at ${Math.max(...plan.scales[0].size)} px · about ${memory} GiB`;
+}
+
 function showGone(id) {
-  $("#run-status").textContent = "expired";
-  $("#run-progress").textContent = "This run's files have expired on the server.";
-  forget(id);
+  $("#run-status").textContent = "deleted";
+  $("#run-progress").textContent = "This run is no longer on the server.";
+  refreshHistory();
+}
+
+async function post(url, options = {}) {
+  try {
+    const response = await fetch(url, { method: "POST", ...options });
+    const answer = response.status === 204 ? {} : await response.json().catch(() => ({}));
+    if (!response.ok) showError(null, answer.detail || response.statusText);
+    return response.ok ? answer : null;
+  } catch (error) {
+    setOnline(false);
+    return null;
+  }
 }
 
 async function cancel() {
   $("#cancel").disabled = true;
-  await fetch(`/api/jobs/${state.jobId}`, { method: "DELETE" });
+  await post(`/api/jobs/${state.jobId}/cancel`);
+}
+
+async function rerun(id) {
+  const answer = await post(`/api/jobs/${id}/rerun`);
+  if (answer) { follow(answer.id); refreshHistory(); }
+}
+
+async function remove(id) {
+  // Deleting is its own action (never a side effect of cancel): it asks first.
+  if (!window.confirm("Delete this run and its images from the studio?")) return;
+  if (await post(`/api/jobs/${id}`, { method: "DELETE" }) === null) return;
+  if (state.jobId === id) { if (state.source) state.source.close(); state.jobId = null; $("#run").hidden = true; }
+  refreshHistory();
 }
 
 // -- the loss curve ----------------------------------------------------------------------------
@@ -426,7 +527,7 @@ async function cancel() {
 const chart = {
   points: [],
   pending: false,
-  series: [["total", "#e4572e"], ["style", "#4c6ef5"], ["content", "#2f9e44"]],
+  series: [["total", "#e4572e"]],  // the terms are added as they appear in the points
   draw() {
     if (this.pending) return;
     this.pending = true;
@@ -443,6 +544,10 @@ const chart = {
     const g = canvas.getContext("2d");
     g.scale(ratio, ratio);
     g.clearRect(0, 0, w, h);
+    const seen = new Set(this.points.flatMap((p) => Object.keys(p)));
+    const terms = [...seen].filter((k) => k !== "total" && !NOT_LOSSES.includes(k)).sort();
+    this.series = [["total", "#e4572e"], ...terms.map((k, i) => [k, COLOURS[i % COLOURS.length]])];
+    canvas.dataset.terms = this.series.map(([k]) => k).join(",");
     const values = this.points.flatMap((p) => this.series.map(([k]) => p[k])).filter((v) => v > 0);
     g.fillStyle = "#6b7280";
     g.font = "12px system-ui, sans-serif";
@@ -470,43 +575,41 @@ const chart = {
   },
 };
 
-// -- runs of this session --------------------------------------------------------------------
-
-function storedIds() {
-  try { return JSON.parse(sessionStorage.getItem(STORE_KEY)) || []; } catch { return []; }
-}
-
-function remember(id) {
-  sessionStorage.setItem(STORE_KEY, JSON.stringify([id, ...storedIds().filter((x) => x !== id)]));
-  refreshHistory();
-}
-
-function forget(id) {
-  sessionStorage.setItem(STORE_KEY, JSON.stringify(storedIds().filter((x) => x !== id)));
-  refreshHistory();
-}
+// -- the studio's runs (kept on the server) -----------------------------------------------------
 
 async function refreshHistory() {
-  const jobs = [];
-  for (const id of storedIds()) {
-    try { jobs.push(await getJSON(`/api/jobs/${id}`)); } catch (error) { if (error.status === 404) forget(id); }
+  let jobs;
+  try { jobs = (await getJSON("/api/jobs")).jobs; } catch (error) {
+    if (error.status === undefined) setOnline(false);  // the network, not an answer
+    return;
   }
+  setOnline(true);
   state.history = jobs;
   $("#history-empty").hidden = jobs.length > 0;
   $("#history").replaceChildren(...jobs.map((job) => {
     const image = job.image_version > 0 && job.step > 0
       ? el("img", { src: `/api/jobs/${job.id}/image?v=${job.image_version}`, alt: "" }) : el("span", { class: "noimg" });
-    const when = new Date(job.created * 1000).toLocaleTimeString();
+    const when = new Date(job.created * 1000).toLocaleString();
     const what = `${job.inputs.content} × ${job.inputs.styles.join(" + ")}`;
-    const detail = `${when} · ${job.preset} · ${job.settings.size} px · ${job.step}/${job.total_steps || job.settings.steps} steps`;
-    return el("li", {}, el("button", { type: "button", onclick: () => follow(job.id) }, image,
+    const detail = `${when} · ${job.preset} · ${job.settings.size} px · ${job.step}/${job.total_steps} steps`;
+    const actions = el("span", { class: "row-actions" });
+    if (["interrupted", "failed", "cancelled"].includes(job.status)) {
+      actions.append(el("button", { type: "button", class: "secondary rerun", text: "rerun", onclick: () => rerun(job.id) }));
+    }
+    if (FINAL.includes(job.status)) {
+      actions.append(el("button", { type: "button", class: "secondary delete", text: "delete", onclick: () => remove(job.id) }));
+    }
+    return el("li", { "data-id": job.id }, el("button", { type: "button", class: "open", onclick: () => follow(job.id) }, image,
       el("span", { class: "what", text: what }), el("span", { class: `badge ${job.status}`, text: job.status }),
-      el("small", { text: detail })));
+      el("small", { text: detail })), actions);
   }));
 }
 
-setInterval(() => {
-  if (state.history.some((job) => !FINAL.includes(job.status))) refreshHistory();
+// Polls now and then: the list while runs are going (or the server was lost), else a light ping,
+// so that a lost server is noticed even when no run is followed.
+setInterval(async () => {
+  if (!state.online || state.history.some((job) => !FINAL.includes(job.status))) return refreshHistory();
+  try { await getJSON("/api/jobs?limit=1"); } catch (error) { if (error.status === undefined) setOnline(false); }
 }, 3000);
 
 // -- start ---------------------------------------------------------------------------------------
@@ -521,6 +624,9 @@ async function init() {
   wireDrop($("#style-drop"), $("#style-file"), addStyles);
   $("#run-form").addEventListener("submit", start);
   $("#cancel").addEventListener("click", cancel);
+  $("#rerun").addEventListener("click", () => rerun(state.jobId));
+  $("#delete").addEventListener("click", () => remove(state.jobId));
+  window.addEventListener("online", refreshHistory);
   chart.draw();
   await refreshHistory();
   document.body.dataset.ready = "true";
