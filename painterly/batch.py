@@ -277,7 +277,8 @@ def check_outputs(jobs: Sequence[Job]) -> None:
         if target in inputs:
             raise OutputError(f"job {job.index} would write {job.output}, which is an input")
         seen[target] = job
-        check_output(job.output)
+        if job.output.parent.is_dir():  # else the folder is made once the whole batch is checked
+            check_output(job.output)
 
 
 # -- the command line --------------------------------------------------------------------------
@@ -332,9 +333,19 @@ def plan_jobs(args: argparse.Namespace) -> list[Job]:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputError(f"-o {out_dir} is a file; it must be a folder")
-    out_dir.mkdir(parents=True, exist_ok=True)
     template = args.template or default_template([n for n, _ in grid])
     return make_jobs(rows, flags, args.preset, out_dir, template, grid)
+
+
+def make_folders(jobs: Sequence[Job]) -> None:
+    """The output folders, once the batch has been checked; each output checked again inside them."""
+    for job in jobs:
+        if not job.output.parent.is_dir():
+            try:
+                job.output.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"cannot make the output folder {job.output.parent}: {exc.strerror}") from None
+            check_output(job.output)
 
 
 def batch_main(argv: list[str]) -> int:
@@ -353,6 +364,9 @@ def batch_main(argv: list[str]) -> int:
         pool: Any = RayPool(args.workers, args.threads or None, shutdown=started_here)
     else:
         pool = batch_run.LocalPool(args.workers or 1, args.threads or None)
+    make_folders(jobs)
+    if not results.resolve().parent.is_dir():
+        raise OutputError(f"the folder for --results does not exist: {results.parent}")
     bar = BatchBar(sys.stderr, enabled=not args.quiet)
     try:
         summary = batch_run.run_batch(jobs, pool, results, on_progress=bar)

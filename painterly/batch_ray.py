@@ -4,7 +4,7 @@ One actor per worker holds a :class:`~painterly.batch_run.Painter` (its network 
 and sets torch's threads to the CPUs Ray gave it; on a cluster with GPUs each actor asks for one.
 The driver ships each job's input bytes to an actor and gets the encoded picture back (no shared
 disk is assumed). Ray does not retry an actor's method when the actor dies, so the pool reports the
-job as lost, starts a replacement actor, and the driver gives the job to the next free one.
+job as lost, the driver gives the job to the next free actor, and a replacement starts when needed.
 Ray is imported inside the functions: painterly does not need it otherwise.
 """
 
@@ -38,12 +38,12 @@ def connect(address: str) -> bool:
     started Ray in this process (the pool shuts it down); an unreachable address is a
     :class:`SettingsError`, found before any work starts."""
     ray = import_ray()
-    if ray.is_initialized():
-        return False
     if address != "auto":
         check_reachable(address)
-    elif os.environ.get("RAY_ADDRESS"):
+    elif os.environ.get("RAY_ADDRESS") and not ray.is_initialized():
         check_reachable(os.environ["RAY_ADDRESS"])
+    if ray.is_initialized():
+        return False
     try:
         # address=None: RAY_ADDRESS, else a cluster already running here, else a new one.
         ray.init(address=None if address == "auto" else address, **QUIET)
@@ -104,15 +104,16 @@ class RayPool:
                                 f"({', '.join(map(str, node_cpus))} CPUs)")
         self.gpus = 0 if not gpus else 1 if gpus >= self.size else gpus / self.size
         self.actor_class = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)(PainterActor)
-        self.actors = [self._new_actor() for _ in range(self.size)]
-        self.idle = list(self.actors)
+        self.actors: list[Any] = []  # started as jobs arrive: a batch with nothing to do starts none
+        self.idle: list[Any] = []
         self.in_flight: dict[Any, tuple[Any, int]] = {}  # object ref -> (actor, job)
 
-    def _new_actor(self) -> Any:
-        return self.actor_class.remote(self.cpus)
-
     def submit(self, work: Work) -> None:
-        actor = self.idle.pop()
+        if self.idle:
+            actor = self.idle.pop()
+        else:
+            actor = self.actor_class.remote(self.cpus)
+            self.actors.append(actor)
         self.in_flight[actor.paint.remote(work)] = (actor, work.job)
 
     def wait(self, timeout: float) -> list[Event]:
@@ -132,10 +133,7 @@ class RayPool:
         try:
             event = self.ray.get(ref)
         except RayActorError:
-            self.actors.remove(actor)
-            replacement = self._new_actor()
-            self.actors.append(replacement)
-            self.idle.append(replacement)
+            self.actors.remove(actor)  # the next job starts a replacement
             return ("lost", job, "the Ray actor running it died", None)
         except RayError as exc:
             self.idle.append(actor)

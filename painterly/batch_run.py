@@ -171,7 +171,7 @@ class LocalPool:
         self.threads = threads or max(1, _cores() // workers)
         self.context = multiprocessing.get_context("spawn")
         self.events = self.context.Queue()
-        self.workers = [self._start() for _ in range(workers)]
+        self.workers: list[tuple[Any, Any] | None] = [None] * workers  # started with their first job
         self.busy: dict[int, int] = {}  # worker slot -> job
 
     def _start(self) -> tuple[Any, Any]:
@@ -183,17 +183,19 @@ class LocalPool:
     def submit(self, work: Work) -> None:
         slot = next(i for i in range(self.size) if i not in self.busy)
         self.busy[slot] = work.job
-        self.workers[slot][1].put(work)
+        worker = self.workers[slot] or self._start()
+        self.workers[slot] = worker
+        worker[1].put(work)
 
     def wait(self, timeout: float) -> list[Event]:
         events = self._drain(timeout)
-        for slot, (process, _) in enumerate(self.workers):
-            if slot in self.busy and not process.is_alive():
+        for slot, worker in enumerate(self.workers):
+            if slot in self.busy and worker is not None and not worker[0].is_alive():
                 events += self._drain(0)  # what it sent before it died
                 if slot in self.busy:
                     job = self.busy.pop(slot)
-                    events.append(("lost", job, f"worker process died (exit code {process.exitcode})", None))
-                self.workers[slot] = self._start()
+                    events.append(("lost", job, f"worker process died (exit code {worker[0].exitcode})", None))
+                self.workers[slot] = None  # the next job starts a new one
         return events
 
     def _drain(self, timeout: float) -> list[Event]:
@@ -208,16 +210,38 @@ class LocalPool:
         return events
 
     def close(self) -> None:
-        for process, inbox in self.workers:
+        started = [w for w in self.workers if w is not None]
+        for process, inbox in started:
             if process.is_alive() and not self.busy:
                 inbox.put(None)
         deadline = time.monotonic() + 5
-        for process, _ in self.workers:
+        for process, _ in started:
             if self.busy:
                 process.terminate()  # stopped mid-batch: the jobs in flight are abandoned
             process.join(max(0.1, deadline - time.monotonic()))
             if process.is_alive():
                 process.kill()
+
+
+class InlinePool:
+    """Jobs one after the other in this process: for notebooks, a debugger, and tests of the driver."""
+
+    size = 1
+
+    def __init__(self) -> None:
+        self.painter: Painter | None = None
+        self.events: list[Event] = []
+
+    def submit(self, work: Work) -> None:
+        self.painter = self.painter or Painter()
+        self.events.append(self.painter.paint(work))
+
+    def wait(self, timeout: float) -> list[Event]:
+        events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        self.events = []
 
 
 def _cores() -> int:
