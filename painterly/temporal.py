@@ -47,8 +47,9 @@ class TemporalTerm:
 
     def __call__(self, image: torch.Tensor, features: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """The unweighted loss of ``image`` (1, 3, H, W) RGB 0..255: a scalar, float32 at least."""
-        target, mask = self.target.to(image.device), self.mask.to(image.device)
-        diff = image.float() - target.float()
+        wide = torch.promote_types(image.dtype, torch.float32)  # bf16 images are summed in float32
+        target, mask = self.target.to(image.device, wide), self.mask.to(image.device, wide)
+        diff = image.to(wide) - target
         return (mask * diff.square()).sum() / diff.numel()
 
     def for_size(self, size: tuple[int, int]) -> TemporalTerm:

@@ -1,0 +1,258 @@
+"""``painterly video IN STYLE [STYLE ...] -o OUT``: paint a clip without flicker.
+
+IN is a video file (mp4, mov, webm, gif, ...) or a folder of numbered frames; OUT an H.264 video
+(``.mp4``, ``.mov``, ``.mkv``: the source's frame rate, its audio for the painted stretch) or a folder
+(a name without an extension) of PNGs. Finished frames are kept in a work folder beside OUT
+(``OUT.painterly-work``) as they are painted; Ctrl-C stops, ``--resume`` continues. The output
+appears only when complete: the video is encoded to a temporary name and renamed, the folder is
+the work folder renamed. Errors end in one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TextIO
+
+from .cli import EXIT_INTERRUPTED, _Parser, add_settings_options, flag_name, settings_from_args
+from .errors import OutputError, SettingsError
+from .settings import preset
+from .video import FrameProgress, FrameResult, VideoSettings, paint_video
+from .video_io import Selection, check_selection, check_video_output, frame_name
+
+#: The work folder beside the output: OUT.painterly-work.
+WORK_SUFFIX = ".painterly-work"
+RUN_FILE = "run.json"  # what the work folder was started with: a resume must match it
+FRAMES_FILE = "frames.jsonl"  # one line of stats per finished frame
+RECORD_FILE = "painterly-video.json"  # the run record, in a folder output
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="painterly video",
+                     description="Paint a video or a folder of frames in the style of one or more artworks, "
+                                 "without flicker (Ruder et al.'s temporal loss on DIS optical flow).")
+    parser.add_argument("input", help="a video file (mp4, mov, webm, gif, ...) or a folder of numbered frames")
+    parser.add_argument("styles", nargs="+", metavar="style", help="one or more artworks")
+    parser.add_argument("-o", "--output", required=True,
+                        help="an .mp4/.mov/.mkv file (H.264) or a folder for PNG frames (a name without extension)")
+    parser.add_argument("--start", default="", help="first frame to paint: a frame number (0-based) or a time (2.5s, 1:05)")
+    parser.add_argument("--end", default="", help="stop before this frame number or time (default: the end)")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="paint every N-th frame (the video keeps its length)")
+    parser.add_argument("--fps", type=Fraction, default=None, help="frame rate of a frames folder (default 24)")
+    parser.add_argument("--resume", action="store_true", help="continue a stopped run from its work folder")
+    parser.add_argument("--keep-frames", action="store_true", help="keep the work folder of PNGs after writing a video")
+    parser.add_argument("--history", metavar="FILE.json", help="write the run record (settings, per-frame losses and errors)")
+    parser.add_argument("--preset", default="default", help="starting settings for every frame")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    group = parser.add_argument_group("video settings")
+    defaults = VideoSettings()
+    for f in dataclasses.fields(VideoSettings):
+        kwargs: dict[str, Any] = {"dest": f"video_{f.name}", "default": None,
+                                  "help": f"{f.metadata['help']} (default: {getattr(defaults, f.name)})"}
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]
+        else:
+            kwargs["type"] = type(getattr(defaults, f.name))
+        group.add_argument(flag_name(f.name), **kwargs)
+    add_settings_options(parser)
+    return parser
+
+
+def main(argv: list[str]) -> int:
+    """Run ``painterly video``; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args, preset(args.preset))
+    video = VideoSettings(**{f.name: getattr(args, f"video_{f.name}") for f in dataclasses.fields(VideoSettings)
+                             if getattr(args, f"video_{f.name}") is not None})
+    selection = Selection(args.start, args.end, args.every)
+    check_selection(selection)
+    source = Path(args.input)
+    output = Path(args.output)
+    kind = _check_output(output, [source, *map(Path, args.styles)])
+    if args.fps is not None and args.fps <= 0:
+        raise SettingsError(f"--fps must be > 0, got {args.fps}")
+    if args.history and Path(args.history).suffix.lower() != ".json":
+        raise OutputError(f"--history must name a .json file, got {args.history}")
+
+    from .devices import setup_process
+    from .images import open_image
+    from .video_io import read_clip
+
+    styles = [open_image(s) for s in args.styles]
+    clip = read_clip(source, settings.size, selection, args.fps)
+    settings = settings.replace(size=max(clip.size))
+    work = output.parent / (output.name + WORK_SUFFIX)
+    run = {"input": str(source.resolve()), "styles": [str(Path(s).resolve()) for s in args.styles],
+           "selection": dataclasses.asdict(selection), "frames": len(clip.frames), "size": list(clip.size),
+           "settings": settings.to_dict(), "video": video.to_dict()}
+    finished = _open_work(work, run, args.resume, len(clip.frames))
+    setup_process(settings.threads)
+
+    bar = FrameBar(sys.stderr, enabled=not args.quiet)
+    say = bar.say
+    say(f"painterly video: {len(clip.frames)} frames of {source.name} at {clip.size[0]}x{clip.size[1]}, "
+        f"{float(clip.fps):.3g} fps, in the style of {', '.join(Path(s).name for s in args.styles)}"
+        + (f"; resuming after frame {len(finished)}" if finished else ""))
+    stats_file = work / FRAMES_FILE
+
+    def keep(frame: FrameResult) -> None:
+        from .images import save_image
+
+        save_image(frame.image, work / frame_name(frame.index + 1))
+        with open(stats_file, "a") as handle:
+            handle.write(json.dumps(frame.stats()) + "\n")
+
+    try:
+        result = paint_video(clip.frames, styles, settings, video, finished=finished, callback=bar, on_frame=keep)
+    except KeyboardInterrupt:
+        result = None
+    bar.close()
+    if result is None or result.stopped:
+        done = len(result.frames) if result else len(_read_stats(work))
+        say(f"painterly video: stopped after {done} of {len(clip.frames)} frames; they are kept in {work}; "
+            f"run the same command with --resume to continue")
+        return EXIT_INTERRUPTED
+
+    record = {**run, "output": str(output.resolve()), "fps": str(clip.fps), "seconds": result.seconds,
+              "temporal_error": result.temporal_error, "content_error": result.content_error,
+              "frame_stats": [f.stats() for f in result.frames]}
+    _write_output(kind, output, work, result, clip, source, record, args.keep_frames)
+    if args.history:
+        from .images import atomic_path
+
+        with atomic_path(args.history) as tmp:
+            tmp.write_text(json.dumps(record, indent=1) + "\n")
+    painted = [f for f in result.frames[len(finished):]]
+    per_frame = sum(f.seconds for f in painted) / max(len(painted), 1)
+    say(f"painterly video: done in {result.seconds:.1f} s ({per_frame:.1f} s a frame); temporal error "
+        f"{result.temporal_error:.1f} (the content frames: {result.content_error:.1f}); wrote {output}")
+    return 0
+
+
+def _check_output(output: Path, inputs: list[Path]) -> str:
+    """``"video"`` or ``"folder"``; refuses an unknown extension, a missing parent, an input, a full folder."""
+    kind = check_video_output(output)
+    parent = output.resolve().parent
+    if not parent.is_dir():
+        raise OutputError(f"output folder does not exist: {output.parent}")
+    if not os.access(parent, os.W_OK):
+        raise OutputError(f"output folder is not writable: {output.parent}")
+    for source in inputs:
+        if source.exists() and output.exists() and output.resolve() == source.resolve():
+            raise OutputError(f"output {output} is also an input; choose another name (inputs are never overwritten)")
+        if kind == "folder" and source.exists() and output.resolve() in source.resolve().parents:
+            raise OutputError(f"output folder {output} holds an input; choose another name")
+    if kind == "folder" and output.exists() and any(output.iterdir()):
+        raise OutputError(f"output folder {output} already holds files; choose a new or empty folder")
+    if kind == "video" and output.is_dir():
+        raise OutputError(f"output {output} is a folder, expected a video file name such as painted.mp4")
+    return kind
+
+
+def _open_work(work: Path, run: dict[str, Any], resume: bool, n_frames: int) -> list[FrameResult]:
+    """Make the work folder, or reopen it with ``--resume``; the frames it already holds."""
+    if work.exists() and not resume:
+        raise OutputError(f"{work} holds an earlier run's frames: add --resume to continue it, or delete the folder")
+    if not work.exists():
+        work.mkdir()
+        (work / RUN_FILE).write_text(json.dumps(run, indent=1) + "\n")
+        return []
+    try:
+        earlier = json.loads((work / RUN_FILE).read_text())
+    except (OSError, ValueError):
+        raise OutputError(f"{work} is not a painterly work folder (no readable {RUN_FILE}); delete it") from None
+    changed = [k for k in run if earlier.get(k) != run[k]]
+    if changed:
+        raise SettingsError(f"--resume: the run in {work} was started with different {', '.join(changed)}; "
+                            f"use the same command, or delete the folder to start over")
+    from .images import open_image
+
+    finished = []
+    for stats in _read_stats(work)[:n_frames]:
+        path = work / frame_name(stats["index"] + 1)
+        if stats["index"] != len(finished) or not path.is_file():
+            break
+        finished.append(FrameResult(image=open_image(path), **stats))
+    return finished
+
+
+def _read_stats(work: Path) -> list[dict[str, Any]]:
+    path = work / FRAMES_FILE
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line cut short by a crash: the frames before it still count
+            break
+    return out
+
+
+def _write_output(kind: str, output: Path, work: Path, result, clip, source: Path, record: dict[str, Any],
+                  keep_frames: bool) -> None:
+    if kind == "video":
+        from .video_io import write_video
+
+        span = (clip.times[0], clip.times[-1] + 1 / float(clip.fps)) if clip.times else None
+        write_video(result.images, output, clip.fps, audio_from=source if clip.audio else None, audio_span=span)
+        if not keep_frames:
+            shutil.rmtree(work)
+        return
+    (work / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
+    for name in (RUN_FILE, FRAMES_FILE):
+        (work / name).unlink(missing_ok=True)
+    if output.exists():
+        output.rmdir()  # checked empty before the run
+    os.replace(work, output)
+
+
+class FrameBar:
+    """Turns :class:`~painterly.video.FrameProgress` events into a one-line bar over frames with an ETA."""
+
+    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 24) -> None:
+        self.stream, self.enabled, self.width = stream, enabled, width
+        self.tty = hasattr(stream, "isatty") and stream.isatty()
+        self.last_print = 0.0
+
+    def say(self, text: str) -> None:
+        if self.enabled:
+            if self.tty and self.last_print:
+                self.stream.write("\n")
+                self.last_print = 0.0
+            self.stream.write(text + "\n")
+
+    def __call__(self, event: FrameProgress) -> None:
+        if not self.enabled:
+            return
+        done = event.frame + event.frame_fraction
+        filled = int(done / max(event.frames, 1) * self.width)
+        bar = "#" * filled + "-" * (self.width - filled)
+        temporal = event.losses.get("temporal")
+        line = (f"[{bar}] frame {event.frame + 1}/{event.frames} ({event.frame_fraction:4.0%}) "
+                f"loss {event.losses.get('total', 0):.3e}" + (f" temporal {temporal:.2e}" if temporal else "")
+                + f" {_clock(event.elapsed)} elapsed, ETA {_clock(event.eta)}")
+        if self.tty:
+            self.stream.write("\r" + line.ljust(110)[:150])
+            self.stream.flush()
+            self.last_print = time.monotonic()
+        elif event.done is not None or time.monotonic() - self.last_print > 10:
+            self.last_print = time.monotonic()
+            self.stream.write(line + "\n")
+
+    def close(self) -> None:
+        if self.enabled and self.tty and self.last_print:
+            self.stream.write("\n")
+
+
+def _clock(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
+        f"{seconds // 60}:{seconds % 60:02d}"
