@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import glob
 import itertools
 import json
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import OutputError, PainterlyError, SettingsError, closest
+from .errors import OutputError, SettingsError, closest
 from .images import check_output, output_format
 from .settings import FIELD_NAMES, Settings, preset
 
@@ -83,7 +84,7 @@ def parse_value(field: str, raw: Any) -> Any:
     Lists are written with spaces in text (``block1_conv1 block2_conv1``). Raises
     :class:`SettingsError` naming the setting and the value.
     """
-    hint = typing.get_type_hints(Settings)[field]
+    hint = _hints()[field]
     if typing.get_origin(hint) is tuple:
         item = typing.get_args(hint)[0]
         values = raw.split() if isinstance(raw, str) else raw
@@ -93,12 +94,17 @@ def parse_value(field: str, raw: Any) -> Any:
     return _scalar(field, hint, raw)
 
 
+@functools.lru_cache(maxsize=1)
+def _hints() -> dict[str, Any]:
+    return typing.get_type_hints(Settings)
+
+
 def _scalar(field: str, kind: Any, raw: Any) -> Any:
     if kind is str:
         return str(raw)
     if isinstance(raw, str):
         try:
-            return kind(raw.strip()) if kind is not int else int(raw.strip())
+            return kind(raw.strip())
         except ValueError:
             noun = "whole number" if kind is int else "number"
             raise SettingsError(f"{field} must be a {noun}, got {raw!r}") from None
@@ -147,19 +153,19 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
         reader = csv.DictReader(text.splitlines())
         rows = [{k.strip(): v.strip() for k, v in row.items() if k and isinstance(v, str) and v.strip()}
                 for row in reader]
-        _check_columns(manifest, {c.strip() for c in reader.fieldnames or []}, "has no")
+        _check_columns(manifest, {c.strip() for c in reader.fieldnames or []}, "has no", "column")
     if not rows:
         raise SettingsError(f"manifest {manifest} has no jobs")
     for number, row in enumerate(rows, 1):
-        _check_columns(manifest, set(row), f"row {number} has no")
+        _check_columns(manifest, set(row), f"row {number} has no", "value")
     return [_resolve_paths(row, manifest.parent) for row in rows]
 
 
-def _check_columns(manifest: Path, keys: set[str], missing: str) -> None:
+def _check_columns(manifest: Path, keys: set[str], missing: str, noun: str) -> None:
     if "content" not in keys:
-        raise SettingsError(f"{manifest} {missing} 'content' column (the photo to paint)")
+        raise SettingsError(f"{manifest} {missing} 'content' {noun} (the photo to paint)")
     if not keys & {"style", "styles"}:
-        raise SettingsError(f"{manifest} {missing} 'style' column (the artwork, or several separated by "
+        raise SettingsError(f"{manifest} {missing} 'style' {noun} (the artwork, or several separated by "
                             f"'{STYLE_SEPARATOR}')")
     for key in sorted(keys - set(JOB_COLUMNS)):
         setting_name(key, f"{manifest}: column")
@@ -421,4 +427,4 @@ def _clock(seconds: float) -> str:
         f"{seconds // 60}:{seconds % 60:02d}"
 
 
-__all__ = ["Job", "PainterlyError", "batch_main", "make_jobs", "parse_grid", "read_manifest"]
+__all__ = ["BatchBar", "Job", "batch_main", "make_jobs", "parse_grid", "plan_jobs", "read_manifest"]

@@ -61,12 +61,12 @@ def test_cross_product_grid_and_template(tmp_path: Path, two_photos: Path, fast_
     rows = [{"content": str(c), "style": [str(s)]} for c in sorted(two_photos.glob("*.png"))
             for s in (STYLES / "great_wave.png", STYLES / "starry_night.png")]
     grid = parse_grid(["style-weight=1e-2,3e-2"])
-    jobs = make_jobs(rows, fast_changes, "draft", tmp_path / "out", "{content}-{style}-{style_weight}.png", grid)
+    jobs = make_jobs(rows, fast_changes, "tutorial", tmp_path / "out", "{content}-{style}-{style_weight}.png", grid)
     assert [j.output.name for j in jobs[:3]] == [
         "chelsea-great_wave-0.01.png", "chelsea-great_wave-0.03.png", "chelsea-starry_night-0.01.png"]
     assert len(jobs) == 8 and all(j.settings is not None and j.settings.size == 48 for j in jobs)
-    assert jobs[1].settings.style_weight == 0.03 and jobs[1].preset == "draft"
-    assert jobs[0].settings.steps == 2  # the flags for all rows beat the preset (draft: 50 steps)
+    assert jobs[1].settings.style_weight == 0.03 and jobs[1].preset == "tutorial"
+    assert jobs[0].settings.steps == 2  # the flags for all rows beat the preset (tutorial: 1000 steps)
 
 
 def test_manifest_rows_columns_and_bad_values(tmp_path: Path) -> None:
@@ -76,14 +76,14 @@ def test_manifest_rows_columns_and_bad_values(tmp_path: Path) -> None:
                         "c.png,d.png,three,,quality\n")
     rows = read_manifest(manifest)
     assert rows[0]["style"] == [str(tmp_path / "a.png"), str(tmp_path / "b.png")]  # relative to the manifest
-    jobs = make_jobs(rows, {"size": 64}, "default", tmp_path, "{index}.png")
+    jobs = make_jobs(rows, {"size": 64}, "tutorial", tmp_path, "{index}.png")
     assert jobs[0].settings.steps == 3 and jobs[0].settings.style_layers == ("block1_conv1", "block2_conv1")
     assert jobs[0].settings.size == 64 and jobs[0].error is None
     assert jobs[1].settings is None and jobs[1].error == "steps must be a whole number, got 'three'"
     jsonl = tmp_path / "jobs.jsonl"
     jsonl.write_text(json.dumps({"content": "c.png", "styles": ["s.png"], "style_layers": ["block1_conv1"],
                                  "output": "x.jpg", "preset": "nope"}) + "\n")
-    job, = make_jobs(read_manifest(jsonl), {}, "default", tmp_path / "o", "{index}.png")
+    job, = make_jobs(read_manifest(jsonl), {}, "tutorial", tmp_path / "o", "{index}.png")
     assert job.output == tmp_path / "o" / "x.jpg" and "unknown preset 'nope'" in job.error
 
 
@@ -104,7 +104,7 @@ def _bad_manifests(tmp: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("case, expected", [
     ("no_style_column", "has no 'style' column"),
     ("unknown_setting", "column 'styel_weight' is not a setting (did you mean 'style_weight'?)"),
-    ("empty_cell", "row 1 has no 'style' column"),
+    ("empty_cell", "row 1 has no 'style' value"),
     ("bad_json.jsonl", "line 2 is not valid JSON"),
     ("header_only", "has no jobs"),
     ("missing_manifest", "manifest not found"),
@@ -161,7 +161,7 @@ def test_missing_ray_names_the_extra(cli, tmp_path: Path, two_photos: Path, monk
 # -- the driver, in this process ---------------------------------------------------------------
 
 def _jobs(tmp_path: Path, fast_changes: dict, rows: list[dict], template: str = "{content}-{style}.png"):
-    return make_jobs(rows, fast_changes, "default", tmp_path / "out", template)
+    return make_jobs(rows, fast_changes, "tutorial", tmp_path / "out", template)
 
 
 def test_bad_rows_fail_alone_and_resume_skips_done(tmp_path: Path, fast_changes: dict, broken) -> None:
@@ -186,7 +186,7 @@ def test_bad_rows_fail_alone_and_resume_skips_done(tmp_path: Path, fast_changes:
     assert lines[1]["seconds"] > 0 and lines[1]["attempts"] == 1
     record = metadata.read(jobs[0].output)
     assert record["inputs"] == input_digests(CONTENT / "chelsea.png", [STYLES / "great_wave.png"])
-    assert record["content"] == str((CONTENT / "chelsea.png").resolve()) and record["preset"] == "default"
+    assert record["content"] == str((CONTENT / "chelsea.png").resolve()) and record["preset"] == "tutorial"
     assert events[-1].painted == 2 and events[-1].failed == 3 and events[-1].images_per_hour > 0
     assert any(e.eta is not None for e in events)
 
@@ -283,18 +283,18 @@ def test_batch_bar(fast_changes: dict) -> None:
 def test_local_workers_through_the_command_line(cli, tmp_path: Path, two_photos: Path, fast_args) -> None:
     out = tmp_path / "out"
     argv = ["batch", "--contents", str(two_photos), "--styles", str(STYLES / "great_wave.png"),
-            str(STYLES / "starry_night.png"), "-o", str(out), "--workers", "2", *fast_args]
+            str(STYLES / "starry_night.png"), "-o", str(out), "--workers", "2", "--preset", "tutorial", *fast_args]
     code, _, stderr = cli(argv)
     assert code == 0, stderr
     names = sorted(p.name for p in out.glob("*.png"))
-    assert names == ["chelsea-great_wave-default.png", "chelsea-starry_night-default.png",
-                     "coffee-great_wave-default.png", "coffee-starry_night-default.png"]
+    assert names == ["chelsea-great_wave-tutorial.png", "chelsea-starry_night-tutorial.png",
+                     "coffee-great_wave-tutorial.png", "coffee-starry_night-tutorial.png"]
     assert by_status(results_of(out / "results.jsonl")) == {"done": 4}
     assert "4/4 jobs" in stderr and "images/h" in stderr and "4 painted" in stderr
     # the same picture as one painterly command makes
     code, _, _ = cli([CONTENT / "chelsea.png", STYLES / "great_wave.png", "-o", tmp_path / "one.png", "-q",
-                      *fast_args])
-    assert code == 0 and pixels(tmp_path / "one.png") == pixels(out / "chelsea-great_wave-default.png")
+                      "--preset", "tutorial", *fast_args])
+    assert code == 0 and pixels(tmp_path / "one.png") == pixels(out / "chelsea-great_wave-tutorial.png")
     code, _, stderr = cli(argv)
     assert code == 0 and "0 painted, 4 already done" in stderr
 
@@ -323,7 +323,8 @@ def test_killed_batch_process_reruns_without_redoing(tmp_path: Path, fast_args) 
     """SIGKILL the whole command mid-batch: every file left is whole, the rerun redoes nothing."""
     out = tmp_path / "out"
     argv = [sys.executable, "-m", "painterly", "batch", "--contents", str(CONTENT), "--styles",
-            str(STYLES / "great_wave.png"), str(STYLES / "starry_night.png"), "-o", str(out), "-q", *fast_args]
+            str(STYLES / "great_wave.png"), str(STYLES / "starry_night.png"), "-o", str(out), "-q",
+            "--preset", "tutorial", *fast_args]
     process = subprocess.Popen(argv, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(out.glob("[!.]*.png"))) < 2:
@@ -385,5 +386,6 @@ def test_ray_batch_matches_local_and_survives_a_killed_actor(ray_cluster, cli, t
         assert metadata.read(a.output)["inputs"] == metadata.read(b.output)["inputs"]
 
     code, _, stderr = cli(["batch", "--contents", str(CONTENT / "chelsea.png"), "--styles",
-                           str(STYLES / "great_wave.png"), "-o", str(tmp_path / "cli"), "--ray", "auto", *fast_args])
+                           str(STYLES / "great_wave.png"), "-o", str(tmp_path / "cli"), "--ray", "auto",
+                           "--preset", "tutorial", *fast_args])
     assert code == 0 and "1 painted" in stderr
