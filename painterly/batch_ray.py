@@ -20,6 +20,8 @@ from .errors import SettingsError
 
 #: Seconds to wait for a named cluster's port before calling it unreachable.
 CONNECT_TIMEOUT = 3.0
+#: Seconds between asking the actors how far their jobs are.
+STEP_POLL_SECONDS = 0.5
 #: What ray.init is told wherever it is called: painterly prints its own progress.
 QUIET = {"logging_level": "ERROR", "log_to_driver": False}
 
@@ -75,17 +77,41 @@ def cpus_per_actor(node_cpus: list[int], actors: int) -> int:
                         f"use --workers {max(1, sum(node_cpus))} or fewer")
 
 
+def actor_resources(node_cpus: list[int], gpus: int, workers: int | None,
+                    threads: int | None) -> tuple[int, int, float]:
+    """(actors, CPUs each, GPUs each) on a cluster whose live nodes have ``node_cpus`` CPUs and which
+    has ``gpus`` GPUs: one actor per GPU (one GPU each), else one per node, unless ``workers`` says;
+    the CPUs shared out so that every actor fits on some node, unless ``threads`` says."""
+    actors = workers or gpus or max(1, sum(1 for c in node_cpus if c))
+    if threads and sum(c // threads for c in node_cpus) < actors:
+        raise SettingsError(f"{actors} Ray workers of {threads} threads do not fit on the cluster's nodes "
+                            f"({', '.join(map(str, node_cpus))} CPUs)")
+    cpus = threads or cpus_per_actor(node_cpus, actors)
+    per_gpu = 0.0 if not gpus else 1.0 if gpus >= actors else gpus / actors  # more actors than GPUs: they share
+    return actors, cpus, per_gpu
+
+
 class PainterActor:
-    """What runs inside each Ray actor (made remote by :class:`RayPool`)."""
+    """What runs inside each Ray actor (made remote by :class:`RayPool`, with a second thread so that
+    :meth:`progress` answers while :meth:`paint` runs)."""
 
     def __init__(self, threads: int) -> None:
         from .devices import setup_process
 
         setup_process(threads)
         self.painter = Painter()
+        self.step: tuple[int, int] | None = None
 
     def paint(self, work: Work) -> Event:
-        return self.painter.paint(work)
+        self.step = None
+        return self.painter.paint(work, self._note)
+
+    def _note(self, progress: Any) -> None:
+        self.step = (progress.step + 1, progress.total_steps)
+
+    def progress(self) -> tuple[int, int] | None:
+        """(step, steps) of the job running now, or None."""
+        return self.step
 
 
 class RayPool:
@@ -97,16 +123,13 @@ class RayPool:
         self.ray, self.shutdown = ray, shutdown
         gpus = int(ray.cluster_resources().get("GPU", 0))
         node_cpus = [int(n["Resources"].get("CPU", 0)) for n in ray.nodes() if n.get("Alive")]
-        self.size = workers or gpus or max(1, sum(1 for c in node_cpus if c))
-        self.cpus = threads or cpus_per_actor(node_cpus, self.size)
-        if threads and sum(c // threads for c in node_cpus) < self.size:
-            raise SettingsError(f"{self.size} Ray workers of {threads} threads do not fit on the cluster's nodes "
-                                f"({', '.join(map(str, node_cpus))} CPUs)")
-        self.gpus = 0 if not gpus else 1 if gpus >= self.size else gpus / self.size
-        self.actor_class = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus)(PainterActor)
+        self.size, self.cpus, self.gpus = actor_resources(node_cpus, gpus, workers, threads)
+        self.actor_class = ray.remote(num_cpus=self.cpus, num_gpus=self.gpus, max_concurrency=2)(PainterActor)
         self.actors: list[Any] = []  # started as jobs arrive: a batch with nothing to do starts none
         self.idle: list[Any] = []
         self.in_flight: dict[Any, tuple[Any, int]] = {}  # object ref -> (actor, job)
+        self.asked: dict[Any, int] = {}  # progress() ref -> job
+        self.last_asked = 0.0
 
     def submit(self, work: Work) -> None:
         if self.idle:
@@ -124,7 +147,27 @@ class RayPool:
         ready, _ = self.ray.wait(refs, num_returns=1, timeout=timeout)
         if ready:
             ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
-        return [self._collect(ref) for ref in ready]
+        return [*self._steps(), *(self._collect(ref) for ref in ready)]
+
+    def _steps(self) -> list[Event]:
+        """The running jobs' steps, asked for about once a second and collected without waiting."""
+        from ray.exceptions import RayError
+
+        events: list[Event] = []
+        if self.asked:
+            answered, _ = self.ray.wait(list(self.asked), num_returns=len(self.asked), timeout=0)
+            for ref in answered:
+                job = self.asked.pop(ref)
+                try:
+                    step = self.ray.get(ref)
+                except RayError:  # the actor died: its job is reported lost by _collect
+                    continue
+                if step is not None:
+                    events.append(("step", job, step[0], step[1]))
+        if not self.asked and time.monotonic() - self.last_asked > STEP_POLL_SECONDS:
+            self.last_asked = time.monotonic()
+            self.asked = {actor.progress.remote(): job for actor, job in self.in_flight.values()}
+        return events
 
     def _collect(self, ref: Any) -> Event:
         from ray.exceptions import RayActorError, RayError

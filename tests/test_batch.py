@@ -344,6 +344,20 @@ def test_killed_batch_process_reruns_without_redoing(tmp_path: Path, fast_args) 
 
 # -- a real Ray cluster ------------------------------------------------------------------------
 
+def test_ray_actor_resources() -> None:
+    from painterly.batch_ray import actor_resources
+
+    assert actor_resources([2], 0, 2, None) == (2, 1, 0.0)
+    assert actor_resources([16, 16], 0, None, None) == (2, 16, 0.0)  # one actor per node
+    assert actor_resources([8, 8], 0, 3, None) == (3, 4, 0.0)  # 5 CPUs each would not fit 3 on 2 nodes
+    assert actor_resources([32, 32], 4, None, None) == (4, 16, 1.0)  # one actor per GPU
+    assert actor_resources([8], 1, 2, None) == (2, 4, 0.5)
+    with pytest.raises(SettingsError, match="3 Ray workers of 4 threads do not fit"):
+        actor_resources([4, 4], 0, 3, 4)
+    with pytest.raises(SettingsError, match="too few for 3 workers"):
+        actor_resources([1, 1], 0, 3, None)
+
+
 @pytest.fixture(scope="session")
 def ray_cluster():
     ray = pytest.importorskip("ray")
@@ -359,13 +373,15 @@ def test_ray_batch_matches_local_and_survives_a_killed_actor(ray_cluster, cli, t
 
     rows = [{"content": str(CONTENT / c), "style": [str(STYLES / s)]}
             for c in ("chelsea.png", "coffee.png", "astronaut.png") for s in ("great_wave.png", "starry_night.png")]
+    rows[0]["steps"] = "150"  # long enough for its actor to be asked how far it is, while the other paints the rest
     jobs = _jobs(tmp_path, fast_changes, rows)
     (tmp_path / "out").mkdir()
     pool = RayPool(workers=2)
     assert pool.cpus == 1 and pool.gpus == 0  # two actors share the two CPUs
-    killed = []
+    killed, steps = [], set()
 
     def kill_one_mid_job(event) -> None:
+        steps.update(s for s, _ in event.running.values())
         if event.finished is not None and not killed and pool.in_flight:
             actor, job = next(iter(pool.in_flight.values()))
             ray_cluster.kill(actor)
@@ -375,13 +391,14 @@ def test_ray_batch_matches_local_and_survives_a_killed_actor(ray_cluster, cli, t
     assert killed and summary.painted == 6 and all(j.output.exists() for j in jobs)
     lines = {r["job"]: r for r in results_of(tmp_path / "r.jsonl")}
     assert lines[killed[0]]["attempts"] == 2 and lines[killed[0]]["status"] == "done"
+    assert max(steps) > 0  # the running jobs' steps reach the driver
 
     local = tmp_path / "local"
     local.mkdir()
-    inline = _jobs(local, fast_changes, rows[:2])
+    inline = _jobs(local, fast_changes, rows[1:3])
     (local / "out").mkdir()
     run_batch(inline, InlinePool(), local / "r.jsonl")
-    for a, b in zip(inline, jobs):
+    for a, b in zip(inline, jobs[1:3]):
         assert pixels(a.output) == pixels(b.output)  # the same pictures, shipped as bytes both ways
         assert metadata.read(a.output)["inputs"] == metadata.read(b.output)["inputs"]
 
