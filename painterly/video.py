@@ -43,7 +43,7 @@ def _opt(help: str, **extra: Any) -> dict[str, Any]:
 class VideoSettings:
     """What a video run adds to :class:`~painterly.settings.Settings` (which paints each frame)."""
 
-    temporal_weight: float = field(default=2e3, metadata=_opt(
+    temporal_weight: float = field(default=1e-2, metadata=_opt(
         "weight of the temporal loss (masked mean squared difference to the warped previous output, 0..255 levels)"))
     frame_steps: int = field(default=30, metadata=_opt(
         "steps for each frame after the first, at full size, from the warped previous output"))
