@@ -282,21 +282,22 @@ def test_batch_bar(fast_changes: dict) -> None:
 
 def test_local_workers_through_the_command_line(cli, tmp_path: Path, two_photos: Path, fast_args) -> None:
     out = tmp_path / "out"
-    argv = ["batch", "--contents", str(two_photos), "--styles", str(STYLES / "great_wave.png"),
-            str(STYLES / "starry_night.png"), "-o", str(out), "--workers", "2", "--preset", "tutorial", *fast_args]
+    argv = ["batch", "--contents", str(two_photos), str(tmp_path / "gone.png"),
+            "--styles", str(STYLES / "great_wave.png"), str(STYLES / "starry_night.png"), "-o", str(out), "--workers", "2", "--preset", "tutorial", *fast_args]
     code, _, stderr = cli(argv)
-    assert code == 0, stderr
+    assert code == 2, stderr  # the exit code counts the failed jobs: the missing photo in both styles
+    assert f"failed: image not found: {tmp_path / 'gone.png'}" in stderr
     names = sorted(p.name for p in out.glob("*.png"))
     assert names == ["chelsea-great_wave-tutorial.png", "chelsea-starry_night-tutorial.png",
                      "coffee-great_wave-tutorial.png", "coffee-starry_night-tutorial.png"]
-    assert by_status(results_of(out / "results.jsonl")) == {"done": 4}
-    assert "4/4 jobs" in stderr and "images/h" in stderr and "4 painted" in stderr
+    assert by_status(results_of(out / "results.jsonl")) == {"done": 4, "failed": 2}
+    assert "6/6 jobs" in stderr and "images/h" in stderr and "4 painted" in stderr
     # the same picture as one painterly command makes
     code, _, _ = cli([CONTENT / "chelsea.png", STYLES / "great_wave.png", "-o", tmp_path / "one.png", "-q",
                       "--preset", "tutorial", *fast_args])
     assert code == 0 and pixels(tmp_path / "one.png") == pixels(out / "chelsea-great_wave-tutorial.png")
     code, _, stderr = cli(argv)
-    assert code == 0 and "0 painted, 4 already done" in stderr
+    assert code == 2 and "0 painted, 4 already done, 2 failed" in stderr
 
 
 def test_local_worker_that_dies_has_its_job_retried(tmp_path: Path, fast_changes: dict) -> None:
