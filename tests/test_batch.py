@@ -283,7 +283,8 @@ def test_batch_bar(fast_changes: dict) -> None:
 def test_local_workers_through_the_command_line(cli, tmp_path: Path, two_photos: Path, fast_args) -> None:
     out = tmp_path / "out"
     argv = ["batch", "--contents", str(two_photos), str(tmp_path / "gone.png"),
-            "--styles", str(STYLES / "great_wave.png"), str(STYLES / "starry_night.png"), "-o", str(out), "--workers", "2", "--preset", "tutorial", *fast_args]
+            "--styles", str(STYLES / "great_wave.png"), str(STYLES / "starry_night.png"), "-o", str(out),
+            "--workers", "2", "--preset", "tutorial", *fast_args]
     code, _, stderr = cli(argv)
     assert code == 2, stderr  # the exit code counts the failed jobs: the missing photo in both styles
     assert f"failed: image not found: {tmp_path / 'gone.png'}" in stderr
