@@ -33,6 +33,11 @@ __all__ = ["FrameProgress", "FrameResult", "VideoResult", "VideoSettings", "pain
 
 #: Earlier frames the long-term terms compare with (Ruder et al.'s J = {1, 2, 4}).
 LONG_TERM_OFFSETS = (1, 2, 4)
+#: Most passes over a clip (Ruder et al. found 5-10 enough).
+MAX_PASSES = 20
+#: Multi-pass: a reliable pixel starts from this blend of the neighbour's warped paint and its own
+#: previous pass (Ruder et al.'s delta = 0.5).
+PASS_BLEND = 0.5
 
 
 def _opt(help: str, **extra: Any) -> dict[str, Any]:
@@ -50,6 +55,9 @@ class VideoSettings:
     long_term: str = field(default="off", metadata=_opt(
         "also hold each frame to frames t-2 and t-4 where t-1 cannot see", choices=("on", "off")))
     flow: str = field(default="medium", metadata=_opt("DIS optical flow effort", choices=FLOW_PRESETS))
+    passes: int = field(default=1, metadata=_opt(
+        "passes over the clip: after the first, alternately backward and forward, frame_steps each, every frame "
+        "held to the neighbour painted just before it in that pass (Ruder et al.'s multi-pass)"))
 
     def __post_init__(self) -> None:
         w = self.temporal_weight
@@ -57,6 +65,8 @@ class VideoSettings:
             raise SettingsError(f"temporal_weight must be a finite number >= 0, got {w!r}")
         if not isinstance(self.frame_steps, int) or isinstance(self.frame_steps, bool) or self.frame_steps < 1:
             raise SettingsError(f"frame_steps must be a whole number >= 1, got {self.frame_steps!r}")
+        if not isinstance(self.passes, int) or isinstance(self.passes, bool) or not 1 <= self.passes <= MAX_PASSES:
+            raise SettingsError(f"passes must be a whole number from 1 to {MAX_PASSES}, got {self.passes!r}")
         for name, choices in (("long_term", ("on", "off")), ("flow", FLOW_PRESETS)):
             value = getattr(self, name)
             if value not in choices:
@@ -107,6 +117,8 @@ class FrameProgress:
     elapsed: float  # seconds since this run started
     eta: float  # seconds left, estimated
     done: FrameResult | None = None  # set when the event reports a finished frame
+    pass_index: int = 0  # 0-based; the first pass paints, later ones (multi-pass) refine
+    passes: int = 1
 
 
 @dataclass
@@ -180,7 +192,8 @@ def paint_video(
     later = settings.replace(steps=video.frame_steps, start_size=0)
     engine = engine or Engine()
     costs = [make_plan(settings if i == 0 else later, size).total_cost for i in range(len(clip))]
-    clock = _Clock(costs, len(finished))
+    costs += [make_plan(later, size).total_cost] * (len(clip) * (video.passes - 1))
+    clock = _Clock(costs, len(clip), video.passes)
     results = list(finished)
     started = time.perf_counter()
 
@@ -207,9 +220,65 @@ def paint_video(
         if on_frame is not None:
             on_frame(done)
         if callback is not None and callback(clock.event(t, 1.0, losses, done)):
-            return VideoResult(results, t + 1 < len(clip), time.perf_counter() - started)
+            return VideoResult(results, t + 1 < len(clip) or video.passes > 1, time.perf_counter() - started)
     stopped = len(results) < len(clip)
+    if not stopped and video.passes > 1 and len(clip) > 1:
+        stopped = _more_passes(clip, style, later, video, results, clock, callback, engine)
     return VideoResult(results, stopped, time.perf_counter() - started)
+
+
+def _more_passes(clip, style, later: Settings, video: VideoSettings, results: list[FrameResult], clock: _Clock,
+                 callback: FrameCallback | None, engine: Any) -> bool:
+    """Ruder et al.'s multi-pass (section 3.3): passes 2, 3, ... go backward, forward, ... over the clip.
+
+    In each pass a frame starts from ``PASS_BLEND`` of its neighbour's paint (the frame painted just
+    before it in this pass) warped onto it, where the flow is reliable, and its own last pass
+    elsewhere, and is held to that warped neighbour by the temporal term. The pass's first frame has
+    no neighbour yet and keeps its paint. Updates ``results`` in place; True if stopped.
+    """
+    from .api import stylize
+
+    flows: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    n = len(clip)
+    for k in range(1, video.passes):
+        order = list(range(n - 1, -1, -1)) if k % 2 else list(range(n))
+        clock.finished(n * k)  # the pass's first frame keeps its paint
+        for position, i in enumerate(order[1:], 1):
+            t0 = time.perf_counter()
+            job = n * k + position
+            j = order[position - 1]  # the neighbour painted just before, in this pass's direction
+            if (i, j) not in flows:
+                backward, forward = flow_pair(clip[i], clip[j], video.flow)
+                flows[i, j] = backward, reliability(backward, forward)
+            backward, mask = flows[i, j]
+            warped = warp(to_tensor(results[j].image), backward)
+            own = to_tensor(results[i].image)
+            start = own + PASS_BLEND * mask * (warped - own)
+            term = TemporalTerm(warped, mask, video.temporal_weight)
+            flow_seconds = time.perf_counter() - t0
+            result = stylize(clip[i], style, later, init_image=to_pil(start), extra_terms=[term],
+                             callback=clock.step_callback(job, callback, i, k), engine=engine)
+            if result.stopped:
+                return True
+            best = next((h for h in result.history if h["step"] == result.best_step), result.history[-1])
+            losses = {key: v for key, v in best.items() if key not in ("step", "seconds", "scale", "size", "optimizer")}
+            old = results[i]
+            results[i] = FrameResult(i, result.image, old.seconds + time.perf_counter() - t0,
+                                     old.flow_seconds + flow_seconds, old.steps + len(result.history), losses)
+            clock.finished(job)
+            if callback is not None and callback(clock.event(job, 1.0, losses, results[i], i, k)):
+                return True
+    _measure(clip, results, video.flow)
+    return False
+
+
+def _measure(clip: list[Image.Image], results: list[FrameResult], flow: str) -> None:
+    """Fill in each frame's temporal and content errors against its predecessor (after multi-pass)."""
+    for t in range(1, len(results)):
+        backward, forward = flow_pair(clip[t], clip[t - 1], flow)
+        mask = reliability(backward, forward)
+        previous = _Previous(warp(to_tensor(results[t - 1].image), backward), mask, backward, clip[t - 1])
+        results[t].temporal_error, results[t].content_error = previous.errors(results[t].image, clip[t])
 
 
 @dataclass
@@ -251,31 +320,34 @@ def _temporal_terms(
 class _Clock:
     """Seconds per unit of plan cost measured over this run's work so far, and the ETA from it."""
 
-    def __init__(self, costs: list[float], already: int) -> None:
-        self.costs, self.already = costs, already
+    def __init__(self, costs: list[float], frames: int, passes: int) -> None:
+        self.costs, self.frames, self.passes = costs, frames, passes
         self.start = time.perf_counter()
         self.cost_done = 0.0
 
-    def step_callback(self, t: int, callback: FrameCallback | None):
+    def step_callback(self, t: int, callback: FrameCallback | None, frame: int | None = None, pass_index: int = 0):
+        """A stylize callback for job ``t`` (frame ``t`` in the first pass; ``frame`` of ``pass_index`` later)."""
         if callback is None:
             return None
 
         def on_step(p) -> bool:
             fraction = (p.step + 1) / max(p.total_steps, 1)
-            return bool(callback(self.event(t, fraction, p.losses)))
+            return bool(callback(self.event(t, fraction, p.losses, None, frame, pass_index)))
 
         return on_step
 
     def finished(self, t: int) -> None:
         self.cost_done += self.costs[t]
 
-    def event(self, t: int, fraction: float, losses: dict[str, float], done: FrameResult | None = None):
+    def event(self, t: int, fraction: float, losses: dict[str, float], done: FrameResult | None = None,
+              frame: int | None = None, pass_index: int = 0) -> FrameProgress:
         elapsed = time.perf_counter() - self.start
         current = self.costs[t] * (1.0 if done else fraction)
         spent = self.cost_done - (self.costs[t] if done else 0.0) + current
         left = sum(self.costs[t + 1:]) + self.costs[t] - current
         eta = elapsed / spent * left if spent > 0 else 0.0
-        return FrameProgress(t, len(self.costs), fraction, losses, elapsed, eta, done)
+        return FrameProgress(t if frame is None else frame, self.frames, fraction, losses, elapsed, eta, done,
+                             pass_index, self.passes)
 
 
 def video_main(argv: list[str]) -> int:

@@ -206,6 +206,11 @@ def _write_output(kind: str, output: Path, work: Path, result, clip, source: Pat
         if not keep_frames:
             shutil.rmtree(work)
         return
+    if len(result.frames) > 1 and record["video"]["passes"] > 1:  # the work folder holds the first pass
+        from .images import save_image
+
+        for frame in result.frames:
+            save_image(frame.image, work / frame_name(frame.index + 1))
     (work / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
     for name in (RUN_FILE, FRAMES_FILE):
         (work / name).unlink(missing_ok=True)
@@ -236,7 +241,8 @@ class FrameBar:
         filled = int(done / max(event.frames, 1) * self.width)
         bar = "#" * filled + "-" * (self.width - filled)
         temporal = event.losses.get("temporal")
-        line = (f"[{bar}] frame {event.frame + 1}/{event.frames} ({event.frame_fraction:4.0%}) "
+        passes = f"pass {event.pass_index + 1}/{event.passes} " if event.passes > 1 else ""
+        line = (f"{passes}[{bar}] frame {event.frame + 1}/{event.frames} ({event.frame_fraction:4.0%}) "
                 f"loss {event.losses.get('total', 0):.3e}" + (f" temporal {temporal:.2e}" if temporal else "")
                 + f" {_clock(event.elapsed)} elapsed, ETA {_clock(event.eta)}")
         if self.tty:

@@ -261,8 +261,11 @@ def test_cli_video_to_mp4_with_audio(cli, fast_args, mp4, style_path, tmp_path):
 
 def test_cli_video_frames_folder_to_folder(cli, fast_args, frames_dir, style_path, tmp_path):
     out = tmp_path / "painted"
-    code, _, err = cli(["video", frames_dir, style_path, "-o", out, *fast_args, *VIDEO_ARGS, "--every", "2"])
+    code, _, err = cli(["video", frames_dir, style_path, "-o", out, *fast_args, *VIDEO_ARGS, "--every", "2",
+                        "--passes", "2"])
     assert code == 0, err
+    record = json.loads((out / "painterly-video.json").read_text())
+    assert [f["steps"] for f in record["frame_stats"]] == [2 + 1, 1 + 1, 1]  # pass 2 backward from frame 3
     assert leftovers(out, set()) == ["frame_000001.png", "frame_000002.png", "frame_000003.png",
                                      "painterly-video.json"]
     assert Image.open(out / "frame_000002.png").size == (48, 32)
@@ -345,13 +348,14 @@ def bad_inputs(tmp: Path, mp4: Path, frames_dir: Path) -> dict[str, tuple[list, 
         "output is the input": ([frames_dir, "-o", frames_dir], "also an input"),
         "output folder missing": ([mp4, "-o", tmp / "nowhere" / "x.mp4"], "does not exist"),
         "bad video setting": ([mp4, "--temporal-weight", "-1"], "temporal_weight"),
+        "bad passes": ([mp4, "--passes", "0"], "passes"),
         "bad history": ([mp4, "--history", tmp / "run.txt"], ".json"),
     }
 
 
 CASES = ["not a video", "missing", "zero frames (folder)", "zero frames (range)", "mixed sizes", "gap",
          "start after end", "bad start", "bad every", "output extension", "output is the input",
-         "output folder missing", "bad video setting", "bad history"]
+         "output folder missing", "bad video setting", "bad passes", "bad history"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -368,3 +372,18 @@ def test_cli_video_bad_input_is_one_line_and_writes_nothing(case, cli, fast_args
     assert err.startswith("painterly: error: ") and err.count("\n") == 1 and message in err, err
     assert "Traceback" not in err and out == ""
     assert set(work.iterdir()) == before  # no output, no work folder, no temporary file
+
+
+def test_paint_video_multi_pass(fast):
+    frames = generated_frames(4, (48, 32))
+    style = Image.open(Path(PHOTO).parent.parent / "styles" / "great_wave.jpg")
+    events = []
+    result = paint_video(frames, style, fast.replace(steps=3), VideoSettings(frame_steps=2, passes=3),
+                         callback=events.append)
+    assert not result.stopped
+    # Pass 2 runs backward from frame 4, pass 3 forward from frame 1; each pass's first frame keeps its paint.
+    assert [f.steps for f in result.frames] == [3 + 2, 2 + 2 + 2, 2 + 2 + 2, 2 + 2]
+    done = [(e.pass_index, e.frame) for e in events if e.done]
+    assert done == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 2), (1, 1), (1, 0), (2, 1), (2, 2), (2, 3)]
+    assert all(f.temporal_error is not None for f in result.frames[1:]) and events[-1].eta == 0
+    assert result.temporal_error == pytest.approx(np.mean(temporal_errors(result.images, frames)), rel=1e-4)
