@@ -31,6 +31,8 @@ FRAME_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp")
 H264_ENCODERS = ("libx264", "h264", "libopenh264")
 #: libx264's constant-rate factor: 18 is visually lossless for paintings at these sizes.
 CRF = 18
+#: Audio codecs each container takes as they are (others are re-encoded as AAC); .mkv takes all.
+COPYABLE_AUDIO = {".mp4": {"aac", "mp3", "alac", "ac3", "opus", "flac"}, ".mov": {"aac", "mp3", "alac", "ac3"}}
 #: Frame rate assumed for a folder of frames, and for a video file that does not say.
 DEFAULT_FPS = Fraction(24)
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
@@ -324,7 +326,8 @@ class _AudioCopy:
         if self.input is None:
             return
         codec = self.input.codec_context.name
-        if codec in container.supported_codecs and codec in {"aac", "mp3", "alac", "ac3", "opus", "flac"}:
+        copyable = COPYABLE_AUDIO.get(Path(container.name).suffix.lower(), container.supported_codecs)
+        if codec in copyable and codec in container.supported_codecs:
             self.stream = container.add_stream_from_template(self.input)
         else:  # e.g. Vorbis from a WebM into an mp4: re-encode
             self.stream = container.add_stream("aac", rate=self.input.codec_context.sample_rate or 44100)

@@ -387,3 +387,31 @@ def test_paint_video_multi_pass(fast):
     assert done == [(0, 0), (0, 1), (0, 2), (0, 3), (1, 2), (1, 1), (1, 0), (2, 1), (2, 2), (2, 3)]
     assert all(f.temporal_error is not None for f in result.frames[1:]) and events[-1].eta == 0
     assert result.temporal_error == pytest.approx(np.mean(temporal_errors(result.images, frames)), rel=1e-4)
+
+
+def test_webm_with_opus_audio_into_mov_reencodes_the_audio(tmp_path):
+    frames = generated_frames(4)
+    source = tmp_path / "clip.webm"
+    with av.open(str(source), "w") as container:
+        video = container.add_stream("libvpx", rate=FPS)
+        video.width, video.height = frames[0].size
+        video.pix_fmt = "yuv420p"
+        audio = container.add_stream("libopus", rate=48000)
+        for img in frames:
+            for packet in video.encode(av.VideoFrame.from_image(img)):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        t = np.arange(24000) / 48000
+        tone = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None],
+                                          format="flt", layout="mono")
+        tone.sample_rate = 48000
+        for packet in [*audio.encode(tone), *audio.encode()]:
+            container.mux(packet)
+    clip = read_clip(source, 64)
+    assert len(clip.frames) == 4 and clip.audio
+    out = write_video(clip.frames, tmp_path / "out.mov", clip.fps, audio_from=source, audio_span=(0.0, 4 / FPS))
+    assert read_back(out)[:2] == (4, (64, 44))
+    with av.open(str(out)) as container:  # .mov takes no Opus: the audio was re-encoded as AAC
+        assert container.streams.audio[0].codec_context.name == "aac"
+        assert sum(f.samples for f in container.decode(audio=0)) > 0
