@@ -217,10 +217,17 @@ def wasserstein_term(
 
 
 def content_term(
-    features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], layer_weights: dict[str, float]
+    features: dict[str, torch.Tensor],
+    targets: dict[str, torch.Tensor],
+    layer_weights: dict[str, float],
+    normalized: bool = False,
 ) -> torch.Tensor:
-    """Weighted sum over layers of the content losses."""
+    """Weighted sum over layers of the content losses: mean squared differences, or with
+    ``normalized`` the squared distance relative to the target's, ``|F - P|^2 / |P|^2``."""
     total = _wide_zero(features)
     for layer, weight in layer_weights.items():
-        total = total + weight * content_loss(features[layer], targets[layer])
+        loss = content_loss(features[layer], targets[layer])
+        if normalized:
+            loss = loss / _wide(targets[layer]).pow(2).mean().clamp_min(1e-12)
+        total = total + weight * loss
     return total

@@ -58,6 +58,7 @@ class ContentTerm:
     targets: dict[str, torch.Tensor]  # layer -> (1, C, h, w)
     layer_weights: dict[str, float]
     weight: float
+    normalized: bool = False  # relative to the target's squared norm (see content_term)
     name: str = "content"
 
     @property
@@ -65,7 +66,7 @@ class ContentTerm:
         return tuple(self.layer_weights)
 
     def __call__(self, image: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return content_term(features, self.targets, self.layer_weights)
+        return content_term(features, self.targets, self.layer_weights, self.normalized)
 
 
 @dataclass
@@ -235,6 +236,7 @@ def build_objective(
     styles' pixels and everything else they depend on, so a style used again costs nothing.
     """
     terms: list[Term] = []
+    content_weight, style_weight = settings.loss_weights()
     style_weights = layer_weights(settings.style_layers, settings.style_layer_weights)
     if settings.style_layers:
         key = None if cache is None or masks is not None else _style_key(net, settings, styles, autocast_dtype)
@@ -247,15 +249,15 @@ def build_objective(
         if key is not None and cache is not None:
             cache[key] = targets
         if isinstance(targets, dict):
-            terms.append(MomentTerm(targets, style_weights, settings.style_weight))
+            terms.append(MomentTerm(targets, style_weights, style_weight))
         else:
-            terms.append(StyleTerm(targets, style_weights, settings.style_weight,
+            terms.append(StyleTerm(targets, style_weights, style_weight,
                                    normalized=settings.style_loss != "gram"))
     if settings.content_layers and content is not None:
         feats = _maps(net, content, settings.content_layers, autocast_dtype)
         targets = {layer: feats[layer].to(content.dtype) for layer in settings.content_layers}
         terms.append(ContentTerm(targets, layer_weights(settings.content_layers, settings.content_layer_weights),
-                                 settings.content_weight))
+                                 content_weight, normalized=settings.style_loss != "gram"))
     terms.append(TVTerm(settings.tv_weight))
     terms.extend(extra_terms)
     return Objective(net, terms, autocast_dtype)

