@@ -33,7 +33,6 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).parent))
 from judge import judge, judge_gray  # noqa: E402
 
-from painterly.cli import DEMO_CHANGES  # noqa: E402
 from painterly.images import open_image  # noqa: E402
 from painterly.samples import SAMPLES as EXAMPLES  # noqa: E402
 
@@ -57,8 +56,7 @@ def run_painterly(photo: Path, art: Path | list[Path], preset: str, size: int, o
     """Seconds of one whole ``painterly`` command (a fresh process, as a user runs it)."""
     arts = [str(a) for a in (art if isinstance(art, list) else [art])]
     # The demo is what `painterly` with no arguments runs: the default preset at the demo's size and steps.
-    args = ["--preset", "default", "--size", str(DEMO_CHANGES["size"]), "--steps", str(DEMO_CHANGES["steps"])] \
-        if preset == "demo" else ["--preset", preset, "--size", str(size)]
+    args = ["--preset", "demo"] if preset == "demo" else ["--preset", preset, "--size", str(size)]
     start = time.perf_counter()
     subprocess.run([*PAINTERLY, str(photo), *arts, "-o", str(out), "-q", *args, *extra], check=True)
     return time.perf_counter() - start

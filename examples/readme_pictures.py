@@ -2,7 +2,7 @@
 
     python examples/readme_pictures.py             # a few minutes on a laptop CPU
 
-Runs what ``painterly`` with no arguments runs (the default preset with ``cli.DEMO_CHANGES``, the
+Runs what ``painterly`` with no arguments runs (the ``demo`` preset, the
 turtle painted as the Great Wave) with a Recorder, then ``write_report`` without the video. To keep
 the repository light the animation is smaller and shorter than a report's default and the figures
 are stored with 256 colours. The result is derived from a CC BY-SA 3.0 photo, so the folder also
@@ -17,7 +17,6 @@ from pathlib import Path
 from PIL import Image
 
 import painterly
-from painterly.cli import DEMO_CHANGES
 from painterly.images import open_image
 from painterly.report import Recorder, write_report
 from painterly.samples import TURTLE_CREDIT, demo_paths
@@ -45,7 +44,7 @@ def main() -> None:
     args = parser.parse_args()
 
     content_path, style_path = demo_paths()
-    settings = painterly.DEFAULT.replace(**DEMO_CHANGES)
+    settings = painterly.preset("demo")
     recorder = Recorder(frames=FRAMES)
     result = painterly.stylize(open_image(content_path), open_image(style_path), settings, callback=recorder)
     index = write_report(result, args.out, recorder, video=False, gif_side=GIF_SIDE)

@@ -29,10 +29,35 @@ FLAG_NAMES = {"style_blend_weights": "--style-weights"}
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad command line in one line, without the usage block."""
+    """argparse that reports a bad command line in one line, without the usage block, with a
+    "did you mean" for a mistyped choice."""
 
     def error(self, message: str) -> typing.NoReturn:
+        import re
+
+        from .errors import closest
+
+        bad = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if bad:
+            choices = re.findall(r"'([^']*)'", bad.group(2))
+            message = message.replace(bad.group(0), f"invalid choice: '{bad.group(1)}'"
+                                      f"{closest(bad.group(1), choices)} (choose from {', '.join(choices)})")
         self.exit(EXIT_USAGE, f"painterly: error: {message} (see painterly --help)\n")
+
+
+def flags_in(message: str) -> str:
+    """A core error message with setting names (``style_blend_weights``) spelled as their flags."""
+    import re
+
+    names = {f.name for f in dataclasses.fields(Settings) if "_" in f.name}
+    return re.sub(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b", lambda m: flag_name(m.group(0)) if m.group(0) in names
+                  else m.group(0), message)
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def flag_name(field_name: str) -> str:
@@ -91,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("styles", nargs="*", metavar="style", help="one or more artworks")
     parser.add_argument("-o", "--output", help="where to write the result (.png, .jpg, .webp, .tiff)")
     parser.add_argument("--preset", default="default", help=f"starting settings: {', '.join(PRESETS)}")
+    parser.add_argument("--version", action="version", version=f"painterly {_version()}")
     parser.add_argument("--history", metavar="FILE.json", help="write the run record (settings, losses per step)")
     parser.add_argument("--report", metavar="DIR", help="write a report folder: pictures, animation, index.html")
     parser.add_argument("--again", action="store_true",
@@ -133,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help, or a bad command line already reported in one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except PainterlyError as exc:
-        print(f"painterly: error: {exc}", file=sys.stderr)
+        print(f"painterly: error: {flags_in(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("painterly: interrupted before the first step; nothing was written", file=sys.stderr)
@@ -177,6 +203,7 @@ def _paint(argv: list[str]) -> int:
             raise SettingsError("--again needs the image painterly made: painterly OLD.png --again -o NEW.png")
         record = metadata.read(args.content)
         base = Settings.from_dict(record["settings"])
+        args.preset = record.get("preset", "unknown") + " (via --again)"
         args.content, args.styles = record["content"], list(record["styles"])
         args.mask = args.mask or record.get("masks")
         if not args.output:
@@ -189,7 +216,8 @@ def _paint(argv: list[str]) -> int:
         content_path, style_path = demo_paths()
         args.content, args.styles = str(content_path), [str(style_path)]
         args.output = args.output or DEMO_OUTPUT
-        base = base.replace(**DEMO_CHANGES) if args.preset == "default" else base
+        if args.preset == "default":
+            args.preset, base = "demo", preset("demo")
     if not args.styles:
         raise SettingsError("give a content image and at least one style image: painterly CONTENT STYLE -o OUT.png")
     if not args.output:
@@ -212,11 +240,17 @@ def _paint(argv: list[str]) -> int:
     styles = [open_image(s) for s in args.styles]
     masks = _masks(args, len(styles))
     from .api import stylize
+    from .devices import pick_device, pick_precision
+    from .plan import make_plan
 
+    plan = make_plan(settings, content.size, pick_precision(settings.precision, pick_device(settings.device)))
     # Said with the first step, so that an error found while setting up stays the only line.
-    intro = (f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
-             f"preset {args.preset}, {settings.optimizer}, longer side {settings.size} px")
-    bar = ProgressBar(sys.stderr, enabled=not args.quiet, intro=intro)
+    intro = [f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
+             f"preset {args.preset}, {settings.optimizer}, result {plan.size[0]}x{plan.size[1]}, "
+             f"{len(plan.scales)} scale{'s' if len(plan.scales) > 1 else ''}, up to {plan.total_steps} steps, "
+             f"about {plan.peak_bytes / 2**30:.1f} GiB"]
+    intro += _size_notes(content.size, plan.size, settings.size)
+    bar = ProgressBar(sys.stderr, enabled=not args.quiet, intro="\n".join(intro))
     recorder = None
     if args.report:
         from .report import Recorder
@@ -229,19 +263,36 @@ def _paint(argv: list[str]) -> int:
 
     record = make_record(result, content=args.content, styles=args.styles, masks=args.mask, preset=args.preset)
     write_outputs(result, output, record, history=args.history, report=args.report, recorder=recorder)
+    extras = "".join(f"; {what} {where}" for what, where in (("history", args.history), ("report", args.report))
+                     if where)
     if result.stopped:
-        say(f"painterly: stopped at step {len(result.history)}; wrote the best image so far to {output}")
+        scale = plan.scales[result.scale_reached]
+        origin = "" if result.scale_reached == len(plan.scales) - 1 else (
+            f" from scale {result.scale_reached + 1} of {len(plan.scales)} ({scale.size[0]}x{scale.size[1]}), "
+            f"upsampled to {plan.size[0]}x{plan.size[1]}")
+        say(f"painterly: stopped at step {len(result.history)} of {plan.total_steps}; wrote the best image so far"
+            f"{origin} to {output}{extras}")
         return EXIT_INTERRUPTED
-    say(f"painterly: done in {result.seconds:.1f} s (best loss {result.best_loss:.4g} at step {result.best_step}); "
-        f"wrote {output}")
+    step, of = result.best_step_of_scale
+    scale_note = f" of the last scale's {of}" if len(plan.scales) > 1 else f" of {of}"
+    say(f"painterly: done in {result.seconds:.1f} s, {len(result.history)} steps (best loss {result.best_loss:.4g} "
+        f"at step {step}{scale_note}); wrote {output}{extras}")
     if demo:
         say("painterly: the turtle photo is \"Green Sea Turtle grazing seagrass\" by P. Lindgren, CC BY-SA 3.0; "
             "share the result under the same licence")
     return 0
 
 
-#: The demo is the default preset at a size that finishes in well under a minute on a laptop CPU.
-DEMO_CHANGES: dict[str, Any] = {"size": 384, "steps": 40}
+def _size_notes(photo: tuple[int, int], result: tuple[int, int], size: int) -> list[str]:
+    """What a new user would not expect about the result's size, said before the run."""
+    notes = []
+    if max(result) > max(photo):
+        notes.append(f"painterly: note: the photo is {photo[0]}x{photo[1]}; it is enlarged to {result[0]}x{result[1]} "
+                     f"(--size sets the longer side)")
+    if max(result) >= 4 * min(result):
+        notes.append(f"painterly: note: the result is {result[0]}x{result[1]}: --size {size} is its longer side and "
+                     "the photo's shape is kept")
+    return notes
 
 
 def _check_side_outputs(args: argparse.Namespace, inputs: tuple[str, ...], output: Path) -> None:
@@ -299,9 +350,10 @@ class _Say:
 
 
 class ProgressBar:
-    """Turns :class:`~painterly.api.Progress` events into a one-line bar with losses and ETA."""
+    """Turns :class:`~painterly.api.Progress` events into one line that fits the terminal: the scale,
+    a bar, the step, the loss and each term by name, elapsed time and the ETA (from the plan)."""
 
-    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 24, intro: str = "") -> None:
+    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 20, intro: str = "") -> None:
         self.stream, self.enabled, self.width, self.intro = stream, enabled, width, intro
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.last_print = 0.0
@@ -312,21 +364,34 @@ class ProgressBar:
         if self.intro:
             self.stream.write(self.intro + "\n")
             self.intro = ""
-        done = event.step + 1
-        frac = done / max(event.total_steps, 1)
-        filled = int(frac * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        scale = f"scale {event.scale + 1}/{event.scales} {event.size[0]}x{event.size[1]} " if event.scales > 1 else ""
-        losses = event.losses
-        line = (f"{scale}[{bar}] step {done}/{event.total_steps} loss {losses['total']:.3e} "
-                f"(style {losses['style']:.2e} content {losses['content']:.2e}) "
-                f"{_clock(event.elapsed)} elapsed, ETA {_clock(event.eta)}")
+        line = self.line(event, self.columns() - 1 if self.tty else 200)
         if self.tty:
-            self.stream.write("\r" + line.ljust(120)[:160])
+            self.stream.write("\r" + line.ljust(self.columns() - 1))
             self.stream.flush()
-        elif time.monotonic() - self.last_print > 5 or done == event.total_steps:
+        elif time.monotonic() - self.last_print > 5 or event.step + 1 == event.total_steps:
             self.last_print = time.monotonic()
             self.stream.write(line + "\n")
+
+    @staticmethod
+    def columns() -> int:
+        import shutil
+
+        return max(40, shutil.get_terminal_size((100, 24)).columns)
+
+    def line(self, event, columns: int) -> str:
+        """The progress line, at most ``columns`` characters: the least useful parts go first."""
+        done = event.step + 1
+        filled = int(done / max(event.total_steps, 1) * self.width)
+        bar = "[" + "#" * filled + "-" * (self.width - filled) + "]"
+        scale = f"scale {event.scale + 1}/{event.scales} " if event.scales > 1 else ""
+        terms = " ".join(f"{k} {v:.2e}" for k, v in event.losses.items() if k != "total" and v)
+        core = f"{scale}step {done}/{event.total_steps} loss {event.losses['total']:.3e}"
+        clock = f"{_clock(event.elapsed)}, ETA {_clock(event.eta)}"
+        for parts in ((bar, core, f"({terms})", clock), (bar, core, clock), (core, clock), (core,)):
+            text = " ".join(p for p in parts if p and p != "()")
+            if len(text) <= columns:
+                return text
+        return core[:columns]
 
     def close(self) -> None:
         if self.enabled and self.tty:

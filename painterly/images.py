@@ -99,13 +99,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def from_any(image: ImageLike, what: str = "image") -> Image.Image:
-    """An RGB PIL image from a PIL image, a numpy array or a tensor.
+def from_any(image: ImageLike | str | os.PathLike, what: str = "image") -> Image.Image:
+    """An RGB PIL image from an image file's path, a PIL image, a numpy array or a tensor.
 
-    Arrays are (H, W), (H, W, 3) or (H, W, 4); uint8 means 0..255, floats mean 0..1.
+    Arrays are (H, W), (H, W, 3) or (H, W, 4); uint8 means 0..255, floats mean 0..1 (values
+    outside are refused, not clipped: an array in 0..255 as floats is a common mistake).
     Tensors are (3, H, W) or (1, 3, H, W), floats in 0..1 (torchvision's convention), or uint8.
     """
-    if isinstance(image, Image.Image):
+    if isinstance(image, (str, os.PathLike)):
+        rgb = open_image(image)
+    elif isinstance(image, Image.Image):
         _check_pixels(image.size, what)
         rgb = to_rgb(ImageOps.exif_transpose(image))
     elif isinstance(image, torch.Tensor):
@@ -118,7 +121,8 @@ def from_any(image: ImageLike, what: str = "image") -> Image.Image:
     elif isinstance(image, np.ndarray):
         rgb = _array_to_pil(image, what)
     else:
-        raise ImageError(f"{what}: expected a PIL image, a numpy array or a tensor, got {type(image).__name__}")
+        raise ImageError(f"{what}: expected a file path, a PIL image, a numpy array or a tensor, "
+                         f"got {type(image).__name__}")
     _check_min_side(rgb.size, what)
     return rgb
 
@@ -133,6 +137,10 @@ def _array_to_pil(arr: np.ndarray, what: str) -> Image.Image:
     elif np.issubdtype(arr.dtype, np.floating):
         if not np.isfinite(arr).all():
             raise ImageError(f"{what}: the array holds NaN or infinite values")
+        low, high = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ImageError(f"{what}: a float array must hold values in 0..1, got {low:g}..{high:g} "
+                             "(for 0..255 pass uint8, or divide by 255)")
         data = (np.clip(arr, 0.0, 1.0) * 255.0).round().astype(np.uint8)
     elif np.issubdtype(arr.dtype, np.integer):
         top = 65535 if arr.max(initial=0) > 255 else 255
@@ -189,11 +197,12 @@ def resize_tensor(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def output_format(path: str | os.PathLike) -> str:
     """The Pillow format an output path's extension asks for; :class:`OutputError` if none."""
     ext = Path(path).suffix.lower()
+    accepted = ", ".join(sorted(set(OUTPUT_FORMATS)))
+    if not ext:
+        raise OutputError(f"output '{Path(path).name}' has no extension to say its format: "
+                          f"name a file ending in {accepted}, e.g. {Path(path).name}.png")
     if ext not in OUTPUT_FORMATS:
-        raise OutputError(
-            f"cannot write '{ext or Path(path).name}' files: the output must end in "
-            f"{', '.join(sorted(set(OUTPUT_FORMATS)))}"
-        )
+        raise OutputError(f"cannot write '{ext}' files: the output must end in {accepted}")
     return OUTPUT_FORMATS[ext]
 
 

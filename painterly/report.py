@@ -166,7 +166,7 @@ def snapshots_figure(result: Result, recorder: Recorder, snapshots: int = SNAPSH
     if not steps:
         raise SettingsError("the recorder holds no snapshots: pass it to stylize as the callback first")
     return tile_figure([(_step_title(result, s), recorder.images[s]) for s in steps], per_row,
-                       title=f"the image every {max(len(result.history) // len(steps), 1)} steps")
+                       title=f"the image at {len(steps)} points of the {len(result.history)}-step run")
 
 
 def _step_title(result: Result, step: int) -> str:

@@ -149,8 +149,8 @@ def test_bad_inputs(images, fast_settings: Settings) -> None:
         stylize(content, [], fast_settings)
     with pytest.raises(ImageError, match="content image"):
         stylize(np.zeros((8, 8, 3), np.uint8), style, fast_settings)
-    with pytest.raises(ImageError, match="content image"):
-        stylize("chelsea.png", style, fast_settings)  # paths belong to the CLI
+    with pytest.raises(ImageError, match="image not found: no-such-photo.png"):
+        stylize("no-such-photo.png", style, fast_settings)  # a path is read, and a missing one said so
     with pytest.raises(SettingsError, match="style_blend_weights"):
         stylize(content, [style, style], fast_settings.replace(style_blend_weights=(1.0, 2.0, 3.0)))
     with pytest.raises(ImageError, match="not found"):
@@ -240,6 +240,14 @@ def test_init_image_argument(images, fast_settings: Settings) -> None:
     start = Image.fromarray(np.full((20, 30, 3), 77, np.uint8))  # another size: resized to fit
     r = stylize(content, style, fast_settings.replace(steps=1), init_image=start)
     assert np.array_equal(_pixels(r.image), np.full((32, 48, 3), 77, np.uint8))  # the only evaluated image
+
+
+def test_paths_are_read(images, fast_settings: Settings) -> None:
+    from painterly.samples import demo_paths
+
+    content, style = demo_paths()
+    r = stylize(str(content), style, fast_settings.replace(steps=1))
+    assert max(r.image.size) == fast_settings.size
 
 
 def test_ctrl_c_reports_the_right_best_step(images, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
