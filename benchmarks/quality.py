@@ -42,6 +42,8 @@ PRESETS = ("demo", "default", "quality")
 PASTICHE_STEPS = 200
 SNAPSHOT_EVERY = 5
 PAINTERLY = [sys.executable, "-m", "painterly"]
+#: pastiche's command, from the environment painterly runs in (it comes with painterly).
+PASTICHE = str(Path(sys.executable).parent / "pastiche")
 
 
 def photo_path(name: str) -> Path:
@@ -66,7 +68,7 @@ def run_pastiche(photo: Path, art: Path, size: int, out: Path, at_seconds: float
     """pastiche for 200 steps: (its seconds, the image it had after ``at_seconds``, that moment)."""
     work = Path(tempfile.mkdtemp(prefix="pastiche-"))
     start = time.perf_counter()
-    proc = subprocess.Popen(["pastiche", "--size", str(size), "--num-steps", str(PASTICHE_STEPS), "-c", str(photo),
+    proc = subprocess.Popen([PASTICHE, "--size", str(size), "--num-steps", str(PASTICHE_STEPS), "-c", str(photo),
                              "-s", str(art), "-o", str(out), "--workspace", str(work), "--workspace-step",
                              str(SNAPSHOT_EVERY), "--info-step", str(SNAPSHOT_EVERY)],
                             stdout=subprocess.PIPE, text=True)

@@ -188,9 +188,28 @@ def moment_targets(features: dict[str, torch.Tensor]) -> dict[str, tuple[torch.T
     return {layer: feature_moments(f) for layer, f in features.items()}
 
 
+def _with_ridge(matrix: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    wide = matrix.to(dtype)
+    ridge = 1e-7 * wide.diagonal().mean().abs().clamp_min(1e-12)
+    return wide + ridge * torch.eye(len(wide), dtype=dtype, device=wide.device)
+
+
+def _symmetric_eigen(matrix: torch.Tensor, vectors: bool):
+    """``eigh`` (or ``eigvalsh``) of a covariance-like matrix with a tiny ridge on its diagonal, in
+    float64 if its own precision fails: covariances of small maps are rank deficient (block5 of a
+    64 px image has a handful of positions for 512 channels), and LAPACK's solvers can fail to
+    converge on many repeated zero eigenvalues in float32. float64 everywhere would cost twice as much."""
+    solve = torch.linalg.eigh if vectors else torch.linalg.eigvalsh
+    try:
+        return solve(_with_ridge(matrix, matrix.dtype))
+    except torch.linalg.LinAlgError:
+        out = solve(_with_ridge(matrix, torch.float64))
+        return tuple(t.to(matrix.dtype) for t in out) if vectors else out.to(matrix.dtype)
+
+
 def sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
     """The symmetric square root of a positive semi-definite (C, C) matrix."""
-    values, vectors = torch.linalg.eigh(matrix)
+    values, vectors = _symmetric_eigen(matrix, vectors=True)
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
@@ -210,7 +229,7 @@ def wasserstein_term(
     for layer, weight in layer_weights.items():
         mean, cov = feature_moments(features[layer])
         t_mean, t_cov, root = targets[layer]
-        cross = torch.linalg.eigvalsh(root @ cov @ root).clamp_min(1e-12).sqrt().sum()
+        cross = _symmetric_eigen(root @ cov @ root, vectors=False).clamp_min(1e-12).sqrt().sum()
         distance = (mean - t_mean).pow(2).sum() + cov.trace() + t_cov.trace() - 2 * cross
         total = total + weight * distance / (t_mean.pow(2).sum() + t_cov.trace()).clamp_min(1e-12)
     return total
