@@ -258,7 +258,8 @@ def part_quality(device: torch.device, tutorial_steps: int) -> dict:
         # coarse steps, starting at 32, 64 or 128 px), a short run at 64 px and twice that at 128 px
         # cost the least in all: the coarse scales settle the large forms cheaply, but the last scale
         # still needs 100-140 steps, however long the coarse ones run.
-        "lbfgs, 64 -> 128 -> 256, fp32": lbfgs.replace(start_size=64, scale_factor=2.0, steps=60, scale_steps_decay=2.0),
+        "lbfgs, 64 -> 128 -> 256, fp32": lbfgs.replace(start_size=64, scale_factor=2.0, steps=60,
+                                                       scale_steps_decay=2.0),
     }
     if device.type == "cuda" or cpu_has_fast_bf16():
         for name in list(configs):
@@ -419,10 +420,12 @@ def markdown(results: dict) -> str:
                   "|---|---|---|---|" + ("---|" if gpu else "")]
         for r in results["memory"]:
             lines.append(f"| {r['size']} | {r['image'][0]}x{r['image'][1]} | {r.get('steps', 2)} | "
-                         f"{r['peak_rss_gib']:.2f} |" + (f" {r.get('peak_gpu_gib', float('nan')):.2f} |" if gpu else ""))
+                         f"{r['peak_rss_gib']:.2f} |"
+                         + (f" {r.get('peak_gpu_gib', float('nan')):.2f} |" if gpu else ""))
         lines.append("")
     if results.get("cudagraph"):
-        lines += ["| size | precision | bare step, eager (ms) | replayed CUDA graph (ms) | ratio |", "|---|---|---|---|---|"]
+        lines += ["| size | precision | bare step, eager (ms) | replayed CUDA graph (ms) | ratio |",
+                  "|---|---|---|---|---|"]
         for r in results["cudagraph"]:
             lines.append(f"| {r['size']} | {r['precision']} | {r['eager'] * 1000:.2f} | {r['graph'] * 1000:.2f} | "
                          f"{r['ratio']:.2f} |")

@@ -178,7 +178,8 @@ def part_modes(args: argparse.Namespace, out: Path) -> dict:
     contact_sheet([[(p_img, "photo"), (a_img, args.artworks[0]), (b_img, args.artworks[1])],
                    [(images["luminance"], f"--colour luminance\ngray style {gray_result:.2f} (photo {gray_photo:.2f})"),
                     (images["first"], f"{args.artworks[0]}\nstyle {blend['first']['first']:.2f}"),
-                    (images["blend"], f"0.5 / 0.5 blend\n{blend['first']['blend']:.2f} / {blend['second']['blend']:.2f}"),
+                    (images["blend"],
+                     f"0.5 / 0.5 blend\n{blend['first']['blend']:.2f} / {blend['second']['blend']:.2f}"),
                     (images["second"], f"{args.artworks[1]}\nstyle {blend['second']['second']:.2f}")]],
                   out / "modes.jpg")
     (out / "modes.json").write_text(json.dumps(modes, indent=1) + "\n")

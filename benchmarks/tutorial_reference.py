@@ -31,8 +31,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def demo_inputs(size: int) -> tuple[np.ndarray, np.ndarray]:
     """The demo pair resized as the tutorial's ``load_img`` does (float32 RGB 0..255, HWC)."""
-    from painterly.samples import demo_paths
     from painterly.images import open_image, resize_longer
+    from painterly.samples import demo_paths
 
     content_path, style_path = demo_paths()
     content = resize_longer(open_image(content_path), size)
@@ -105,14 +105,14 @@ def tensorflow_run(content: np.ndarray, style: np.ndarray, steps: int, precision
 
 def painterly_run(content: np.ndarray, style: np.ndarray, steps: int, precision: str = "fp32") -> dict:
     """The same with painterly's ``tutorial`` preset (inputs already at size: no resize happens)."""
-    import torch
+
+    from PIL import Image
 
     from painterly import TUTORIAL, stylize
     from painterly.api import build_network
     from painterly.devices import pick_device, storage_dtype
     from painterly.images import to_tensor
     from painterly.objective import build_objective
-    from PIL import Image
 
     size = max(content.shape[:2])
     settings = TUTORIAL.replace(size=size, steps=steps, device="cpu", precision=precision)

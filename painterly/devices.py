@@ -19,7 +19,8 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not cuda:
         raise SettingsError("device 'cuda' was asked for, but this torch sees no CUDA GPU; use --device cpu or auto")
     if name == "mps" and not mps:
-        raise SettingsError("device 'mps' was asked for, but Apple's MPS is not available here; use --device cpu or auto")
+        raise SettingsError("device 'mps' was asked for, but Apple's MPS is not available here; "
+                            "use --device cpu or auto")
     return torch.device(name)
 
 
@@ -76,7 +77,8 @@ def keep_freed_memory() -> bool:
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
         try:
             mallopt = ctypes.CDLL(None).mallopt
-            done = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)) and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD))
+            done = (bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+                    and bool(mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)))
         except (OSError, AttributeError):
             done = False
     _allocator_tuned.append(done)

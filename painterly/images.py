@@ -10,8 +10,8 @@ import contextlib
 import os
 import tempfile
 import warnings
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -55,7 +55,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise ImageError(f"{path} is too large to be a real photo (decompression bomb?); "
                          f"at most {MAX_INPUT_PIXELS:,} pixels are accepted") from None
     except UnidentifiedImageError:
-        raise ImageError(f"{path} is not an image Pillow can read (accepted: PNG, JPEG, WebP, TIFF, BMP, GIF, ...)") from None
+        raise ImageError(f"{path} is not an image Pillow can read "
+                         "(accepted: PNG, JPEG, WebP, TIFF, BMP, GIF, ...)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{path} is truncated or corrupt and cannot be decoded ({exc})") from None
     _check_min_side(rgb.size, str(path))

@@ -275,7 +275,8 @@ def run_scale(
     """Optimize the pixels of ``start`` for up to ``steps`` steps at one size.
 
     ``report(i, losses, image)`` is called after every step with the losses measured before its
-    update and the image after it (clamped); returning True stops the loop. The image with the lowest loss is kept (not the image
+    update and the image after it (clamped); returning True stops the loop. The image with the lowest
+    loss is kept (not the image
     after that step's update, as the tutorial's code does), or the running average when ``ema`` is set.
     """
     image = start.detach().clone().requires_grad_(True)

@@ -65,7 +65,8 @@ class Settings:
     )
     content_weight: float = field(default=1e3, metadata=_opt("weight of the content loss", group="loss"))
     style_weight: float = field(default=1e-2, metadata=_opt("weight of the style loss", group="loss"))
-    tv_weight: float = field(default=0.0, metadata=_opt("weight of the total-variation (smoothness) loss", group="loss"))
+    tv_weight: float = field(default=0.0,
+                             metadata=_opt("weight of the total-variation (smoothness) loss", group="loss"))
     content_layers: tuple[str, ...] = field(
         default=("block5_conv2",), metadata=_opt("VGG19 layers compared with the content", group="loss")
     )
@@ -93,7 +94,8 @@ class Settings:
     adam_eps: float = field(default=0.1, metadata=_opt("Adam epsilon (TensorFlow's rule)", group="optimizer"))
     lbfgs_history: int = field(default=100, metadata=_opt("L-BFGS history size", group="optimizer"))
     lbfgs_max_step: float = field(
-        default=16.0, metadata=_opt("largest change of one pixel in one L-BFGS step, in levels of 0..255", group="optimizer")
+        default=16.0,
+        metadata=_opt("largest change of one pixel in one L-BFGS step, in levels of 0..255", group="optimizer"),
     )
     ema: float = field(
         default=0.0, metadata=_opt("decay of the image's moving average, the output (0: off)", group="optimizer")
@@ -120,7 +122,9 @@ class Settings:
     # -- machine
     device: str = field(default="auto", metadata=_opt("where to run", DEVICES, group="machine"))
     precision: str = field(
-        default="auto", metadata=_opt("network precision (auto: bf16 where the hardware is fast at it; fp64 for reference checks)", PRECISIONS, group="machine")
+        default="auto",
+        metadata=_opt("network precision (auto: bf16 where the hardware is fast at it; fp64 for reference checks)",
+                      PRECISIONS, group="machine"),
     )
     cuda_graphs: str = field(
         default="on",

@@ -20,8 +20,8 @@ from PIL import Image
 
 from painterly import metadata
 from painterly.batch import BatchBar, make_jobs, parse_grid, read_manifest
-from painterly.batch_run import InlinePool, LocalPool, Painter, run_batch
-from painterly.errors import OutputError, SettingsError
+from painterly.batch_run import InlinePool, LocalPool, run_batch
+from painterly.errors import SettingsError
 from painterly.record import input_digests
 
 DATA = Path(__file__).parent / "data"

@@ -110,7 +110,8 @@ def test_style_and_content_terms_weight_layers_and_targets() -> None:
     assert torch.allclose(got, want)
     targets = {k: _rand(1, 2, 3, 3, seed=4) for k in feats}
     got = content_term(feats, targets, {"a": 0.5, "b": 0.5})
-    assert torch.allclose(got, 0.5 * content_loss(feats["a"], targets["a"]) + 0.5 * content_loss(feats["b"], targets["b"]))
+    want = 0.5 * content_loss(feats["a"], targets["a"]) + 0.5 * content_loss(feats["b"], targets["b"])
+    assert torch.allclose(got, want)
 
 
 def test_style_term_resizes_a_mask_to_each_layer() -> None:

@@ -86,7 +86,8 @@ class Feed:
         return Result(image=solid(self.sizes[-1], (20, 200, 200)), history=history, best_step=self.total - 1,
                       best_loss=history[-1]["total"], seconds=12.5, seconds_setup=0.5,
                       settings=DEFAULT.replace(steps=self.per_scale, size=64, start_size=48), device="cpu",
-                      precision="fp32", content=solid((64, 48), (230, 120, 30)), styles=[solid((60, 44), (30, 90, 220))])
+                      precision="fp32", content=solid((64, 48), (230, 120, 30)),
+                      styles=[solid((60, 44), (30, 90, 220))])
 
 
 @pytest.fixture(scope="module")
