@@ -7,7 +7,7 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 from PIL import Image
@@ -187,6 +187,7 @@ def stylize(
         image, reached = outcome.image, scale.index
         if outcome.stopped:
             break
+    assert image is not None  # the plan has at least one scale
     history = tracker.history
     final = image if image.shape[-2:] == (plan.size[1], plan.size[0]) else resize_tensor(image, plan.size)
     if final is not image:  # stopped at a coarse scale: the colour transform of the final size
@@ -250,7 +251,7 @@ class _Tracker:
 
 def _inputs(content: ImageLike, style: ImageLike | Sequence[ImageLike], settings: Settings):
     """The content and style images as RGB PIL images, checked."""
-    styles_in = list(style) if isinstance(style, (list, tuple)) else [style]
+    styles_in = list(style) if isinstance(style, (list, tuple)) else [cast(ImageLike, style)]
     if not styles_in:
         raise ImageError("at least one style image is needed")
     if settings.style_blend_weights and len(settings.style_blend_weights) != len(styles_in):
@@ -275,7 +276,7 @@ def build_network(settings: Settings, device: torch.device, precision: str = "fp
     net = VGG19(kept, pooling=settings.pooling).to(device, storage_dtype(precision))
     if precision == "bf16":
         net.convs.to(torch.bfloat16)
-    return net.to(memory_format=torch.channels_last)
+    return net.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch's stub lacks it
 
 
 def prepare_images(
@@ -329,7 +330,7 @@ def _first_image(
     """The image the first scale starts from, (1, 3, h, w) RGB 0..255."""
     w, h = size
     if start_img is not None:
-        return to_tensor(start_img.resize(size, Image.LANCZOS), device)
+        return to_tensor(start_img.resize(size, Image.Resampling.LANCZOS), device)
     if settings.init == "noise":
         generator = torch.Generator().manual_seed(settings.seed)
         noise = torch.rand((1, 3, h, w), generator=generator) * 255.0

@@ -168,7 +168,7 @@ def resize_longer(img: Image.Image, longer: int, what: str = "image") -> Image.I
             f"{what} would be {new[0]}x{new[1]} px at size {longer}: too thin for the network "
             f"(each side needs at least {MIN_SIDE} px); use a larger size or a less elongated image"
         )
-    return img if new == img.size else img.resize(new, Image.LANCZOS)
+    return img if new == img.size else img.resize(new, Image.Resampling.LANCZOS)
 
 
 def to_tensor(img: Image.Image, device: torch.device | str = "cpu") -> torch.Tensor:

@@ -7,6 +7,7 @@ Everything is accumulated in float32 even when the network ran in bf16 (float64 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch.nn import functional as F
@@ -55,15 +56,16 @@ class _Gram(torch.autograd.Function):
         n, positions, c = x.shape
         if target is not None and weights is None and x.dtype != _wide_dtype(x.dtype) and x.device.type == "cpu":
             start = target.to(x.dtype).expand(n, c, c)
-            low = torch.baddbmm(start, x.transpose(1, 2), x, beta=-1.0, alpha=1.0 / norm)
+            # weights is None: norm is the float number of positions (see _gram)
+            low = torch.baddbmm(start, x.transpose(1, 2), x, beta=-1.0, alpha=1.0 / cast(float, norm))
             return low.to(target.dtype) + (start.to(target.dtype) - target)
         gram = torch.zeros(n, c, c, dtype=_wide_dtype(x.dtype), device=x.device)
         # On the CPU, in slices of positions: each slice's float32 copy stays in cache, where a copy of
         # the whole map would go out to memory and back (block1 at 512 px: 35 -> 14 ms on 2 cores).
         step = _GRAM_SLICE if x.device.type == "cpu" else positions
-        for start in range(0, positions, step):
-            part = _wide(x[:, start:start + step])
-            right = part if weights is None else part * weights[:, start:start + step].to(part.dtype)
+        for first in range(0, positions, step):
+            part = _wide(x[:, first:first + step])
+            right = part if weights is None else part * weights[:, first:first + step].to(part.dtype)
             gram.baddbmm_(part.transpose(1, 2), right)
         gram = gram / norm
         return gram if target is None else gram - target
@@ -139,7 +141,7 @@ def resize_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Area-average a (1, 1, H, W) mask to the spatial size of the (N, C, h, w) map ``like``."""
     if mask.shape[-2:] == like.shape[-2:]:
         return mask
-    return F.adaptive_avg_pool2d(mask, like.shape[-2:])
+    return F.adaptive_avg_pool2d(mask, cast("tuple[int, int]", like.shape[-2:]))
 
 
 def _wide_zero(features: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -34,7 +34,7 @@ def prepare_masks(
     radius = max(1.0, SOFT_EDGE * max(size))
     out = []
     for i, mask in enumerate(masks):
-        gray = from_any(mask, f"mask {i + 1}").convert("L").resize(size, Image.BILINEAR)
+        gray = from_any(mask, f"mask {i + 1}").convert("L").resize(size, Image.Resampling.BILINEAR)
         arr = np.asarray(gray.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255.0
         if arr.max() < 0.5:
             raise ImageError(f"mask {i + 1} is empty (all black): it gives its style no region")

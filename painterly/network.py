@@ -39,6 +39,8 @@ class VGG19(nn.Module):
     channels in BGR order, as Keras stores them.
     """
 
+    means: torch.Tensor  # (1, 3, 1, 1) float64, a buffer
+
     def __init__(self, weights: dict[str, tuple[torch.Tensor, torch.Tensor]], pooling: str = "max") -> None:
         super().__init__()
         self.convs = nn.ModuleDict()

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 import torch
 
@@ -37,7 +37,10 @@ class Term(Protocol):
 
     name: str
     weight: float
-    layers: tuple[str, ...]  # network maps the term reads (empty: the pixels only)
+
+    @property
+    def layers(self) -> tuple[str, ...]:  # network maps the term reads (empty: the pixels only)
+        ...
 
     def __call__(self, image: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """The unweighted loss (a float32 or float64 scalar) of ``image`` (1, 3, H, W), RGB 0..255."""
@@ -212,7 +215,8 @@ def style_targets(
         grams.append({layer: gram_matrix(feats[layer]) for layer in settings.style_layers})
     if masks is not None:
         return [StyleTarget(g, m, w * len(weights) / total) for g, m, w in zip(grams, masks, weights)]
-    blended = {layer: sum(w * g[layer] for w, g in zip(weights, grams)) / total for layer in grams[0]}
+    blended = {layer: cast(torch.Tensor, sum(w * g[layer] for w, g in zip(weights, grams))) / total
+               for layer in grams[0]}
     return [StyleTarget(blended)]
 
 
@@ -240,7 +244,7 @@ def build_objective(
     style_weights = layer_weights(settings.style_layers, settings.style_layer_weights)
     if settings.style_layers:
         key = None if cache is None or masks is not None else _style_key(net, settings, styles, autocast_dtype)
-        if key is not None and key in cache:
+        if key is not None and cache is not None and key in cache:
             targets = cache[key]
         elif settings.style_loss == "moments" and masks is None:
             targets = _moment_targets(net, settings, styles, autocast_dtype)
@@ -281,7 +285,7 @@ def _moment_targets(net: VGG19, settings: Settings, styles: Sequence[torch.Tenso
     out = {}
     for layer in settings.style_layers:
         # A blend of styles: the mixture's mean and covariance (second moments blended, then centred).
-        mean = sum(w * m[layer][0] for w, m in zip(weights, per_style)) / total
+        mean = cast(torch.Tensor, sum(w * m[layer][0] for w, m in zip(weights, per_style))) / total
         second = sum(w * (m[layer][1] + torch.outer(m[layer][0], m[layer][0])) for w, m in zip(weights, per_style))
         cov = second / total - torch.outer(mean, mean)
         out[layer] = (mean, cov, sqrtm_psd(cov))

@@ -11,6 +11,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -281,7 +282,7 @@ def run_scale(
     """
     image = start.detach().clone().requires_grad_(True)
     optimizer = make_optimizer(image, settings, steps)
-    best = {"total": math.inf, "step": -1, "image": image.detach().clone()}
+    best: dict[str, Any] = {"total": math.inf, "step": -1, "image": image.detach().clone()}
     average = image.detach().clone() if settings.ema else None
     since_improved, reference = 0, math.inf
     step = 0
@@ -304,7 +305,7 @@ def run_scale(
     stopped, done = False, 0
     try:
         for step in range(steps):
-            optimizer.step(closure)
+            optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub wants a float; a Tensor loss is usual
             with torch.no_grad():
                 image.clamp_(0, 255)
                 if average is not None:

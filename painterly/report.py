@@ -22,9 +22,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -93,7 +93,7 @@ class Recorder:
         if event.step in self._wanted:
             started = time.perf_counter()
             image = event.image()
-            image.thumbnail((self.side, self.side), Image.LANCZOS)
+            image.thumbnail((self.side, self.side), Image.Resampling.LANCZOS)
             self.images[event.step] = image
             self.seconds += time.perf_counter() - started
 
@@ -212,7 +212,7 @@ def losses_figure(history: list[dict[str, Any]], title: str = "losses") -> Figur
         if not all(math.isnan(v) for v in shown):  # a log scale cannot show 0: a term switched off is left out
             ax.plot(steps, shown, label=name, lw=width, marker=marker, ms=3)
     ax.set_yscale("log")
-    positive = [v for line in ax.lines for v in line.get_ydata() if 0 < v < math.inf]
+    positive = [v for line in ax.lines for v in cast(Iterable[float], line.get_ydata()) if 0 < v < math.inf]
     if positive:  # a term near 0 at the first steps (content, started from the content) would squash the rest
         ax.set_ylim(bottom=max(min(positive), max(positive) * LOSS_RANGE) / 2)
     for step, label in phase_changes(history):
@@ -243,8 +243,8 @@ def animation_frames(result: Result, recorder: Recorder, side: int = GIF_SIDE) -
     size = (max(2, round(w * scale) // 2 * 2), max(2, round(h * scale) // 2 * 2))  # even: video codecs need it
     total = len(result.history)
     steps = [s for s in recorder.frame_steps if s in recorder.images] or sorted(recorder.images)
-    frames = [_label(recorder.images[s].resize(size, Image.LANCZOS), f"step {s + 1}/{total}") for s in steps]
-    return frames + [_label(result.image.resize(size, Image.LANCZOS), "result")]
+    frames = [_label(recorder.images[s].resize(size, Image.Resampling.LANCZOS), f"step {s + 1}/{total}") for s in steps]
+    return frames + [_label(result.image.resize(size, Image.Resampling.LANCZOS), "result")]
 
 
 def _label(image: Image.Image, text: str) -> Image.Image:
