@@ -190,23 +190,24 @@ def moment_targets(features: dict[str, torch.Tensor]) -> dict[str, tuple[torch.T
     return {layer: feature_moments(f) for layer, f in features.items()}
 
 
-def _with_ridge(matrix: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    wide = matrix.to(dtype)
-    ridge = 1e-7 * wide.diagonal().mean().abs().clamp_min(1e-12)
-    return wide + ridge * torch.eye(len(wide), dtype=dtype, device=wide.device)
-
-
 def _symmetric_eigen(matrix: torch.Tensor, vectors: bool):
-    """``eigh`` (or ``eigvalsh``) of a covariance-like matrix with a tiny ridge on its diagonal, in
-    float64 if its own precision fails: covariances of small maps are rank deficient (block5 of a
-    64 px image has a handful of positions for 512 channels), and LAPACK's solvers can fail to
-    converge on many repeated zero eigenvalues in float32. float64 everywhere would cost twice as much."""
+    """``eigh`` (or ``eigvalsh``) of a covariance-like matrix, in float64 if its own precision fails to
+    converge (covariances of small maps are rank deficient: block5 of a 64 px image has a handful of
+    positions for 512 channels, and LAPACK's float32 solvers can fail on many repeated zero
+    eigenvalues), and with a tiny ridge on the diagonal only if that fails too. A ridge is not added
+    otherwise: it would lift the zero eigenvalues into the range where the square root's gradient
+    is huge and let the null space drive the optimization."""
     solve = torch.linalg.eigh if vectors else torch.linalg.eigvalsh
-    try:
-        return solve(_with_ridge(matrix, matrix.dtype))
-    except torch.linalg.LinAlgError:
-        out = solve(_with_ridge(matrix, torch.float64))
+    wide = matrix.double()
+    for attempt in (lambda: solve(matrix), lambda: solve(wide),
+                    lambda: solve(wide + 1e-9 * wide.diagonal().mean().abs() * torch.eye(len(wide), dtype=wide.dtype,
+                                                                                           device=wide.device))):
+        try:
+            out = attempt()
+        except torch.linalg.LinAlgError:
+            continue
         return tuple(t.to(matrix.dtype) for t in out) if vectors else out.to(matrix.dtype)
+    raise torch.linalg.LinAlgError("the eigen-solve of a feature covariance failed even in float64")
 
 
 def sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
