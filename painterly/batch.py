@@ -213,7 +213,7 @@ def make_jobs(
     job that fails unrun; a template that would make two jobs write one file is an :class:`OutputError`."""
     names = [name for name, _ in grid]
     check_template(template, preset(preset_name).replace(**flags))
-    jobs = []
+    jobs: list[Job] = []
     for row in rows:
         for point in itertools.product(*[values for _, values in grid]):
             index = len(jobs) + 1

@@ -375,6 +375,7 @@ class _Driver:
         if job.error:
             self._finish(job, "failed", error=job.error)
             return False
+        assert job.settings is not None  # a job without settings has an error, handled above
         try:
             digests = {"content": self.inputs.digest(job.content),
                        "styles": [self.inputs.digest(s) for s in job.styles], "masks": None}
@@ -402,6 +403,7 @@ class _Driver:
             self._finish(job, "failed", error=str(exc))
             return
         self.attempts[job.index] = self.attempts.get(job.index, 0) + 1
+        assert job.settings is not None  # only jobs without an error are submitted
         self.running[job.index] = (0, sum(job.settings.scale_steps()))
         self.pool.submit(work)
 
