@@ -3,14 +3,16 @@
 1. counts and settings (no file read yet);
 2. every file's header: bytes, format, pixels, the request's pixels in all (no pixels decoded);
 3. the plan from the content's size, checked against the work budget;
-4. under the server's decode limit (:class:`Intake`'s semaphore), off the event loop: one image at
-   a time decoded and at once shrunk to the size the run uses, so a request holds at most one
-   full-size image.
+4. off the event loop, in a pool of ``--decode-workers`` threads of its own: one image at a time
+   decoded and at once shrunk to the size the run uses, so a request holds at most one full-size
+   image, and at most that many requests decode at once. (A pool of its own also bounds the memory
+   the C allocator keeps for reuse: it keeps freed blocks per thread, and the request threads are many.)
 """
 
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -21,8 +23,16 @@ from starlette.concurrency import run_in_threadpool
 from ..plan import Plan
 from ..settings import Settings
 from .budget import check_plan
-from .checks import (ApiError, Upload, check_header, check_request_pixels, decode_masks, decode_shrunk,
-                     display_name, parse_settings)
+from .checks import (
+    ApiError,
+    Upload,
+    check_header,
+    check_request_pixels,
+    decode_masks,
+    decode_shrunk,
+    display_name,
+    parse_settings,
+)
 
 if TYPE_CHECKING:
     from .server import WebConfig
@@ -45,7 +55,10 @@ class Intake:
 
     def __init__(self, config: WebConfig, precision: str) -> None:
         self.config, self.precision = config, precision
-        self._decoding: asyncio.Semaphore | None = None
+        self._decoding = ThreadPoolExecutor(config.decode_workers, thread_name_prefix="painterly-decode")
+
+    def close(self) -> None:
+        self._decoding.shutdown(wait=True, cancel_futures=True)
 
     def plan(self, settings: Settings, content_size: tuple[int, int]) -> Plan:
         """The run's plan, checked against the budget (``ApiError`` 422 if it passes a limit)."""
@@ -65,10 +78,8 @@ class Intake:
             await run_in_threadpool(check_header, upload, given.size, config)
         check_request_pixels(uploads, config)
         plan = self.plan(settings, uploads[0].size)
-        if self._decoding is None:  # made here, inside the app's event loop
-            self._decoding = asyncio.Semaphore(config.decode_workers)
-        async with self._decoding:
-            images = await run_in_threadpool(_decode, uploads, settings, plan, len(style))
+        loop = asyncio.get_running_loop()
+        images = await loop.run_in_executor(self._decoding, _decode, uploads, settings, plan, len(style))
         content_in, styles_in, masks_in = images
         return Inputs(preset, settings, plan, content_in, styles_in, masks_in)
 

@@ -45,7 +45,7 @@ except ImportError as exc:
 
 from .checks import REFUSED, ApiError, BodyLimit
 from .intake import Intake
-from .jobs import ACTIVE, FINISHED, JobQueue, QueueFull, StorageFull
+from .jobs import ACTIVE, JobQueue, QueueFull, StorageFull
 from .origin import SameOrigin, normal_origin
 from .store import DataFolderBusy, Store, default_data_folder
 
@@ -147,6 +147,7 @@ def create_app(config: WebConfig | None = None) -> FastAPI:
         await run_in_threadpool(jobs.recover)
         yield
         await run_in_threadpool(jobs.close)
+        await run_in_threadpool(intake.close)
 
     app = FastAPI(title="painterly studio", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Neural style transfer: upload a photo and artworks, follow the run live.")
