@@ -51,7 +51,8 @@ def check_plan(settings: Settings, content_size: tuple[int, int], precision: str
                        f"allows at most {config.max_total_steps:,} in all (--max-total-steps)", "steps")
     style = max(s.style_size for s in plan.scales)
     if style > config.max_style_size:
-        raise ApiError(422, f"style_scale {settings.style_scale:g} at {settings.size} px makes {style} px style images; "
+        raise ApiError(422, f"style_scale {settings.style_scale:g} at {settings.size} px makes {style} px style "
+                       "images; "
                        f"this server allows at most {config.max_style_size} px (--max-style-size)", "style_scale")
     limit = int(config.max_memory_mb * 2**20)
     if plan.peak_bytes > limit:

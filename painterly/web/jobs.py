@@ -450,7 +450,8 @@ class JobQueue:
         inputs, not the server's paths, and the digests of the inputs as the run used them."""
         folder, inputs = job.folder, job.inputs
         names = {"content": inputs["content"], "styles": inputs["styles"], "masks": inputs["masks"] or None,
-                 "inputs": input_digests(folder / CONTENT_FILE, [folder / style_file(i) for i in range(len(inputs["styles"]))],
+                 "inputs": input_digests(folder / CONTENT_FILE,
+                                         [folder / style_file(i) for i in range(len(inputs["styles"]))],
                                          [folder / mask_file(i) for i in range(len(inputs["masks"]))] or None),
                  "made_with": "painterly serve"}
         if result is None:  # interrupted: the image it got to, without a Result
@@ -482,7 +483,8 @@ class JobQueue:
         with self._lock:
             if event.scale != job.scale or event.step == 0:
                 job.scale_start = event.step
-            job.step, job.scale, job.size, job.elapsed = event.step + 1, event.scale, event.size, round(event.elapsed, 3)
+            job.step, job.scale, job.size = event.step + 1, event.scale, event.size
+            job.elapsed = round(event.elapsed, 3)
             job.eta = self._eta(job, event)
             job.history.append({"step": event.step, **losses})
             self._publish_locked(job, "progress", self._progress_locked(job))

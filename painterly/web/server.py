@@ -66,8 +66,9 @@ class WebConfig:
 
     host: str = field(default="127.0.0.1", metadata=_opt("address to listen on (0.0.0.0: every network)"))
     port: int = field(default=8000, metadata=_opt("port to listen on (0: any free port)"))
-    data: str = field(default="", metadata=_opt("folder for the studio's database and runs "
-                                                "(empty: $XDG_DATA_HOME/painterly/studio or ~/.local/share/painterly/studio)"))
+    data: str = field(default="", metadata=_opt(
+        "folder for the studio's database and runs (empty: $XDG_DATA_HOME/painterly/studio or "
+        "~/.local/share/painterly/studio)"))
     allow_origin: tuple[str, ...] = field(default=(), metadata=_opt(
         "another origin allowed to use the studio, e.g. https://studio.example (repeat for more)", multiple=True))
     max_upload_mb: float = field(default=20.0, metadata=_opt("largest accepted image file, in MB"))
@@ -79,7 +80,8 @@ class WebConfig:
     max_steps: int = field(default=2000, metadata=_opt("most steps a run may ask for per scale"))
     max_total_steps: int = field(default=4000, metadata=_opt("most steps of a run over all its scales"))
     max_scales: int = field(default=8, metadata=_opt("most scales of a coarse-to-fine run"))
-    max_style_size: int = field(default=2048, metadata=_opt("largest style image a run may resize to (longer side, px)"))
+    max_style_size: int = field(default=2048, metadata=_opt(
+        "largest style image a run may resize to (longer side, px)"))
     max_memory_mb: float = field(default=8192.0, metadata=_opt("largest estimated peak memory of a run, in MB"))
     job_ttl: float = field(default=0.0, metadata=_opt("seconds a finished run is kept (0: until deleted)"))
     max_disk_mb: float = field(default=2048.0, metadata=_opt(
@@ -202,7 +204,8 @@ def create_app(config: WebConfig | None = None) -> FastAPI:
         style: Annotated[list[UploadFile], File(description="one or more artworks")],
         settings: Annotated[str, Form(description='JSON: {"preset": "draft", "size": 256, ...}')] = "{}",
         mask: Annotated[list[UploadFile] | None, File(
-            description="optional: one grayscale mask per style, in the same order (white: that style applies)")] = None,
+            description="optional: one grayscale mask per style, in the same order (white: that style applies)"
+        )] = None,
     ) -> dict[str, Any]:
         given = await intake.read(content, style, mask, settings)
         return await _queue(given.settings, given.preset, given.plan, given.content, given.styles, given.masks)

@@ -121,7 +121,8 @@ class Store:
         shutil.rmtree(self.folder_of(run_id), ignore_errors=True)
 
     def recover(self, when: float) -> list[dict[str, Any]]:
-        """At start: mark runs that were going as interrupted, clean leftovers; returns the queued runs, oldest first."""
+        """At start: mark runs that were going as interrupted, clean leftovers; returns the queued runs,
+        oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT state FROM runs ORDER BY created").fetchall()
         known, queued = set(), []
