@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -189,6 +190,9 @@ def stylize(
             break
     assert image is not None  # the plan has at least one scale
     history = tracker.history
+    if not math.isfinite(outcome.best_total):
+        raise SettingsError(f"the loss is not finite ({outcome.best_total}) from the first step: the weights overflow "
+                            "float arithmetic; use a smaller content_weight or style_weight")
     final = image if image.shape[-2:] == (plan.size[1], plan.size[0]) else resize_tensor(image, plan.size)
     if final is not image:  # stopped at a coarse scale: the colour transform of the final size
         _, _, to_rgb = prepare_images(content_img, style_imgs, settings.colour, plan.scales[-1], device, dtype)

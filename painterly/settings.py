@@ -27,6 +27,7 @@ STYLE_LOSSES = ("gram", "relative", "moments")
 TUTORIAL_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 MAX_SIZE = 8192  # longer side in px; beyond this a run cannot fit in any ordinary memory
 MIN_SIZE = 32  # VGG19 pools four times before block5: smaller images leave nothing to compare
+MAX_SCALES = 32  # coarse-to-fine scales of one run; more only happens by mistake (a factor a hair above 1)
 
 
 def _opt(help: str, choices: tuple[str, ...] | None = None, group: str = "run", **extra: Any) -> dict:
@@ -177,12 +178,16 @@ class Settings:
         """Build settings from :meth:`to_dict` output (missing names keep their defaults)."""
         return cls().replace(**data)
 
+    def scale_count(self) -> int:
+        """How many scales :meth:`scale_sizes` has, computed without listing them."""
+        if not self.start_size or self.start_size >= self.size:
+            return 1
+        # The tolerance keeps 256 / sqrt(2)**2 = 127.99... from missing a start size of 128.
+        return math.floor(math.log(self.size / self.start_size, self.scale_factor) + 1e-6) + 1
+
     def scale_sizes(self) -> list[int]:
         """Longer side of each scale, coarse to fine; the last one is ``size``."""
-        if not self.start_size or self.start_size >= self.size:
-            return [self.size]
-        # The tolerance keeps 256 / sqrt(2)**2 = 127.99... from missing a start size of 128.
-        coarser = math.floor(math.log(self.size / self.start_size, self.scale_factor) + 1e-6)
+        coarser = self.scale_count() - 1
         return [round(self.size / self.scale_factor**k) for k in range(coarser, -1, -1)]
 
     def scale_steps(self) -> list[int]:
@@ -262,6 +267,10 @@ def _validate(s: Settings) -> None:
     _check(s.scale_factor > 1, f"scale_factor must be > 1, got {s.scale_factor}")
     _finite_nonneg("scale_steps_decay", s.scale_steps_decay)
     _check(0 < s.scale_steps_decay <= 4, f"scale_steps_decay must be in (0, 4], got {s.scale_steps_decay}")
+    if isinstance(s.size, int) and isinstance(s.start_size, int) and s.scale_factor > 1 and s.start_size >= 0:
+        count = s.scale_count()
+        _check(count <= MAX_SCALES, f"start_size {s.start_size}, size {s.size} and scale_factor {s.scale_factor!r} "
+               f"make {count:,} scales; at most {MAX_SCALES} are allowed (raise scale_factor or start_size)")
     for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "adam_eps", "min_improvement"):
         _finite_nonneg(name, getattr(s, name))
     _check(s.lr > 0, f"lr must be > 0, got {s.lr}")

@@ -212,3 +212,17 @@ def test_moments_objective_blends_two_styles_as_a_mixture(vgg64: VGG19) -> None:
 def test_build_network_is_cut_after_the_deepest_layer() -> None:
     net = build_network(DEFAULT, torch.device("cpu"))
     assert list(net.convs)[-1] == "block5_conv1"  # block4_conv2 content, block5_conv1 style
+
+
+def test_a_schedule_of_countless_scales_is_refused_at_once() -> None:
+    with pytest.raises(SettingsError, match="at most 32 are allowed"):
+        DEFAULT.replace(scale_factor=1 + 1e-12)
+    assert DEFAULT.scale_count() == len(DEFAULT.scale_sizes()) == 5
+
+
+def test_a_loss_that_overflows_is_an_error_not_a_result() -> None:
+    from painterly.samples import demo_paths
+
+    content, style = demo_paths()
+    with pytest.raises(SettingsError, match="loss is not finite"):
+        stylize(content, style, TUTORIAL.replace(size=32, steps=2, content_weight=1e308, style_weight=1e308))

@@ -301,7 +301,7 @@ def decode_masks(uploads: list[Upload], size: tuple[int, int], plan: Plan) -> li
     for upload in uploads:
         with _opened(upload) as img:
             img.load()
-            masks.append(img.convert("L").resize(size, Image.BILINEAR))
+            masks.append(img.convert("L").resize(size, Image.Resampling.BILINEAR))
     for scale in plan.scales:  # the run prepares them at every scale: fail now, not then
         try:
             prepare_masks(masks, len(masks), scale.size)

@@ -28,9 +28,13 @@ from .. import samples
 from ..settings import DEVICES, INITS, MIN_SIZE, PRESETS, Settings
 from . import MissingExtra
 
+_MISSING = [name for name, found in (("fastapi", find_spec("fastapi")), ("uvicorn", find_spec("uvicorn")),
+                                     ("python-multipart", find_spec("python_multipart") or find_spec("multipart")))
+            if not found]  # all of them named at once, not the first one import happens to meet
+if _MISSING:
+    raise MissingExtra(f"the web studio needs FastAPI, uvicorn and python-multipart ({', '.join(_MISSING)} "
+                       f"{'is' if len(_MISSING) == 1 else 'are'} missing): pip install 'painterly[web]'")
 try:
-    if not (find_spec("python_multipart") or find_spec("multipart")):  # FastAPI needs it for uploads
-        raise ModuleNotFoundError(name="python-multipart")
     import uvicorn
     from fastapi import FastAPI, File, Form, UploadFile
     from fastapi.exceptions import RequestValidationError
@@ -43,11 +47,11 @@ except ImportError as exc:
     raise MissingExtra(f"the web studio needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
                        "pip install 'painterly[web]'") from exc
 
-from .checks import REFUSED, ApiError, BodyLimit
-from .intake import Intake
-from .jobs import ACTIVE, JobQueue, QueueFull, StorageFull
-from .origin import SameOrigin, normal_origin
-from .store import DataFolderBusy, Store, default_data_folder
+from .checks import REFUSED, ApiError, BodyLimit  # noqa: E402
+from .intake import Intake  # noqa: E402
+from .jobs import ACTIVE, JobQueue, QueueFull, StorageFull  # noqa: E402
+from .origin import SameOrigin, normal_origin  # noqa: E402
+from .store import DataFolderBusy, Store, default_data_folder  # noqa: E402
 
 STATIC = Path(__file__).parent / "static"
 #: Room in a request body for the settings and the multipart framing, besides the images.
@@ -157,8 +161,8 @@ def create_app(config: WebConfig | None = None) -> FastAPI:
     file_limit = int(config.max_upload_mb * 2**20)
     app.add_middleware(BodyLimit, limit=file_limit * (2 * config.max_styles + 1) + FORM_OVERHEAD)  # masks too
     app.add_middleware(SameOrigin, allowed_origins=config.allow_origin)  # outermost: refused before anything
-    app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     def find(job_id: str) -> dict[str, Any]:

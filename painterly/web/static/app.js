@@ -2,9 +2,9 @@
 // a run is POST /api/jobs, followed over server-sent events (GET /api/jobs/{id}/events).
 "use strict";
 
-const MAIN_FIELDS = ["size", "steps", "style_weight", "colour", "style_scale", "style_blend_weights"];
+const MAIN_FIELDS = ["size", "steps", "strength", "colour", "style_scale", "style_blend_weights"];
 const FINAL = ["done", "failed", "cancelled", "interrupted"];
-const LABELS = { style_weight: "style strength", colour: "colour mode", style_blend_weights: "blend weights" };
+const LABELS = { strength: "strength", colour: "colour mode", style_blend_weights: "blend weights" };
 const NOT_LOSSES = ["step", "seconds", "scale", "size", "optimizer"];
 const COLOURS = ["#4c6ef5", "#2f9e44", "#ae3ec9", "#1098ad", "#f08c00", "#868e96"];
 
@@ -63,14 +63,15 @@ function controlFor(field) {
 }
 
 function strengthControl(field) {
-  // A log slider around the preset's style_weight: the page keeps no default of its own.
-  const range = el("input", { id: "setting-style_weight", type: "range", min: "-2", max: "2", step: "0.25" });
+  // 0 (the photo) .. 1 (the artwork), as --strength. A preset without a strength (the tutorial's raw
+  // weights) shows "off" until the slider is moved; the page keeps no default of its own.
+  const range = el("input", { id: "setting-strength", type: "range", min: "0", max: "1", step: "0.05" });
   const shown = el("output", { id: "strength-value" });
   const update = () => {
-    const factor = 10 ** Number(range.value);
-    shown.textContent = `×${factor.toPrecision(2)} (style_weight ${(presetValues().style_weight * factor).toPrecision(3)})`;
+    const off = presetValues().strength < 0 && !state.edited.has("strength");
+    shown.textContent = off ? "off (the raw weights)" : Number(range.value).toFixed(2);
   };
-  range.addEventListener("input", update);
+  range.addEventListener("input", () => { state.edited.add("strength"); update(); });
   range.update = update;
   return el("span", { class: "strength" }, range, shown);
 }
@@ -90,7 +91,7 @@ function buildSettings(schema) {
   main.append(settingRow("preset", presetSelect, "starting values for every setting below"));
   const groups = {};
   for (const field of schema.fields) {
-    const control = field.name === "style_weight" ? strengthControl(field) : controlFor(field);
+    const control = field.name === "strength" ? strengthControl(field) : controlFor(field);
     const row = settingRow(field.name, control, field.help);
     if (MAIN_FIELDS.includes(field.name)) { main.append(row); continue; }
     if (!groups[field.group]) {
@@ -115,11 +116,15 @@ function applyPreset() {
   for (const field of state.schema.fields) {
     if (state.edited.has(field.name)) continue;
     const control = document.getElementById(`setting-${field.name}`);
-    if (field.name === "style_weight") { control.value = "0"; control.update(); continue; }
+    if (field.name === "strength") {
+      control.value = String(values.strength >= 0 ? values.strength : 0.5);
+      control.update();
+      continue;
+    }
     const value = values[field.name];
     control.value = Array.isArray(value) ? value.join(", ") : String(value);
   }
-  const strength = document.getElementById("setting-style_weight");
+  const strength = document.getElementById("setting-strength");
   if (strength) strength.update();
   const kept = $("#kept-edits");
   const names = [...state.edited];
@@ -160,9 +165,9 @@ function collectSettings() {
     const control = document.getElementById(`setting-${field.name}`);
     if (control.closest(".setting").hidden) continue;
     let value;
-    if (field.name === "style_weight") {
-      if (Number(control.value) === 0) continue;
-      value = base.style_weight * 10 ** Number(control.value);
+    if (field.name === "strength") {
+      if (base.strength < 0 && !state.edited.has("strength")) continue;
+      value = Number(control.value);
     } else {
       value = readControl(field, control);
     }
@@ -471,7 +476,7 @@ function renderSettingsTable(job) {
   $("#run-settings").replaceChildren(...items);
   const s = job.settings;
   $("#settings-summary").textContent = `Settings: preset ${job.preset}, ${s.size} px, ${s.steps} steps, `
-    + `style weight ${s.style_weight}, colour ${s.colour}${(job.inputs.masks || []).length ? ", masked" : ""}`
+    + `${s.strength >= 0 ? `strength ${s.strength}` : `style weight ${s.style_weight}`}, colour ${s.colour}${(job.inputs.masks || []).length ? ", masked" : ""}`
     + " (changes from the preset in bold)";
   $("#settings-details").hidden = false;
 }
