@@ -87,12 +87,15 @@ def run_pastiche(photo: Path, art: Path, size: int, out: Path, at_seconds: float
     return seconds, at, elapsed.get(step, 0.0)
 
 
+LABEL_LINES = 3
+
+
 def _label(image: Image.Image, text: str, height: int) -> Image.Image:
     im = image.convert("RGB").resize((round(image.width * height / image.height), height), Image.LANCZOS)
-    tile = Image.new("RGB", (im.width, height + 30), "white")
+    tile = Image.new("RGB", (im.width, height + 13 * LABEL_LINES + 4), "white")
     tile.paste(im, (0, 0))
     draw = ImageDraw.Draw(tile)
-    for i, line in enumerate(text.split("\n")[:2]):
+    for i, line in enumerate(text.split("\n")[:LABEL_LINES]):
         draw.text((4, height + 2 + 13 * i), line, fill="black")
     return tile
 
@@ -100,11 +103,12 @@ def _label(image: Image.Image, text: str, height: int) -> Image.Image:
 def contact_sheet(rows: list[list[tuple[Image.Image, str]]], path: Path, height: int = 160) -> None:
     tiles = [[_label(im, text, height) for im, text in row] for row in rows]
     width = max(sum(t.width for t in row) + 4 * len(row) for row in tiles)
-    sheet = Image.new("RGB", (width, len(tiles) * (height + 34)), "white")
+    row_height = height + 13 * LABEL_LINES + 8
+    sheet = Image.new("RGB", (width, len(tiles) * row_height), "white")
     for r, row in enumerate(tiles):
         x = 0
         for t in row:
-            sheet.paste(t, (x, r * (height + 34)))
+            sheet.paste(t, (x, r * row_height))
             x += t.width + 4
     sheet.save(path, quality=88)
 
@@ -187,6 +191,28 @@ def part_modes(args: argparse.Namespace, out: Path) -> dict:
     return modes
 
 
+RUN_FILES = {"demo": "demo", "default": "default", "quality": "quality", "pastiche": "pastiche",
+             "pastiche at default's time": "pastiche-early"}
+
+
+def redraw(out: Path) -> dict:
+    """The sheet and the table again from ``results.json`` and the images (after an interrupted run)."""
+    results = json.loads((out / "results.json").read_text())
+    rows = []
+    for pair in results["pairs"]:
+        row = [(open_image(photo_path(pair["photo"])), pair["photo"]),
+               (open_image(art_path(pair["artwork"])), pair["artwork"])]
+        for name, run in pair["runs"].items():
+            file = out / "images" / f"{pair['photo']}-{pair['artwork']}-{RUN_FILES[name]}.png"
+            title = f"painterly {name}" if name in PRESETS else name
+            title = f"pastiche {PASTICHE_STEPS} steps" if name == "pastiche" else title
+            row.append((open_image(file), f"{title}\n" + _figures(run, run["seconds"])))
+        rows.append(row)
+    contact_sheet(rows, out / "sheet.jpg")
+    (out / "results.md").write_text(markdown(results))
+    return results
+
+
 def markdown(results: dict) -> str:
     lines = [f"Pictures at {results['size']} px (`python benchmarks/quality.py --size {results['size']}`); lower is "
              "better; ratios are painterly / pastiche 200 steps.", "",
@@ -209,7 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--artworks", nargs="+", default=list(ARTWORKS))
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "quality")
+    parser.add_argument("--redraw", action="store_true", help="only redraw sheet.jpg and results.md from results.json")
     args = parser.parse_args(argv)
+    if args.redraw:
+        print(markdown(redraw(args.out)))
+        return 0
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     if args.part == "modes":
         part_modes(args, args.out)
