@@ -70,8 +70,10 @@ def long_term_masks(masks: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     use (t-1, t-2, t-4, ...). Each pixel keeps its weight only in the nearest frame where it is
     reliable: ``c_k = max(m_k - sum_{l<k} m_l, 0)``.
     """
+    if not masks:
+        return []
     out: list[torch.Tensor] = []
-    covered = torch.zeros_like(masks[0]) if masks else None
+    covered = torch.zeros_like(masks[0])
     for m in masks:
         out.append((m - covered).clamp(min=0))
         covered = covered + m

@@ -200,9 +200,10 @@ def paint_video(
     for t in range(len(finished), len(clip)):
         t0 = time.perf_counter()
         step_callback = clock.step_callback(t, callback)
+        errors: tuple[float | None, float | None] = (None, None)
         if t == 0:
             result = stylize(clip[0], style, settings, callback=step_callback, engine=engine)
-            flow_seconds, errors = 0.0, (None, None)
+            flow_seconds = 0.0
         else:
             terms, previous = _temporal_terms(clip, [r.image for r in results], t, video)
             flow_seconds = time.perf_counter() - t0

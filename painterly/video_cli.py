@@ -174,7 +174,7 @@ def _open_work(work: Path, run: dict[str, Any], resume: bool, n_frames: int) -> 
                             f"use the same command, or delete the folder to start over")
     from .images import open_image
 
-    finished = []
+    finished: list[FrameResult] = []
     for stats in _read_stats(work)[:n_frames]:
         path = work / frame_name(stats["index"] + 1)
         if stats["index"] != len(finished) or not path.is_file():
@@ -259,6 +259,6 @@ class FrameBar:
 
 
 def _clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
         f"{seconds // 60}:{seconds % 60:02d}"

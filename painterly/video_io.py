@@ -10,6 +10,7 @@ source's audio for the painted stretch, to a temporary name renamed when complet
 from __future__ import annotations
 
 import contextlib
+import itertools
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -156,7 +157,7 @@ def _numbered_frames(folder: Path) -> list[tuple[int, Path]]:
         names = ", ".join(sorted(f"{p}N{e}" for p, e in kinds))
         raise ImageError(f"{folder} mixes frames named differently ({names}); keep one sequence per folder")
     frames = sorted((n, p) for _, _, n, p in numbered)
-    for (a, pa), (b, pb) in zip(frames, frames[1:]):
+    for (a, pa), (b, pb) in itertools.pairwise(frames):
         if b == a:
             raise ImageError(f"frames {pa.name} and {pb.name} in {folder} have the same number")
         if b != a + 1:
@@ -176,7 +177,7 @@ def _read_folder(folder: Path, longer: int, selection: Selection, fps: Fraction)
         elif img.size != first_size:
             raise ImageError(f"frames differ in size: {frames[0][1].name} is {first_size[0]}x{first_size[1]}, "
                              f"{p.name} is {img.size[0]}x{img.size[1]}")
-        chosen = _chosen(selection, index, index / fps)
+        chosen = _chosen(selection, index, float(index / fps))
         if chosen is None:
             break
         if chosen:
@@ -191,7 +192,7 @@ def _read_folder(folder: Path, longer: int, selection: Selection, fps: Fraction)
 
 def _resize(img: Image.Image, longer: int) -> Image.Image:
     size = paint_size(img.size, longer)
-    return img if img.size == size else img.resize(size, Image.LANCZOS)
+    return img if img.size == size else img.resize(size, Image.Resampling.LANCZOS)
 
 
 def av_module():
@@ -292,25 +293,24 @@ def write_video(
     av = av_module()
     out = Path(path)
     encoder = h264_encoder()
-    with atomic_path(out) as tmp:
-        with av.open(str(tmp), "w") as container:
-            stream, audio = None, None
-            for img in frames:
-                if stream is None:  # the first frame gives the size; the audio stream comes second
-                    stream = container.add_stream(encoder, rate=fps)
-                    stream.width, stream.height = img.size
-                    stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(CRF)}
-                    audio = _AudioCopy(container, audio_from, audio_span) if audio_from else None
-                frame = av.VideoFrame.from_image(img.convert("RGB"))
-                for packet in stream.encode(frame):
-                    container.mux(packet)
-            if stream is None:
-                raise OutputError(f"no frames to write to {out}")
-            for packet in stream.encode():
+    with atomic_path(out) as tmp, av.open(str(tmp), "w") as container:
+        stream, audio = None, None
+        for img in frames:
+            if stream is None:  # the first frame gives the size; the audio stream comes second
+                stream = container.add_stream(encoder, rate=fps)
+                stream.width, stream.height = img.size
+                stream.pix_fmt = "yuv420p"
+                stream.options = {"crf": str(CRF)}
+                audio = _AudioCopy(container, audio_from, audio_span) if audio_from else None
+            frame = av.VideoFrame.from_image(img.convert("RGB"))
+            for packet in stream.encode(frame):
                 container.mux(packet)
-            if audio is not None:
-                audio.copy()
+        if stream is None:
+            raise OutputError(f"no frames to write to {out}")
+        for packet in stream.encode():
+            container.mux(packet)
+        if audio is not None:
+            audio.copy()
     return out
 
 
@@ -335,15 +335,16 @@ class _AudioCopy:
 
     def copy(self) -> None:
         try:
-            if self.input is not None:
+            if self.input is not None and self.stream is not None:
                 self._copy()
         finally:
             self.source.close()
 
     def _copy(self) -> None:
+        assert self.input is not None and self.stream is not None
         start, end = self.span or (0.0, float("inf"))
         base = self.input.time_base
-        offset = int(round(start / base)) if base else 0
+        offset = round(start / base) if base else 0
         if self.encoder:
             for frame in self.source.decode(self.input):
                 if frame.time is None or frame.time < start:

@@ -10,7 +10,7 @@ from PIL import Image
 
 pytest.importorskip("cv2")
 
-from painterly.flow import dis_flow, flow_pair, reliability, resize_flow, warp  # noqa: E402
+from painterly.flow import dis_flow, flow_pair, reliability, resize_flow, warp
 
 PHOTO = Path(__file__).parents[1] / "painterly" / "examples" / "content" / "chelsea.jpg"
 

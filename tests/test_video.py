@@ -19,9 +19,9 @@ from PIL import Image
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from painterly.temporal import TemporalTerm, long_term_masks, temporal_error  # noqa: E402
-from painterly.video import VideoSettings, paint_video, temporal_errors  # noqa: E402
-from painterly.video_io import Selection, parse_position, read_clip, write_video  # noqa: E402
+from painterly.temporal import TemporalTerm, long_term_masks, temporal_error
+from painterly.video import VideoSettings, paint_video, temporal_errors
+from painterly.video_io import Selection, parse_position, read_clip, write_video
 
 PHOTO = Path(__file__).parents[1] / "painterly" / "examples" / "content" / "chelsea.jpg"
 FPS = 12
@@ -281,7 +281,7 @@ def test_cli_video_progress_bar_counts_frames(cli, fast_args, frames_dir, style_
 
 
 def test_cli_video_ctrl_c_keeps_frames_and_resume_finishes(cli, fast_args, mp4, style_path, tmp_path, monkeypatch):
-    import painterly.video_cli as video_cli
+    from painterly import video_cli
 
     out = tmp_path / "painted.mp4"
     work = tmp_path / "painted.mp4.painterly-work"
