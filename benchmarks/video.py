@@ -160,7 +160,8 @@ def main() -> None:
     for size in args.sizes:
         rows.append(run(size, args.frames, settings, video, args.out))
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
+    print(f"\n{platform.processor() or platform.machine()}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; "
           f"preset {args.preset}, {video}")
     print(table(rows))
     if args.json:

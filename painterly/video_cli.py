@@ -42,13 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("styles", nargs="+", metavar="style", help="one or more artworks")
     parser.add_argument("-o", "--output", required=True,
                         help="an .mp4/.mov/.mkv file (H.264) or a folder for PNG frames (a name without extension)")
-    parser.add_argument("--start", default="", help="first frame to paint: a frame number (0-based) or a time (2.5s, 1:05)")
+    parser.add_argument("--start", default="",
+                        help="first frame to paint: a frame number (0-based) or a time (2.5s, 1:05)")
     parser.add_argument("--end", default="", help="stop before this frame number or time (default: the end)")
-    parser.add_argument("--every", type=int, default=1, metavar="N", help="paint every N-th frame (the video keeps its length)")
+    parser.add_argument("--every", type=int, default=1, metavar="N",
+                        help="paint every N-th frame (the video keeps its length)")
     parser.add_argument("--fps", type=Fraction, default=None, help="frame rate of a frames folder (default 24)")
     parser.add_argument("--resume", action="store_true", help="continue a stopped run from its work folder")
     parser.add_argument("--keep-frames", action="store_true", help="keep the work folder of PNGs after writing a video")
-    parser.add_argument("--history", metavar="FILE.json", help="write the run record (settings, per-frame losses and errors)")
+    parser.add_argument("--history", metavar="FILE.json",
+                        help="write the run record (settings, per-frame losses and errors)")
     parser.add_argument("--preset", default="default", help="starting settings for every frame")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     group = parser.add_argument_group("video settings")

@@ -136,7 +136,8 @@ def read_clip(path: str | Path, longer: int, selection: Selection = Selection(),
     else:
         clip = _read_video(path, longer, selection, fps)
     if not clip.frames:
-        rng = f" from --start {selection.start or 0} " + (f"to --end {selection.end}" if selection.end else "to its end")
+        rng = f" from --start {selection.start or 0} " + (
+            f"to --end {selection.end}" if selection.end else "to its end")
         raise ImageError(f"no frames to paint in {path}{rng if selection.start or selection.end else ''}")
     return clip
 

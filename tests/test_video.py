@@ -19,9 +19,9 @@ from PIL import Image
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from painterly.temporal import TemporalTerm, long_term_masks, temporal_error
-from painterly.video import VideoSettings, paint_video, temporal_errors
-from painterly.video_io import Selection, parse_position, read_clip, write_video
+from painterly.temporal import TemporalTerm, long_term_masks, temporal_error  # noqa: E402
+from painterly.video import VideoSettings, paint_video, temporal_errors  # noqa: E402
+from painterly.video_io import Selection, parse_position, read_clip, write_video  # noqa: E402
 
 PHOTO = Path(__file__).parents[1] / "painterly" / "examples" / "content" / "chelsea.jpg"
 FPS = 12
