@@ -159,7 +159,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: --help, or a bad command line already reported in one line
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except PainterlyError as exc:
-        print(f"painterly: error: {flags_in(str(exc))}", file=sys.stderr)
+        # Painting takes settings as flags; batch manifests and grids name them as fields.
+        subcommand = bool(argv) and argv[0] in ("info", "serve", "batch", "video")
+        print(f"painterly: error: {exc if subcommand else flags_in(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("painterly: interrupted before the first step; nothing was written", file=sys.stderr)
