@@ -25,6 +25,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient
+from web_helpers import wait_for  # noqa: E402
 
 from painterly import samples
 from painterly.settings import FIELD_NAMES, PRESETS, Settings
@@ -93,14 +94,6 @@ def submit(client: TestClient, settings: dict[str, Any] | None = None, **kwargs:
     return response.json()["id"]
 
 
-def wait_for(client: TestClient, job_id: str, ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if ok(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never got there; last state: {job['status']} step {job['step']}")
 
 
 def events(client: TestClient, job_id: str) -> list[tuple[str, dict[str, Any]]]:

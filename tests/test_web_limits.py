@@ -20,6 +20,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient
+from web_helpers import wait_for  # noqa: E402
 
 from painterly.web import jobs as jobs_module
 from painterly.web.checks import display_name, json_depth
@@ -73,14 +74,6 @@ def refused(client: TestClient, status: int, field: str | None, words: str, **kw
     return body
 
 
-def wait_for(client: TestClient, job_id: str, ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if ok(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never got there; last state: {job['status']} step {job['step']}")
 
 
 # -- the work budget ----------------------------------------------------------------------------------

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient
+from web_helpers import wait_for  # noqa: E402
 
 from painterly.web.server import WebConfig, create_app, serve_main
 from painterly.web.store import DB_FILE, DataFolderBusy, Store
@@ -44,14 +44,6 @@ def submit(client: TestClient, settings: dict[str, Any]) -> str:
     return answer.json()["id"]
 
 
-def wait_for(client: TestClient, job_id: str, ok: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    deadline = time.monotonic() + TIMEOUT
-    while time.monotonic() < deadline:
-        job = client.get(f"/api/jobs/{job_id}").json()
-        if ok(job):
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never got there; last state: {job}")
 
 
 def test_a_restart_keeps_finished_runs_interrupts_the_running_one_and_requeues_the_rest(tmp_path: Path) -> None:
