@@ -18,8 +18,8 @@ import hashlib
 import io
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
-import queue
 import signal
 import time
 from collections import deque
@@ -127,100 +127,126 @@ def encode(image, fmt: str, record: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def worker_main(inbox: Any, events: Any, threads: int) -> None:
-    """A local worker process: set up once, then paint what arrives until told to stop (None) or
-    until the driver is gone."""
+def worker_main(channel: Any, threads: int) -> None:
+    """A local worker process: set up once, then paint what arrives on ``channel`` (its own end of
+    a pipe to the driver) until told to stop (None) or until the driver is gone."""
     from .devices import setup_process
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     setup_process(threads)
     painter = Painter()
-    parent = multiprocessing.parent_process()
     while True:
         try:
-            work = inbox.get(timeout=1.0)
-        except queue.Empty:
-            if parent is not None and not parent.is_alive():
-                return
-            continue
+            work = channel.recv()
+        except (EOFError, OSError):
+            return  # the driver is gone
         if work is None:
             return
-        events.put(painter.paint(work, _step_reporter(events, work.job)))
+        try:
+            channel.send(painter.paint(work, _step_reporter(channel, work.job)))
+        except (BrokenPipeError, OSError):
+            return
 
 
-def _step_reporter(events: Any, job: int) -> Callable[[Any], None]:
+def _step_reporter(channel: Any, job: int) -> Callable[[Any], None]:
     last = [0.0]
 
     def report(progress: Any) -> None:
         now = time.monotonic()
         if now - last[0] >= STEP_REPORT_SECONDS:
             last[0] = now
-            events.put(("step", job, progress.step + 1, progress.total_steps))
+            channel.send(("step", job, progress.step + 1, progress.total_steps))
 
     return report
 
 
 # -- local processes ---------------------------------------------------------------------------
 
+@dataclass
+class _Worker:
+    process: Any
+    channel: Any  # the driver's end of the worker's pipe
+
+
 class LocalPool:
     """``workers`` processes on this machine (spawned, so no torch state is inherited), each with
-    ``threads`` torch threads (default: this machine's cores shared out, at least 1 each)."""
+    ``threads`` torch threads (default: this machine's cores shared out, at least 1 each).
+
+    Each worker talks to the driver over a pipe of its own, written only from its main thread: a
+    worker killed mid-message (SIGKILL, the OOM killer) takes only its own pipe with it, which the
+    driver then reads as the end of that worker. A queue shared by all workers would not survive
+    that: its lock, held by the dead writer, would block every other worker's reports for good.
+    """
 
     def __init__(self, workers: int, threads: int | None = None) -> None:
         self.size = workers
         self.threads = threads or max(1, _cores() // workers)
         self.context = multiprocessing.get_context("spawn")
-        self.events = self.context.Queue()
-        self.workers: list[tuple[Any, Any] | None] = [None] * workers  # started with their first job
+        self.workers: list[_Worker | None] = [None] * workers  # started with their first job
         self.busy: dict[int, int] = {}  # worker slot -> job
 
-    def _start(self) -> tuple[Any, Any]:
-        inbox = self.context.Queue()
-        process = self.context.Process(target=worker_main, args=(inbox, self.events, self.threads), daemon=True)
+    def _start(self) -> _Worker:
+        ours, theirs = self.context.Pipe(duplex=True)
+        process = self.context.Process(target=worker_main, args=(theirs, self.threads), daemon=True)
         process.start()
-        return process, inbox
+        theirs.close()  # the worker holds the only other end: its death reads as end-of-file here
+        return _Worker(process, ours)
 
     def submit(self, work: Work) -> None:
         slot = next(i for i in range(self.size) if i not in self.busy)
-        self.busy[slot] = work.job
         worker = self.workers[slot] or self._start()
         self.workers[slot] = worker
-        worker[1].put(work)
+        self.busy[slot] = work.job
+        try:
+            worker.channel.send(work)
+        except OSError:
+            pass  # it died since its last job; wait() reports the job lost
 
     def wait(self, timeout: float) -> list[Event]:
-        events = self._drain(timeout)
-        for slot, worker in enumerate(self.workers):
-            if slot in self.busy and worker is not None and not worker[0].is_alive():
-                events += self._drain(0)  # what it sent before it died
-                if slot in self.busy:
-                    job = self.busy.pop(slot)
-                    events.append(("lost", job, f"worker process died (exit code {worker[0].exitcode})", None))
-                self.workers[slot] = None  # the next job starts a new one
+        events: list[Event] = []
+        channels = {w.channel: slot for slot, w in enumerate(self.workers) if w is not None and slot in self.busy}
+        for channel in multiprocessing.connection.wait(list(channels), timeout) if channels else []:
+            events += self._read(channels[channel])
+        if not channels:
+            time.sleep(min(timeout, 0.05))
         return events
 
-    def _drain(self, timeout: float) -> list[Event]:
+    def _read(self, slot: int) -> list[Event]:
+        """Everything worker ``slot`` has sent; if its pipe has ended, its job is lost."""
+        worker = self.workers[slot]
+        assert worker is not None
         events: list[Event] = []
-        with contextlib.suppress(queue.Empty):
-            events.append(self.events.get(timeout=timeout))
-            while True:
-                events.append(self.events.get_nowait())
+        try:
+            while worker.channel.poll():
+                events.append(worker.channel.recv())
+        except (EOFError, OSError):
+            worker.process.join(1.0)
+            if slot in self.busy:
+                events.append(("lost", self.busy.pop(slot),
+                               f"worker process died (exit code {worker.process.exitcode})", None))
+            worker.channel.close()
+            self.workers[slot] = None  # the next job starts a new one
         for kind, job, *_ in events:
-            if kind in ("done", "failed"):
-                self.busy = {s: j for s, j in self.busy.items() if j != job}
+            if kind in ("done", "failed") and self.busy.get(slot) == job:
+                del self.busy[slot]
         return events
 
     def close(self) -> None:
         started = [w for w in self.workers if w is not None]
-        for process, inbox in started:
-            if process.is_alive() and not self.busy:
-                inbox.put(None)
+        for worker in started:
+            if not self.busy:
+                with contextlib.suppress(OSError):
+                    worker.channel.send(None)
         deadline = time.monotonic() + 5
-        for process, _ in started:
+        for worker in started:
             if self.busy:
-                process.terminate()  # stopped mid-batch: the jobs in flight are abandoned
-            process.join(max(0.1, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
+                worker.process.terminate()  # stopped mid-batch: the jobs in flight are abandoned
+            worker.process.join(max(0.1, deadline - time.monotonic()))
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join(1.0)
+            worker.channel.close()
+        self.workers = [None] * self.size
 
 
 class InlinePool:

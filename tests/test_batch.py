@@ -311,7 +311,7 @@ def test_local_worker_that_dies_has_its_job_retried(tmp_path: Path, fast_changes
 
     def kill_once(event) -> None:
         if event.painted == 1 and not killed and pool.busy:
-            process = pool.workers[next(iter(pool.busy))][0]
+            process = pool.workers[next(iter(pool.busy))].process
             os.kill(process.pid, signal.SIGKILL)
             killed.append(process.pid)
 
