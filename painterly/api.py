@@ -14,15 +14,17 @@ import torch
 from PIL import Image
 
 from . import colour
-from .devices import pick_device, pick_precision, storage_dtype
+from .checkpoint import Checkpoint
+from .devices import memory_budget, pick_device, pick_precision, storage_dtype
 from .errors import ImageError, SettingsError
 from .images import ImageLike, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
 from .masks import prepare_masks
 from .network import VGG19, deepest
-from .objective import build_objective
+from .objective import WHOLE, build_objective
 from .optimize import run_scale
 from .plan import Plan, ScalePlan, make_plan
 from .settings import INITS, Settings
+from .tiles import TiledGradient, TiledMeasure
 from .weights import load_weights
 
 __all__ = ["Engine", "Progress", "Result", "apply_colour", "build_network", "prepare_images", "stylize"]
@@ -72,6 +74,7 @@ class Result:
     content: Image.Image | None = field(default=None, repr=False)
     styles: list[Image.Image] = field(default_factory=list, repr=False)
     plan: Plan | None = field(default=None, repr=False)
+    rgb16: Any = field(default=None, repr=False)  # the image as (H, W, 3) uint16 samples, for 16-bit files
     scale_reached: int = 0  # 0-based index of the last scale that ran (the image is upsampled from it if stopped early)
 
     @property
@@ -139,6 +142,8 @@ def stylize(
     init_image: ImageLike | None = None,
     extra_terms: Sequence[Any] = (),
     engine: Engine | None = None,
+    resume: Checkpoint | None = None,
+    on_checkpoint: Callable[[Checkpoint], Any] | None = None,
     **overrides: Any,
 ) -> Result:
     """Paint ``content`` in the style of ``style`` (one image or several, blended).
@@ -150,7 +155,9 @@ def stylize(
     starts from that image. ``callback`` receives a :class:`Progress` after every step and may return
     True to stop. ``extra_terms``: more loss terms (see :class:`painterly.objective.Term`), each with a
     ``for_size((w, h))`` method giving the term at a scale's size. ``engine`` shares the network and
-    style targets between calls.
+    style targets between calls. ``on_checkpoint`` receives a :class:`painterly.checkpoint.Checkpoint`
+    at each scale's end and when the run is stopped; ``resume`` (one of those, of the same settings
+    and inputs) continues from where it was taken.
     """
     from .settings import DEFAULT
 
@@ -160,7 +167,7 @@ def stylize(
     start_img = _init_image(settings, init_image)
     device = pick_device(settings.device)
     precision = pick_precision(settings.precision, device)
-    plan = make_plan(settings, content_img.size, precision)
+    plan = make_plan(settings, content_img.size, precision, memory_budget(settings.max_memory, device))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
     dtype = storage_dtype(precision)
@@ -170,22 +177,38 @@ def stylize(
 
     tracker = _Tracker(plan, settings.optimizer, callback)
     image: torch.Tensor | None = None
-    for scale in plan.scales:
+    first_scale, steps_done = 0, 0
+    if resume is not None:
+        first_scale, steps_done = resume.scale, resume.steps_done
+        image = resume.image.to(device, dtype)
+        tracker.history = list(resume.history)
+    for scale in plan.scales[first_scale:]:
         t0 = time.perf_counter()
         content_t, style_ts, to_rgb = prepare_images(content_img, style_imgs, settings.colour, scale, device, dtype)
         mask_ts = prepare_masks(masks, len(style_ts), scale.size, device) if masks is not None else None
+        measure = TiledMeasure(scale.tile) if scale.tile else WHOLE
         objective = build_objective(net, settings, content_t, style_ts, masks=mask_ts, autocast_dtype=autocast,
                                     extra_terms=[t.for_size(scale.size) for t in extra_terms],
-                                    cache=engine.style_cache)
+                                    cache=engine.style_cache, measure=measure)
+        gradient = TiledGradient(objective, scale.size, scale.tile) if scale.tile else None
         if image is None:
             image = _first_image(settings, start_img, content_t, style_ts, scale.size, device).to(dtype)
             if settings.colour == "luminance":  # the run happens on gray images
                 image = colour.gray_as_rgb(colour.luminance(image))
-        else:
+        elif image.shape[-2:] != (scale.size[1], scale.size[0]):
             image = resize_tensor(image, scale.size)
+        del content_t, style_ts, mask_ts  # the objective holds what it needs (an image-sized tensor each)
         tracker.setup_seconds += time.perf_counter() - t0
-        outcome = run_scale(objective, image, settings, scale.steps, tracker.reporter(scale.index, to_rgb))
+        steps = scale.steps - steps_done if scale.index == first_scale else scale.steps
+        outcome = run_scale(objective, image, settings, max(1, steps), tracker.reporter(scale.index, to_rgb),
+                            gradient=gradient, history=scale.history or None)
         image, reached = outcome.image, scale.index
+        del objective, gradient
+        if on_checkpoint is not None:
+            done_here = outcome.steps_run + (steps_done if scale.index == first_scale else 0)
+            finished = not outcome.stopped
+            on_checkpoint(Checkpoint(scale.index + 1 if finished else scale.index, 0 if finished else done_here,
+                                     image.detach().cpu(), list(tracker.history)))
         if outcome.stopped:
             break
     assert image is not None  # the plan has at least one scale
@@ -196,8 +219,10 @@ def stylize(
     final = image if image.shape[-2:] == (plan.size[1], plan.size[0]) else resize_tensor(image, plan.size)
     if final is not image:  # stopped at a coarse scale: the colour transform of the final size
         _, _, to_rgb = prepare_images(content_img, style_imgs, settings.colour, plan.scales[-1], device, dtype)
+    rgb = to_rgb(final)
     return Result(
-        image=to_pil(to_rgb(final)),
+        image=to_pil(rgb),
+        rgb16=_uint16(rgb),
         history=history,
         best_step=outcome.best_step + len(history) - outcome.steps_run,  # global index, scale reached
         best_loss=outcome.best_total,
@@ -212,6 +237,18 @@ def stylize(
         plan=plan,
         scale_reached=reached,
     )
+
+
+def _uint16(rgb: torch.Tensor):
+    """(1, 3, H, W) RGB 0..255 -> (H, W, 3) uint16 0..65535, a row band at a time."""
+    import numpy as np
+
+    _, _, h, w = rgb.shape
+    out = np.empty((h, w, 3), np.uint16)
+    for top in range(0, h, 512):
+        band = rgb[0, :, top:top + 512].detach().float().cpu().clamp(0, 255) * (65535 / 255)
+        out[top:top + 512] = band.round().permute(1, 2, 0).numpy().astype(np.uint16)
+    return out
 
 
 class _Tracker:

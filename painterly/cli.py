@@ -71,6 +71,20 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _size_value(text: str) -> int | tuple[int, int]:
+    """``--size``: the longer side (N), or WxH for an exact size (the photo is cropped to its shape)."""
+    from .prints import parse_pixels
+
+    exact = parse_pixels(text)
+    if exact is not None:
+        return exact
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes the longer side in px (512) or WIDTHxHEIGHT (1920x1080), "
+                                         f"not {text!r}") from None
+
+
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
     """One option per :class:`Settings` field, grouped, defaulting to None (the preset decides)."""
     groups: dict[str, argparse._ArgumentGroup] = {}
@@ -85,6 +99,9 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
         if typing.get_origin(hint) is tuple:
             item = typing.get_args(hint)[0]
             kwargs.update(nargs="*", type=_finite_float if item is float else str, metavar="X")
+        elif f.name == "size":
+            kwargs.update(type=_size_value, metavar="N|WxH")
+            kwargs["help"] = f"{meta['help']}, or WxH for exactly that size (default preset: {_show(default)})"
         elif hint is int:
             kwargs.update(type=int, metavar="N")
         elif hint is float:
@@ -126,6 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask-colours", nargs="+", metavar="COLOUR",
                         help="with --mask-labels: the label colour of each style, in order (#ff0000, red, 255,0,0)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    prints = parser.add_argument_group("print settings")
+    prints.add_argument("--print-size", metavar="WxH{cm,mm,in}",
+                        help="size of the print (30x20cm, 12x8in): sets the pixel size at --dpi; the photo is "
+                             "cropped to the print's shape")
+    prints.add_argument("--dpi", type=_finite_float, metavar="N",
+                        help="dots per inch, written into the file (default with --print-size: 300)")
+    prints.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
+                        help="bits per channel of the result (16: .png or .tiff)")
+    prints.add_argument("--resume", action="store_true",
+                        help="go on with a stopped run from its checkpoint (written beside the output at each "
+                             "scale's end and when stopped): same inputs and options")
     add_settings_options(parser)
     return parser
 
@@ -134,6 +162,8 @@ def settings_from_args(args: argparse.Namespace, base: Settings) -> Settings:
     """The preset (or ``base``) with every option given on the command line applied."""
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
                if getattr(args, f.name) is not None}
+    if isinstance(changes.get("size"), tuple):
+        changes["size"] = max(changes["size"])  # the exact size (args.size) is the CLI's to crop to
     return base.replace(**changes)
 
 
@@ -237,20 +267,48 @@ def _paint(argv: list[str]) -> int:
     output = check_output(args.output, inputs)
     _check_side_outputs(args, inputs, output)
 
+    from .prints import check_dpi, fit_exactly, print_pixels
+
+    exact = args.size if isinstance(args.size, tuple) else None
+    if args.print_size:
+        if exact:
+            raise SettingsError("give either --size WxH or --print-size, not both")
+        exact = print_pixels(args.print_size, args.dpi or 300)
+    dpi = check_dpi(args.dpi) if args.dpi is not None else (300.0 if args.print_size else None)
+    if exact:
+        settings = settings.replace(size=max(exact))
+    if args.bit_depth == 16 and output.suffix.lower() not in (".png", ".tif", ".tiff"):
+        raise SettingsError(f"--bit-depth 16 writes .png or .tiff files, not {output.suffix or 'no suffix'}")
+
     say = _Say(quiet=args.quiet)
     content = open_image(args.content)
     styles = [open_image(s) for s in args.styles]
     masks = _masks(args, len(styles))
+    if exact:  # the photo (and its masks) cropped to the print's shape, at its exact size
+        content = fit_exactly(content, exact)
+        masks = [fit_exactly(m, exact) for m in masks] if masks else masks
+    from . import checkpoint
+    from .record import input_digests
+
+    run_key = {"settings": settings.to_dict(), "inputs": input_digests(args.content, args.styles, args.mask)}
+    saved = checkpoint.path_for(output)
     from .api import stylize
-    from .devices import pick_device, pick_precision
+    from .devices import memory_budget, pick_device, pick_precision
     from .plan import make_plan
 
-    plan = make_plan(settings, content.size, pick_precision(settings.precision, pick_device(settings.device)))
+    device = pick_device(settings.device)
+    precision = pick_precision(settings.precision, device)
+    budget = memory_budget(settings.max_memory, device)
+    plan = make_plan(settings, content.size, precision, budget)
     # Said with the first step, so that an error found while setting up stays the only line.
+    guess = plan.estimate_seconds(device.type, precision)
     intro = [f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
              f"preset {args.preset}, {settings.optimizer}, result {plan.size[0]}x{plan.size[1]}, "
              f"{len(plan.scales)} scale{'s' if len(plan.scales) > 1 else ''}, up to {plan.total_steps} steps, "
-             f"about {plan.peak_bytes / 2**30:.1f} GiB"]
+             f"about {plan.peak_bytes / 2**30:.1f} GiB of {budget / 2**30:.1f} allowed"
+             + (f", roughly {_duration(guess)} on a CPU like the one measured" if guess else "")]
+    if any(s.tile for s in plan.scales):
+        intro += [f"painterly: plan: {line}" for line in plan.describe().splitlines() if "tiles of" in line]
     intro += _size_notes(content.size, plan.size, settings.size)
     bar = ProgressBar(sys.stderr, enabled=not args.quiet, intro="\n".join(intro))
     recorder = None
@@ -259,12 +317,20 @@ def _paint(argv: list[str]) -> int:
 
         recorder = Recorder()
     callback = bar if recorder is None else _both(bar, recorder)
-    result = stylize(content, styles, settings, callback=callback, masks=masks)
+    resume = checkpoint.load(saved, run_key, len(plan.scales)) if args.resume else None
+    if resume is not None:
+        say(f"painterly: resuming at scale {resume.scale + 1} of {len(plan.scales)}, step {resume.steps_done + 1} "
+            f"of it, from {saved.name}")
+    result = stylize(content, styles, settings, callback=callback, masks=masks, resume=resume,
+                     on_checkpoint=lambda state: checkpoint.save(saved, state, run_key))
     bar.close()
     from .record import make_record, write_outputs
 
     record = make_record(result, content=args.content, styles=args.styles, masks=args.mask, preset=args.preset)
-    write_outputs(result, output, record, history=args.history, report=args.report, recorder=recorder)
+    write_outputs(result, output, record, history=args.history, report=args.report, recorder=recorder,
+                  dpi=dpi, bit_depth=args.bit_depth)
+    if not result.stopped:
+        saved.unlink(missing_ok=True)
     extras = "".join(f"; {what} {where}" for what, where in (("history", args.history), ("report", args.report))
                      if where)
     if result.stopped:
@@ -273,7 +339,7 @@ def _paint(argv: list[str]) -> int:
             f" from scale {result.scale_reached + 1} of {len(plan.scales)} ({scale.size[0]}x{scale.size[1]}), "
             f"upsampled to {plan.size[0]}x{plan.size[1]}")
         say(f"painterly: stopped at step {len(result.history)} of {plan.total_steps}; wrote the best image so far"
-            f"{origin} to {output}{extras}")
+            f"{origin} to {output}{extras}; --resume goes on from there")
         return EXIT_INTERRUPTED
     step, of = result.best_step_of_scale
     scale_note = f" of the last scale's {of}" if len(plan.scales) > 1 else f" of {of}"
@@ -283,6 +349,14 @@ def _paint(argv: list[str]) -> int:
         say("painterly: the turtle photo is \"Green Sea Turtle grazing seagrass\" by P. Lindgren, CC BY-SA 3.0; "
             "share the result under the same licence")
     return 0
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _size_notes(photo: tuple[int, int], result: tuple[int, int], size: int) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 
 import torch
@@ -92,3 +93,30 @@ def setup_process(threads: int = 0) -> None:
     if threads:
         torch.set_num_threads(threads)
     keep_freed_memory()
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free for a run on ``device``: the GPU's free memory on CUDA, else the system's available
+    memory (``MemAvailable``; the physical memory where that cannot be read)."""
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def memory_budget(max_memory: float, device: torch.device) -> int:
+    """The bytes a run may plan for: ``max_memory`` GiB, or (0) a safe share of what is free (three
+    quarters on the CPU, where the system and other programs need the rest; 90% of a GPU's)."""
+    if max_memory > 0:
+        return int(max_memory * 2**30)
+    return int(free_memory(device) * (0.9 if device.type == "cuda" else 0.75))

@@ -186,10 +186,32 @@ class Objective:
         return torch.autocast(device.type, dtype=self.autocast_dtype, cache_enabled=not capturing)
 
 
-def _maps(net: VGG19, image: torch.Tensor, layers: tuple[str, ...], autocast_dtype: torch.dtype | None):
-    probe = Objective(net, [], autocast_dtype)
-    with torch.no_grad():
-        return probe.features(image, layers)
+class Measure:
+    """How the targets are measured from an image: the whole image in one pass of the network.
+    :class:`painterly.tiles.TiledMeasure` measures the same things tile by tile, for images whose
+    maps would not fit in memory at once."""
+
+    def maps(self, objective: Objective, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """The maps of ``image`` at ``layers``, without gradients."""
+        with torch.no_grad():
+            return objective.features(image, layers)
+
+    def keep(self, target: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """A content target as it is kept: in the images' dtype."""
+        return target.to(dtype)
+
+    def grams(self, objective: Objective, image: torch.Tensor, layers: tuple[str, ...]) -> dict[str, torch.Tensor]:
+        """Each layer's Gram matrix (1, C, C)."""
+        feats = self.maps(objective, image, layers)
+        return {layer: gram_matrix(feats[layer]) for layer in layers}
+
+    def moments(self, objective: Objective, image: torch.Tensor,
+                layers: tuple[str, ...]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's mean (C,) and covariance (C, C) over positions."""
+        return moment_targets(self.maps(objective, image, layers))
+
+
+WHOLE = Measure()
 
 
 def style_targets(
@@ -198,6 +220,7 @@ def style_targets(
     styles: Sequence[torch.Tensor],
     masks: Sequence[torch.Tensor] | None = None,
     autocast_dtype: torch.dtype | None = None,
+    measure: Measure = WHOLE,
 ) -> list[StyleTarget]:
     """The Gram targets of ``styles`` (each (1, 3, h, w) RGB 0..255) at the style layers.
 
@@ -209,10 +232,8 @@ def style_targets(
         return []
     weights = list(settings.style_blend_weights) or [1.0] * len(styles)
     total = sum(weights)
-    grams = []
-    for s in styles:
-        feats = _maps(net, s, settings.style_layers, autocast_dtype)
-        grams.append({layer: gram_matrix(feats[layer]) for layer in settings.style_layers})
+    probe = Objective(net, [], autocast_dtype)
+    grams = [measure.grams(probe, s, settings.style_layers) for s in styles]
     if masks is not None:
         return [StyleTarget(g, m, w * len(weights) / total) for g, m, w in zip(grams, masks, weights)]
     blended = {layer: cast(torch.Tensor, sum(w * g[layer] for w, g in zip(weights, grams))) / total
@@ -230,6 +251,7 @@ def build_objective(
     autocast_dtype: torch.dtype | None = None,
     extra_terms: Sequence[Term] = (),
     cache: dict | None = None,
+    measure: Measure = WHOLE,
 ) -> Objective:
     """The objective of ``settings`` for the prepared images, its targets computed once (no grad).
 
@@ -238,7 +260,9 @@ def build_objective(
     ``extra_terms`` are added after the standard ones (style, content, tv), in order. ``cache``, a
     dict kept between calls (:class:`painterly.api.Engine` keeps one), holds style targets by the
     styles' pixels and everything else they depend on, so a style used again costs nothing.
+    ``measure`` measures the targets (:class:`painterly.tiles.TiledMeasure`: tile by tile).
     """
+    probe = Objective(net, [], autocast_dtype)
     terms: list[Term] = []
     content_weight, style_weight = settings.loss_weights()
     style_weights = layer_weights(settings.style_layers, settings.style_layer_weights)
@@ -247,9 +271,9 @@ def build_objective(
         if key is not None and cache is not None and key in cache:
             targets = cache[key]
         elif settings.style_loss == "moments" and masks is None:
-            targets = _moment_targets(net, settings, styles, autocast_dtype)
+            targets = _moment_targets(probe, settings, styles, measure)
         else:
-            targets = style_targets(net, settings, styles, masks, autocast_dtype)
+            targets = style_targets(net, settings, styles, masks, autocast_dtype, measure)
         if key is not None and cache is not None:
             cache[key] = targets
         if isinstance(targets, dict):
@@ -258,8 +282,8 @@ def build_objective(
             terms.append(StyleTerm(targets, style_weights, style_weight,
                                    normalized=settings.style_loss != "gram"))
     if settings.content_layers and content is not None:
-        feats = _maps(net, content, settings.content_layers, autocast_dtype)
-        targets = {layer: feats[layer].to(content.dtype) for layer in settings.content_layers}
+        feats = measure.maps(probe, content, settings.content_layers)
+        targets = {layer: measure.keep(feats[layer], content.dtype) for layer in settings.content_layers}
         terms.append(ContentTerm(targets, layer_weights(settings.content_layers, settings.content_layer_weights),
                                  content_weight, normalized=settings.style_loss != "gram"))
     terms.append(TVTerm(settings.tv_weight))
@@ -277,10 +301,10 @@ def _style_key(net: VGG19, settings: Settings, styles: Sequence[torch.Tensor],
             settings.style_blend_weights, str(autocast_dtype))
 
 
-def _moment_targets(net: VGG19, settings: Settings, styles: Sequence[torch.Tensor],
-                    autocast_dtype: torch.dtype | None) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _moment_targets(probe: Objective, settings: Settings, styles: Sequence[torch.Tensor],
+                    measure: Measure) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     weights = list(settings.style_blend_weights) or [1.0] * len(styles)
-    per_style = [moment_targets(_maps(net, s, settings.style_layers, autocast_dtype)) for s in styles]
+    per_style = [measure.moments(probe, s, settings.style_layers) for s in styles]
     total = sum(weights)
     out = {}
     for layer in settings.style_layers:

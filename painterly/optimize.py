@@ -270,8 +270,12 @@ class ScaleOutcome:
 StepReport = Callable[[int, dict[str, float], torch.Tensor], bool]
 
 
+Gradient = Callable[[torch.Tensor], "tuple[LossTerms, torch.Tensor]"]
+
+
 def run_scale(
-    objective: Objective, start: torch.Tensor, settings: Settings, steps: int, report: StepReport
+    objective: Objective, start: torch.Tensor, settings: Settings, steps: int, report: StepReport,
+    gradient: Gradient | None = None, history: int | None = None,
 ) -> ScaleOutcome:
     """Optimize the pixels of ``start`` for up to ``steps`` steps at one size.
 
@@ -279,15 +283,18 @@ def run_scale(
     update and the image after it (clamped); returning True stops the loop. The image with the lowest
     loss is kept (not the image
     after that step's update, as the tutorial's code does), or the running average when ``ema`` is set.
+    ``gradient(image) -> (terms, grad)`` replaces the objective's own forward and backward (a
+    :class:`painterly.tiles.TiledGradient`); ``history`` caps L-BFGS's pairs below the settings' (the
+    plan's, where memory is short).
     """
     image = start.detach().clone().requires_grad_(True)
-    optimizer = make_optimizer(image, settings, steps)
+    optimizer = make_optimizer(image, settings, steps if history is None else min(steps, history + 1))
     best: dict[str, Any] = {"total": math.inf, "step": -1, "image": image.detach().clone()}
     average = image.detach().clone() if settings.ema else None
     since_improved, reference = 0, math.inf
     step = 0
 
-    graphed = graphed_gradient(objective, image, settings)
+    graphed = gradient or graphed_gradient(objective, image, settings)
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -295,7 +302,8 @@ def run_scale(
             terms = objective(image)
             terms.total.backward()
         else:
-            terms, image.grad = graphed(image)
+            terms, grad = graphed(image)
+            image.grad = grad if grad.dtype == image.dtype else grad.to(image.dtype)
         losses = terms.floats()
         if losses["total"] < best["total"]:
             best.update(total=losses["total"], step=step, image=image.detach().clone())

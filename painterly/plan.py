@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ImageError
+from .errors import ImageError, SettingsError
 from .images import MIN_SIDE, fit_size
 from .settings import Settings
 
@@ -22,12 +22,32 @@ MIN_STYLE = 32
 #: nothing in the ETA.
 STEP_OVERHEAD_PIXELS = 16_000
 
-#: Bytes a pixel of the optimized image costs at the peak of a step (VGG19 up to block5's maps, kept
-#: for the backward pass, and their gradients), measured at 1024-2048 px: 4.9 GiB at 2048 px in bf16.
-#: fp32 maps take twice as much, fp64 four times.
-BYTES_PER_PIXEL = {"bf16": 800, "fp32": 1600, "fp64": 3200}
+#: Seconds per unit of plan cost, measured with ``benchmarks/tiles.py --part steps`` on a 2-core
+#: Xeon with AVX512-BF16 (a 1024 px bf16 step: 2.9 s). Other machines differ; the ETA after the
+#: first steps is measured, this is only what the CLI says before them.
+SECONDS_PER_COST = {("cpu", "bf16"): 3.7e-6, ("cpu", "fp32"): 7.5e-6}
+
+#: Bytes a pixel of the optimized image costs at the peak of an untiled step (VGG19 up to block5's
+#: maps, kept for the backward pass, their gradients, the float32 copies the style term makes),
+#: measured with ``benchmarks/tiles.py --part steps``: 6.1 GiB peak RSS at 2048x1536 in bf16 with
+#: the default preset. fp32 maps take twice as much of it, fp64 four times.
+BYTES_PER_PIXEL = {"bf16": 1600, "fp32": 2400, "fp64": 4800}
 #: What a process holds before the first step: torch, the weights, the inputs.
 BASE_BYTES = 1_200_000_000
+#: Bytes per pixel of the whole image that a tiled step holds besides its tile: the image, its
+#: gradient and the optimizer's copies (float32), the content and its block4 maps (the content target).
+TILED_BYTES_PER_PIXEL = 120
+#: Tile sizes the planner tries, largest first (interior px; each tile adds a halo of 80 px a side).
+TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
+#: A tiled step's time over an untiled one's. The tiles' halos are computed twice (a forward pass
+#: without gradients, then forward and backward), but a tile's maps stay in the CPU's caches where
+#: the whole image's do not: at 2048x1536 in bf16 a step in 12 tiles of 512 px took 0.82x the
+#: untiled step, at 1024x768 in 4 tiles 1.06x (benchmarks/tiles.py --part steps).
+TILED_STEP_FACTOR = 1.0
+#: Fewest L-BFGS pairs the planner keeps when memory is short, before it refuses the run.
+MIN_HISTORY = 3
+#: Pairs the planner tries to keep before it takes smaller tiles.
+GOOD_HISTORY = 8
 
 
 @dataclass(frozen=True)
@@ -41,6 +61,8 @@ class ScalePlan:
     history: int  # L-BFGS pairs held at most (0 for Adam)
     peak_bytes: int  # estimated peak memory of a step at this scale
     cost: float  # relative cost of the whole scale: steps x (pixels + per-step overhead)
+    tile: int = 0  # interior px of the tiles each step is cut into (0: untiled)
+    tiles: int = 1  # how many
 
     @property
     def pixels(self) -> int:
@@ -86,12 +108,20 @@ class Plan:
         """The whole run's time at ``seconds_per_cost``."""
         return self.total_cost * seconds_per_cost
 
+    def estimate_seconds(self, device: str, precision: str) -> float | None:
+        """A rough time for the whole run before any step has run, from :data:`SECONDS_PER_COST`
+        (measured on one 2-core CPU; None where nothing was measured). The progress bar's ETA,
+        from the steps actually run, replaces it."""
+        rate = SECONDS_PER_COST.get((device, precision))
+        return None if rate is None else self.total_cost * rate
+
     def describe(self) -> str:
         """One line per scale, for a terminal: size, steps, style size, memory."""
         lines = []
         for s in self.scales:
-            lines.append(f"scale {s.index + 1}/{len(self.scales)}: {s.size[0]}x{s.size[1]}, up to {s.steps} steps, "
-                         f"style {s.style_size} px, about {s.peak_bytes / 2**30:.1f} GiB")
+            tiled = f", in {s.tiles} tiles of {s.tile} px" if s.tile else ""
+            lines.append(f"scale {s.index + 1}/{len(self.scales)}: {s.size[0]}x{s.size[1]}{tiled}, "
+                         f"up to {s.steps} steps, style {s.style_size} px, about {s.peak_bytes / 2**30:.1f} GiB")
         return "\n".join(lines)
 
 
@@ -113,13 +143,76 @@ def peak_bytes(size: tuple[int, int], precision: str, history: int) -> int:
     return BASE_BYTES + per_pixel * pixels + pairs
 
 
-def make_plan(settings: Settings, content_size: tuple[int, int], precision: str = "fp32") -> Plan:
+def tiled_peak_bytes(size: tuple[int, int], precision: str, history: int, tile: int, halo: int) -> int:
+    """Estimated peak memory of a tiled step: one tile with its halo at a time, plus what the whole
+    image needs (:data:`TILED_BYTES_PER_PIXEL`) and the L-BFGS pairs."""
+    w, h = size
+    outer = min(h, tile + 2 * halo) * min(w, tile + 2 * halo)
+    per_pixel = BYTES_PER_PIXEL.get(precision, BYTES_PER_PIXEL["fp32"])
+    return BASE_BYTES + per_pixel * outer + (TILED_BYTES_PER_PIXEL + 2 * history * 3 * 4) * w * h
+
+
+def _tiled_work(size: tuple[int, int], tile: int, halo: int) -> tuple[int, float]:
+    """(tiles, cost of a tiled step as a multiple of an untiled one's)."""
+    from .tiles import make_tiles
+
+    tiles = make_tiles(size[1], size[0], tile, halo)
+    return len(tiles), TILED_STEP_FACTOR
+
+
+def _fit(settings: Settings, size: tuple[int, int], precision: str, history: int, budget: int | None,
+         halo: int) -> tuple[int, int, int, int, float]:
+    """(tile, tiles, history, peak bytes, cost factor) of one scale: untiled where it fits ``budget``
+    (or where ``tile_size`` says so), else the largest tile, then the most pairs, that fit."""
+    untiled = peak_bytes(size, precision, history)
+    if settings.tile_size == -1 or (settings.tile_size == 0 and (budget is None or untiled <= budget)):
+        return 0, 1, history, untiled, 1.0
+    if settings.tile_size > 0:
+        if max(size) <= settings.tile_size:
+            return 0, 1, history, untiled, 1.0
+        count, factor = _tiled_work(size, settings.tile_size, halo)
+        return settings.tile_size, count, history, tiled_peak_bytes(size, precision, history, settings.tile_size,
+                                                                    halo), factor
+    assert budget is not None
+    floor = min(history, MIN_HISTORY)
+    pair_bytes = 2 * 3 * 4 * size[0] * size[1]
+    choices = []  # (tile, pairs that fit), largest tile first
+    for tile in TILE_SIZES:
+        if tile < max(size):
+            room = budget - tiled_peak_bytes(size, precision, 0, tile, halo)
+            choices.append((tile, min(history, room // pair_bytes if history else 0)))
+    # The largest tile that keeps a useful history (tiles cost time: halos are computed twice), else
+    # the most pairs any tile allows.
+    good = [c for c in choices if c[1] >= min(history, GOOD_HISTORY)]
+    usable = [c for c in choices if c[1] >= floor]
+    if good or usable:
+        tile, pairs = good[0] if good else max(usable, key=lambda c: c[1])
+        count, factor = _tiled_work(size, tile, halo)
+        return tile, count, int(pairs), tiled_peak_bytes(size, precision, int(pairs), tile, halo), factor
+    least = tiled_peak_bytes(size, precision, floor, TILE_SIZES[-1], halo)
+    per_pixel = TILED_BYTES_PER_PIXEL + 2 * floor * 12
+    room = budget - (least - per_pixel * size[0] * size[1])
+    fits = int(max(0, room / per_pixel) ** 0.5)
+    raise SettingsError(
+        f"a {size[0]}x{size[1]} step needs at least {least / 2**30:.1f} GiB even in tiles, and max_memory allows "
+        f"{budget / 2**30:.1f} GiB; about {fits} x {fits} px would fit (use a smaller size or more max_memory)")
+
+
+def make_plan(settings: Settings, content_size: tuple[int, int], precision: str = "fp32",
+              budget: int | None = None) -> Plan:
     """The plan of a run of ``settings`` on a content image of ``content_size`` (w, h).
 
     ``precision`` is the one the run will use (``bf16``, ``fp32`` or ``fp64``; see
-    :func:`painterly.devices.pick_precision`), for the memory estimate. Raises :class:`ImageError`
-    if the content would be too thin for the network at some scale.
+    :func:`painterly.devices.pick_precision`), for the memory estimate. ``budget``: the bytes the run
+    may use (:func:`painterly.devices.memory_budget`); a scale whose step would not fit is cut into
+    tiles, with fewer L-BFGS pairs if need be (None: untiled unless ``tile_size`` says otherwise).
+    Raises :class:`ImageError` if the content would be too thin for the network at some scale, and
+    :class:`SettingsError` if a scale cannot fit ``budget`` even tiled.
     """
+    from .tiles import halo_for
+
+    layers = [*settings.content_layers, *settings.style_layers]
+    halo = halo_for(layers)
     scales = []
     for index, (longer, steps) in enumerate(zip(settings.scale_sizes(), settings.scale_steps())):
         size = fit_size(content_size, longer)
@@ -129,6 +222,8 @@ def make_plan(settings: Settings, content_size: tuple[int, int], precision: str 
                 f"(each side needs {MIN_SIDE} px); use a larger size or a less elongated image"
             )
         history = 0 if settings.optimizer == "adam" else max(1, min(settings.lbfgs_history, steps - 1))
+        tile, tiles, history, peak, factor = _fit(settings, size, precision, history, budget, halo)
+        cost = steps * (size[0] * size[1] * factor + STEP_OVERHEAD_PIXELS * tiles)
         scales.append(ScalePlan(index, size, steps, style_size(longer, settings.style_scale), history,
-                                peak_bytes(size, precision, history), steps * step_cost(size)))
+                                peak, cost, tile, tiles))
     return Plan(tuple(scales), tuple(content_size))  # type: ignore[arg-type]

@@ -84,15 +84,26 @@ def write_outputs(
     history: str | os.PathLike | None = None,
     report: str | os.PathLike | None = None,
     recorder: Recorder | None = None,
+    dpi: float | None = None,
+    bit_depth: int = 8,
 ) -> Path:
     """Write the image with ``record`` embedded, and the history JSON and report folder if asked.
 
     Each file is written to a temporary name and renamed: a crash leaves the old file or none.
+    ``dpi`` is written into the file; ``bit_depth`` 16 writes 16-bit samples (PNG or TIFF).
     """
     from . import metadata
 
     out = Path(output)
-    save_image(result.image, out, **metadata.save_params(output_format(out), record))
+    if bit_depth == 16:
+        from .prints import save16
+
+        save16(result.rgb16, out, json.dumps(record, separators=(",", ":")), metadata.KEY, dpi)
+    else:
+        params = metadata.save_params(output_format(out), record)
+        if dpi and output_format(out) in ("PNG", "JPEG", "TIFF"):
+            params["dpi"] = (dpi, dpi)
+        save_image(result.image, out, **params)
     if history is not None:
         write_json(Path(history), result.record())
     if report is not None:

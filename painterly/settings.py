@@ -133,6 +133,16 @@ class Settings:
                       SWITCHES, group="machine"),
     )
     threads: int = field(default=0, metadata=_opt("CPU threads (0: all cores)", group="machine"))
+    max_memory: float = field(
+        default=0.0,
+        metadata=_opt("memory a run may use, in GiB (0: three quarters of what is free; on CUDA, 90% of the GPU's)",
+                      group="machine", metavar="GIB"),
+    )
+    tile_size: int = field(
+        default=0,
+        metadata=_opt("cut each step into tiles of this many px (0: only where the step would not fit "
+                      "max_memory; -1: never); the result is the same", group="machine", metavar="PX"),
+    )
     weights: str = field(
         default="",
         metadata=_opt("VGG19 weights file (.bin or Keras .h5; empty: bundled)", group="machine", metavar="FILE"),
@@ -287,6 +297,13 @@ def _validate(s: Settings) -> None:
     _int_at_least("patience", s.patience, 0)
     _int_at_least("seed", s.seed, 0)
     _int_at_least("threads", s.threads, 0)
+    _check(isinstance(s.max_memory, (int, float)) and not isinstance(s.max_memory, bool)
+           and math.isfinite(s.max_memory) and s.max_memory >= 0,
+           f"max_memory must be a positive number of GiB (or 0: three quarters of what is free), got {s.max_memory!r}")
+    _check(isinstance(s.tile_size, int) and not isinstance(s.tile_size, bool)
+           and (s.tile_size in (-1, 0) or (s.tile_size >= 64 and s.tile_size % 16 == 0)),
+           f"tile_size must be a multiple of 16 of at least 64 px, 0 (tile when needed) or -1 (never), "
+           f"got {s.tile_size!r}")
     _layers("content_layers", s.content_layers, s.content_layer_weights, allow_empty=True)
     _layers("style_layers", s.style_layers, s.style_layer_weights, allow_empty=True)
     _check(bool(s.content_layers or s.style_layers), "content_layers and style_layers cannot both be empty")

@@ -43,6 +43,7 @@ REFUSED = {
     "weights": "it names a file on the server",
     "device": "the server decides (painterly serve --device)",
     "threads": "the server decides (painterly serve --threads)",
+    "max_memory": "the server decides (its work budget, painterly serve --max-...)",
 }
 MAX_SETTINGS_CHARS = 16_384
 MAX_NUMBER_CHARS = 32  # digits, sign, point and exponent of one number

@@ -1,0 +1,197 @@
+"""Print-size benchmark: tiled steps beside untiled ones, and print-size runs within a memory budget.
+
+    python benchmarks/tiles.py --part steps      # 1024 and 2048 px: step time and peak RSS, tiled vs untiled
+    python benchmarks/tiles.py --part match      # 1024 px default run, tiled vs untiled: pixel difference
+    python benchmarks/tiles.py --part big        # 4096 px default run in 8 GiB: time, peak RSS, the picture
+    python benchmarks/tiles.py --part huge       # 8192 px: the plan in 16 GiB and a few full-size steps
+
+Every configuration runs in a fresh process (its own peak RSS, nothing cached from another), one
+after the other in one invocation, so they are compared on the same machine at the same time.
+Results go to ``benchmarks/tiles/`` (``results.json``, ``results.md``, the 4096 px picture scaled
+down and a 1:1 crop). The turtle photo and the Great Wave are the bundled example images
+(``painterly/examples``), upsampled for sizes beyond their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(__file__).resolve().parent / "tiles"
+CONTENT = ROOT / "painterly" / "examples" / "content" / "green_sea_turtle.jpg"
+STYLE = ROOT / "painterly" / "examples" / "styles" / "great_wave.jpg"
+
+
+def worker(spec: dict) -> dict:
+    """One configuration, in this process: a run of ``spec['settings']`` overrides on the default preset."""
+    import numpy as np
+    from PIL import Image
+
+    from painterly import DEFAULT, stylize
+    from painterly.devices import setup_process
+
+    setup_process(0)
+    settings = DEFAULT.replace(**spec["settings"])
+    marks: list[float] = []
+
+    def callback(progress) -> None:
+        marks.append(time.perf_counter())
+
+    started = time.perf_counter()
+    result = stylize(Image.open(CONTENT), Image.open(STYLE), settings, callback=callback)
+    seconds = time.perf_counter() - started
+    assert result.plan is not None
+    last = result.plan.scales[-1]
+    last_steps = [h for h in result.history if h["scale"] == len(result.plan.scales) - 1]
+    step_times = [b - a for a, b in zip(marks[-len(last_steps):], marks[-len(last_steps) + 1:])]
+    out = {
+        "name": spec["name"],
+        "settings": spec["settings"],
+        "seconds": round(seconds, 2),
+        "setup_seconds": round(result.seconds_setup, 2),
+        "last_scale": {"size": list(last.size), "tile": last.tile, "tiles": last.tiles, "history": last.history,
+                       "steps_run": len(last_steps), "planned_gib": round(last.peak_bytes / 2**30, 2)},
+        "median_step_seconds": round(statistics.median(step_times), 3) if step_times else None,
+        "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30, 2),
+        "precision": result.precision,
+        "best_loss": result.best_loss,
+        "plan_cost": result.plan.total_cost,
+    }
+    if spec.get("save"):
+        path = OUT / spec["save"]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.image.save(path)
+        out["image"] = str(path.relative_to(ROOT))
+    if spec.get("pixels"):
+        np.save(OUT / spec["pixels"], np.asarray(result.image))
+    return out
+
+
+def run(spec: dict, timeout: float) -> dict:
+    """``spec`` in a fresh process; its result, or what went wrong."""
+    argv = [sys.executable, __file__, "--worker", json.dumps(spec)]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"name": spec["name"], "error": f"over {timeout:.0f} s"}
+    if done.returncode:
+        return {"name": spec["name"], "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def part_steps(rounds: int) -> list[dict]:
+    results = []
+    for size in (1024, 2048):
+        for round_ in range(rounds):
+            for name, tile in (("untiled", -1), ("tiled 1024", 1024), ("tiled 512", 512)):
+                if tile >= size:
+                    continue
+                results.append(run({"name": f"{size} px {name} (round {round_ + 1})", "settings": {
+                    "size": size, "start_size": 0, "steps": 6, "patience": 0, "tile_size": tile}}, 1800))
+                print(json.dumps(results[-1]), flush=True)
+    return results
+
+
+def part_match() -> list[dict]:
+    import numpy as np
+
+    results = []
+    for name, tile in (("untiled", -1), ("tiled 512", 512)):
+        results.append(run({"name": f"1024 px default, {name}", "settings": {"size": 1024, "tile_size": tile},
+                            "pixels": f"match_{tile}.npy"}, 3600))
+        print(json.dumps(results[-1]), flush=True)
+    a, b = (np.load(OUT / f"match_{t}.npy").astype(int) for t in (-1, 512))
+    difference = np.abs(a - b)
+    results.append({"name": "1024 px tiled vs untiled", "max_level_difference": int(difference.max()),
+                    "mean_level_difference": round(float(difference.mean()), 4),
+                    "share_over_1": round(float((difference > 1).mean()), 6)})
+    for t in (-1, 512):
+        (OUT / f"match_{t}.npy").unlink()
+    return results
+
+
+def part_big() -> list[dict]:
+    from PIL import Image
+
+    result = run({"name": "4096 px default in 8 GiB", "settings": {"size": 4096, "max_memory": 8.0},
+                  "save": "print_4096.png"}, 6 * 3600)
+    if "image" in result:
+        full = Image.open(ROOT / result["image"])
+        small = full.resize((1024, round(1024 * full.height / full.width)), Image.Resampling.LANCZOS)
+        small.save(OUT / "print_4096_small.jpg", quality=90)
+        w, h = full.size
+        full.crop((w // 2 - 384, h // 2 - 256, w // 2 + 384, h // 2 + 256)).save(OUT / "print_4096_crop.png")
+        (ROOT / result["image"]).unlink()  # 30+ MB; the scaled copy and the crop stay
+        result["image"] = "benchmarks/tiles/print_4096_small.jpg"
+    print(json.dumps(result), flush=True)
+    return [result]
+
+
+def part_huge(steps: int) -> list[dict]:
+    from painterly import DEFAULT
+    from painterly.plan import make_plan
+
+    plan = make_plan(DEFAULT.replace(size=8192, max_memory=16.0), (8192, 6144), "bf16", 16 * 2**30)
+    result = run({"name": f"8192 px: {steps} full-size steps in 16 GiB", "settings": {
+        "size": 8192, "start_size": 0, "steps": steps, "patience": 0, "max_memory": 16.0}}, 4 * 3600)
+    if result.get("median_step_seconds"):
+        last = plan.scales[-1]
+        seconds_per_cost = result["median_step_seconds"] / (last.cost / last.steps)
+        result["whole_default_run_hours"] = round(plan.total_cost * seconds_per_cost / 3600, 2)
+        result["plan"] = plan.describe().splitlines()
+    print(json.dumps(result), flush=True)
+    return [result]
+
+
+def write(results: dict[str, list[dict]]) -> None:
+    OUT.mkdir(exist_ok=True)
+    path = OUT / "results.json"
+    old = json.loads(path.read_text()) if path.exists() else {}
+    old.update(results)
+    old["machine"] = {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()}
+    path.write_text(json.dumps(old, indent=1))
+    lines = ["| configuration | seconds | median step s | last scale | peak RSS GiB (planned) |",
+             "|---|---|---|---|---|"]
+    for part in ("steps", "match", "big", "huge"):
+        for r in old.get(part, []):
+            if "error" in r:
+                lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
+            elif "max_level_difference" in r:
+                lines.append(f"| {r['name']} | max {r['max_level_difference']} levels, "
+                             f"mean {r['mean_level_difference']}, {r['share_over_1'] * 100:.4f}% over 1 | | | |")
+            else:
+                last = r["last_scale"]
+                tiled = f"{last['tiles']} tiles of {last['tile']}" if last["tile"] else "untiled"
+                size = f"{last['size'][0]}x{last['size'][1]}"
+                lines.append(f"| {r['name']} | {r['seconds']} | {r['median_step_seconds']} | {size} {tiled}, "
+                             f"{last['history']} pairs | {r['peak_rss_gib']} ({last['planned_gib']}) |")
+    (OUT / "results.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("steps", "match", "big", "huge"), action="append")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--huge-steps", type=int, default=3)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+        return
+    OUT.mkdir(exist_ok=True)
+    for part in args.part or ["steps", "match", "big", "huge"]:
+        results = {"steps": lambda: part_steps(args.rounds), "match": part_match, "big": part_big,
+                   "huge": lambda: part_huge(args.huge_steps)}[part]()
+        write({part: results})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Print conveniences and long runs: sizes at a DPI, exact sizes, 16-bit PNG and TIFF with the record
+and DPI inside, checkpoints and --resume, and the bad values of each in one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from painterly import TUTORIAL, metadata, stylize
+from painterly.checkpoint import Checkpoint, load, path_for, save
+from painterly.cli import EXIT_INTERRUPTED
+from painterly.errors import SettingsError
+from painterly.prints import fit_exactly, print_pixels, save16
+
+
+def _one_error_line(code: int, stderr: str) -> str:
+    assert code != 0 and "Traceback" not in stderr
+    lines = stderr.splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_print_sizes_in_cm_mm_and_inches() -> None:
+    assert print_pixels("30x20cm", 300) == (3543, 2362)
+    assert print_pixels("12 x 8 in", 100) == (1200, 800)
+    assert print_pixels("300x200mm", 254) == (3000, 2000)
+    for bad in ("30x20", "30cm", "axbcm", "30x20ft"):
+        with pytest.raises(SettingsError, match="takes WIDTHxHEIGHT with a unit"):
+            print_pixels(bad, 300)
+    with pytest.raises(SettingsError, match="--dpi must be between 30 and 2400"):
+        print_pixels("10x10cm", 5000)
+
+
+def test_fit_exactly_crops_about_the_centre() -> None:
+    img = Image.new("RGB", (300, 100))
+    img.paste((255, 0, 0), (100, 0, 200, 100))  # a red middle third
+    out = fit_exactly(img, (50, 50))
+    assert out.size == (50, 50)
+    assert np.asarray(out)[..., 0].mean() > 250  # only the middle is left
+    assert fit_exactly(Image.new("RGB", (64, 43)), (80, 40)).size == (80, 40)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tiff"])
+def test_16_bit_files_keep_every_sample_the_record_and_the_dpi(tmp_path: Path, suffix: str) -> None:
+    import cv2
+
+    rng = np.random.default_rng(0)
+    rgb16 = rng.integers(0, 65536, (37, 53, 3), dtype=np.uint16)
+    path = tmp_path / f"out{suffix}"
+    save16(rgb16, path, '{"settings":{"size":53}}', metadata.KEY, 300)
+    back = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and (back[..., ::-1] == rgb16).all()  # OpenCV reads BGR
+    assert metadata.read(path) == {"settings": {"size": 53}}
+    with Image.open(path) as img:
+        assert img.size == (53, 37)
+        assert [round(d) for d in img.info["dpi"]] == [300, 300]
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary left
+
+
+def test_exact_and_print_sizes_from_the_command_line(cli, tmp_path: Path, content_path: Path, style_path: Path,
+                                                     fast_args: list[str]) -> None:
+    exact = tmp_path / "exact.png"
+    code, _, err = cli([content_path, style_path, "-o", exact, *fast_args, "--size", "80x40"])
+    assert code == 0, err
+    assert Image.open(exact).size == (80, 40)
+    printed = tmp_path / "print.tiff"
+    code, _, err = cli([content_path, style_path, "-o", printed, *fast_args, "--print-size", "2x1in", "--dpi", "40",
+                        "--bit-depth", "16"])
+    assert code == 0, err
+    with Image.open(printed) as img:
+        assert img.size == (80, 40) and [round(d) for d in img.info["dpi"]] == [40, 40]
+    assert metadata.read(printed)["settings"]["size"] == 80
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--print-size", "30x20"], "--print-size takes WIDTHxHEIGHT with a unit"),
+    (["--print-size", "3x2in", "--dpi", "10"], "--dpi must be between 30 and 2400"),
+    (["--print-size", "3x2in", "--size", "80x40"], "either --size WxH or --print-size"),
+    (["--bit-depth", "16"], "--bit-depth 16 writes .png or .tiff files"),
+    (["--max-memory", "-2"], "--max-memory must be a positive number"),
+    (["--tile-size", "100"], "--tile-size must be a multiple of 16"),
+    (["--size", "80y40"], "takes the longer side in px"),
+    (["--resume"], "--resume: there is no checkpoint for this output"),
+])
+def test_bad_print_and_memory_options(cli, tmp_path: Path, content_path: Path, style_path: Path,
+                                      fast_args: list[str], args: list[str], words: str) -> None:
+    out = tmp_path / "out.jpg"
+    code, _, err = cli([content_path, style_path, "-o", out, *fast_args, *args])
+    assert words in _one_error_line(code, err)
+    assert list(tmp_path.iterdir()) == []
+
+
+# -- checkpoints -----------------------------------------------------------------------------------
+
+
+def _settings(fast_changes: dict):
+    return TUTORIAL.replace(**{**fast_changes, "size": 64, "start_size": 32, "steps": 3, "scale_factor": 2.0})
+
+
+def test_a_run_resumed_from_a_scale_end_paints_the_uninterrupted_picture(content_img, style_img, fast_changes) -> None:
+    settings = _settings(fast_changes)
+    whole = stylize(content_img, style_img, settings)
+    saved: list[Checkpoint] = []
+    first = stylize(content_img, style_img, settings, on_checkpoint=saved.append,
+                    callback=lambda p: p.scale == 1)  # stopped at the first step of the second scale
+    assert first.stopped and [c.scale for c in saved] == [1, 1] and saved[0].steps_done == 0
+    resumed = stylize(content_img, style_img, settings, resume=saved[0])
+    assert not resumed.stopped
+    assert np.array_equal(np.asarray(resumed.image), np.asarray(whole.image))
+    assert len(resumed.history) == len(whole.history)
+
+
+def test_checkpoints_of_another_run_are_refused(tmp_path: Path) -> None:
+    path = path_for(tmp_path / "out.png")
+    assert path.name == ".out.png.checkpoint.pt"
+    run = {"settings": {"size": 64}, "inputs": {"content": "a"}}
+    save(path, Checkpoint(1, 0, torch.zeros(1, 3, 8, 8)), run)
+    assert load(path, run, 2).scale == 1
+    with pytest.raises(SettingsError, match="another run"):
+        load(path, {**run, "inputs": {"content": "b"}}, 2)
+    with pytest.raises(SettingsError, match=r"other settings \(size\)"):
+        load(path, {**run, "settings": {"size": 32}}, 2)
+    with pytest.raises(SettingsError, match="already finished"):
+        load(path, run, 1)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(SettingsError, match="not a painterly checkpoint"):
+        load(path, run, 2)
+
+
+def test_resume_from_the_command_line(cli, tmp_path: Path, content_path: Path, style_path: Path,
+                                      fast_args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    from painterly import objective
+
+    out = tmp_path / "out.png"
+    argv = [content_path, style_path, "-o", out, *fast_args, "--size", "64", "--start-size", "32",
+            "--scale-factor", "2", "--steps", "3"]
+    original = objective.Objective.__call__
+    calls = {"n": 0}
+
+    def interrupt_on_fifth(self, image):
+        calls["n"] += 1
+        if calls["n"] == 5:  # the second step of the second scale
+            raise KeyboardInterrupt
+        return original(self, image)
+
+    monkeypatch.setattr(objective.Objective, "__call__", interrupt_on_fifth)
+    code, _, err = cli(argv)
+    assert code == EXIT_INTERRUPTED and "--resume goes on from there" in err
+    assert path_for(out).exists()
+    monkeypatch.setattr(objective.Objective, "__call__", original)
+    code, _, err = cli([*argv, "--steps", "4", "--resume"])
+    assert "other settings (steps)" in _one_error_line(code, err)
+    code, _, err = cli([*argv, "--resume"])
+    assert code == 0, err
+    assert "resuming at scale 2 of 2, step 2" in err
+    assert not path_for(out).exists() and Image.open(out).size == (64, 43)
