@@ -2,6 +2,7 @@
 
     python benchmarks/tiles.py --part steps      # 1024 and 2048 px: step time and peak RSS, tiled vs untiled
     python benchmarks/tiles.py --part match      # 1024 px default run, tiled vs untiled: pixel difference
+    python benchmarks/tiles.py --part exact      # the same in fp32 (relative Gram); bf16 vs fp32 untiled
     python benchmarks/tiles.py --part big        # 4096 px default run in 8 GiB: time, peak RSS, the picture
     python benchmarks/tiles.py --part huge       # 8192 px: the plan in 16 GiB and a few full-size steps
 
@@ -100,22 +101,41 @@ def part_steps(rounds: int) -> list[dict]:
     return results
 
 
-def part_match() -> list[dict]:
+def _compare(name: str, runs: list[tuple[str, dict]]) -> list[dict]:
+    """Two runs at 1024 px and the difference of their pictures in levels of 255."""
     import numpy as np
 
     results = []
-    for name, tile in (("untiled", -1), ("tiled 512", 512)):
-        results.append(run({"name": f"1024 px default, {name}", "settings": {"size": 1024, "tile_size": tile},
-                            "pixels": f"match_{tile}.npy"}, 3600))
+    for i, (label, settings) in enumerate(runs):
+        results.append(run({"name": f"1024 px {label}", "settings": {"size": 1024, **settings},
+                            "pixels": f"compare_{i}.npy"}, 3600))
         print(json.dumps(results[-1]), flush=True)
-    a, b = (np.load(OUT / f"match_{t}.npy").astype(int) for t in (-1, 512))
+    a, b = (np.load(OUT / f"compare_{i}.npy").astype(int) for i in (0, 1))
     difference = np.abs(a - b)
-    results.append({"name": "1024 px tiled vs untiled", "max_level_difference": int(difference.max()),
+    results.append({"name": name, "max_level_difference": int(difference.max()),
                     "mean_level_difference": round(float(difference.mean()), 4),
                     "share_over_1": round(float((difference > 1).mean()), 6)})
-    for t in (-1, 512):
-        (OUT / f"match_{t}.npy").unlink()
+    for i in (0, 1):
+        (OUT / f"compare_{i}.npy").unlink()
     return results
+
+
+def part_match() -> list[dict]:
+    """The same seeded run tiled and untiled, with the default preset (bf16, the moments term)."""
+    return _compare("1024 px default (bf16): tiled vs untiled",
+                    [("default, untiled", {"tile_size": -1}), ("default, tiled 512", {"tile_size": 512})])
+
+
+def part_exact() -> list[dict]:
+    """The same in fp32 with the relative Gram; and the default untiled in bf16 against fp32: how far
+    the precision alone moves a run (the noise floor of the default's comparison)."""
+    relative = {"precision": "fp32", "style_loss": "relative"}
+    return [*_compare("1024 px fp32, relative Gram: tiled vs untiled",
+                      [("fp32 relative, untiled", {**relative, "tile_size": -1}),
+                       ("fp32 relative, tiled 512", {**relative, "tile_size": 512})]),
+            *_compare("1024 px default untiled: bf16 vs fp32 (the noise floor)",
+                      [("default bf16, untiled", {"tile_size": -1}),
+                       ("default fp32, untiled", {"precision": "fp32", "tile_size": -1})])]
 
 
 def part_big() -> list[dict]:
@@ -160,7 +180,7 @@ def write(results: dict[str, list[dict]]) -> None:
     path.write_text(json.dumps(old, indent=1))
     lines = ["| configuration | seconds | median step s | last scale | peak RSS GiB (planned) |",
              "|---|---|---|---|---|"]
-    for part in ("steps", "match", "big", "huge"):
+    for part in ("steps", "match", "exact", "big", "huge"):
         for r in old.get(part, []):
             if "error" in r:
                 lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
@@ -178,7 +198,7 @@ def write(results: dict[str, list[dict]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("steps", "match", "big", "huge"), action="append")
+    parser.add_argument("--part", choices=("steps", "match", "exact", "big", "huge"), action="append")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--huge-steps", type=int, default=3)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -187,8 +207,8 @@ def main() -> None:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     OUT.mkdir(exist_ok=True)
-    for part in args.part or ["steps", "match", "big", "huge"]:
-        results = {"steps": lambda: part_steps(args.rounds), "match": part_match, "big": part_big,
+    for part in args.part or ["steps", "match", "exact", "big", "huge"]:
+        results = {"steps": lambda: part_steps(args.rounds), "match": part_match, "exact": part_exact, "big": part_big,
                    "huge": lambda: part_huge(args.huge_steps)}[part]()
         write({part: results})
 

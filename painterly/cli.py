@@ -256,12 +256,11 @@ def _paint(argv: list[str]) -> int:
         raise SettingsError("say where the result goes with -o/--output, e.g. -o painted.png")
     settings = settings_from_args(args, base)
     from .devices import setup_process
-    from .settings import INITS
 
     setup_process(settings.threads)
 
     inputs = tuple([args.content, *args.styles, *(args.mask or []), *([args.mask_labels] if args.mask_labels else []),
-                    *([settings.init] if settings.init not in INITS else [])])
+                    *([settings.init_file] if settings.init_file else [])])
     from .images import check_output, open_image
 
     output = check_output(args.output, inputs)

@@ -40,12 +40,6 @@ def gray_as_rgb(y: torch.Tensor) -> torch.Tensor:
     return y.expand(-1, 3, -1, -1).clamp(0, 255).contiguous()
 
 
-def match_luminance(style: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
-    """Style luminance (N, 1, H, W) shifted and scaled to the content's mean and standard deviation."""
-    s_mean, s_std = style.mean(), style.std().clamp_min(1e-6)
-    return ((style - s_mean) / s_std * content.std() + content.mean()).clamp(0, 255)
-
-
 def combine_luminance(result_y: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
     """Result luminance (N, 1, H, W) with the content's I and Q -> (N, 3, H, W) RGB."""
     iq = rgb_to_yiq(content)[:, 1:]

@@ -110,7 +110,11 @@ class Settings:
     # -- init and colour
     init: str = field(
         default="content",
-        metadata=_opt("start image: content, noise, style, or an image file", group="image", metavar="INIT"),
+        metadata=_opt("start image: content, noise, style, or file (init_file); an image file's path is "
+                      "taken as init_file", group="image", metavar="INIT"),
+    )
+    init_file: str = field(
+        default="", metadata=_opt("the image to start from (with init file)", group="image", metavar="FILE"),
     )
     seed: int = field(default=0, metadata=_opt("random seed (noise init, reproducibility)", group="image"))
     colour: str = field(default="none", metadata=_opt("keep the content's colours", COLOURS, group="image"))
@@ -153,6 +157,11 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, list):  # accept lists from JSON and the API; store tuples
                 object.__setattr__(self, f.name, tuple(value))
+        if (isinstance(self.init, str) and self.init not in (*INITS, "file", "")
+                and self.init_file in ("", self.init)):
+            # A path as init (the CLI's --init photo.png, records made before init_file): the file mode.
+            object.__setattr__(self, "init_file", self.init)
+            object.__setattr__(self, "init", "file")
         _validate(self)
 
     def replace(self, **changes: Any) -> Settings:
@@ -228,6 +237,9 @@ FOLLOWERS: dict[str, Any] = {
     "style_weight": lambda current, value: {"strength": -1.0},
     "style_layers": _layer_weights_follow("style_layer_weights"),
     "content_layers": _layer_weights_follow("content_layer_weights"),
+    # A start mode drops the start file; a path given as init becomes it.
+    "init": lambda current, value: {"init_file": "" if value in INITS else value} if value != "file" else {},
+    "init_file": lambda current, value: {"init": "file"} if value else {},
 }
 
 
@@ -321,7 +333,12 @@ def _validate(s: Settings) -> None:
             value in choices,
             f"unknown {name} '{value}'{closest(str(value), choices)}; choose one of {', '.join(choices)}",
         )
-    _check(isinstance(s.init, str) and s.init != "", "init must be content, noise, style or an image file")
+    _check(isinstance(s.init, str) and s.init in (*INITS, "file"),
+           f"init must be content, noise, style, or file with init_file; got {s.init!r}")
+    _check(isinstance(s.init_file, str), "init_file must be the path of an image file")
+    _check(s.init != "file" or bool(s.init_file), "init file needs init_file: the image to start from")
+    _check(s.init == "file" or not s.init_file,
+           f"init_file is used only with init file (init is {s.init!r}); drop one of them")
     _finite_nonneg("style_scale", s.style_scale)
     _check(0.05 <= s.style_scale <= 8, f"style_scale must be between 0.05 and 8, got {s.style_scale}")
     for w in s.style_blend_weights:

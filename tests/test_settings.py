@@ -232,3 +232,17 @@ def test_min_scale_steps_floors_the_finer_scales() -> None:
         assert DEFAULT.replace(size=size).scale_steps()[-1] >= 10
     with pytest.raises(SettingsError, match="min_scale_steps"):
         Settings(min_scale_steps=0)
+
+
+def test_init_mode_and_init_file_are_two_fields() -> None:
+    from painterly.settings import DEFAULT
+
+    started = DEFAULT.replace(init="start.png")  # a path as init (the CLI's --init, older records)
+    assert (started.init, started.init_file) == ("file", "start.png")
+    assert Settings.from_dict({"init": "old.png"}).init_file == "old.png"
+    assert DEFAULT.replace(init_file="a.png").init == "file"
+    assert started.replace(init="noise").init_file == ""  # a mode drops the file
+    with pytest.raises(SettingsError, match="init file needs init_file"):
+        DEFAULT.replace(init="file")
+    with pytest.raises(SettingsError, match="init_file is used only with init file"):
+        DEFAULT.replace(init="noise", init_file="a.png")

@@ -41,6 +41,7 @@ UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")
 #: Settings a request may not set: they read files or change the whole server.
 REFUSED = {
     "weights": "it names a file on the server",
+    "init_file": "it names a file on the server",
     "device": "the server decides (painterly serve --device)",
     "threads": "the server decides (painterly serve --threads)",
     "max_memory": "the server decides (its work budget, painterly serve --max-...)",
