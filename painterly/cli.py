@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import ImageError, OutputError, PainterlyError, SettingsError
-from .settings import DEFAULT, PRESETS, Settings, preset
+from .settings import DEFAULT, MACHINE_FIELDS, PRESETS, Settings, preset
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -234,7 +234,8 @@ def _paint(argv: list[str]) -> int:
         if args.content is None:
             raise SettingsError("--again needs the image painterly made: painterly OLD.png --again -o NEW.png")
         record = metadata.read(args.content)
-        base = Settings.from_dict(record["settings"])
+        # The picture's settings; the machine's (device, precision, threads...) are this machine's own.
+        base = Settings.from_dict({k: v for k, v in record["settings"].items() if k not in MACHINE_FIELDS})
         args.preset = record.get("preset", "unknown") + " (via --again)"
         args.content, args.styles = record["content"], list(record["styles"])
         args.mask = args.mask or record.get("masks")

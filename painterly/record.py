@@ -72,8 +72,15 @@ def input_digests(content: str | os.PathLike, styles: Sequence[str | os.PathLike
 
 def same_work(record: dict[str, Any], settings: dict[str, Any], inputs: dict[str, Any]) -> bool:
     """Whether ``record`` (read from an image) was made with ``settings`` (``Settings.to_dict()``) from
-    inputs with these digests, and finished (not stopped early)."""
-    return record.get("settings") == settings and record.get("inputs") == inputs and not record.get("stopped")
+    inputs with these digests, and finished (not stopped early). Machine settings (device, threads,
+    ...: :data:`painterly.settings.MACHINE_FIELDS`) are not compared: the picture is the same."""
+    from .settings import MACHINE_FIELDS
+
+    def picture(values: Any) -> Any:
+        return {k: v for k, v in values.items() if k not in MACHINE_FIELDS} if isinstance(values, dict) else values
+
+    return (picture(record.get("settings")) == picture(settings) and record.get("inputs") == inputs
+            and not record.get("stopped"))
 
 
 def write_outputs(

@@ -192,6 +192,11 @@ class Settings:
         """Every setting by name, JSON-ready (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
+    def picture(self) -> dict[str, Any]:
+        """:meth:`to_dict` without :data:`MACHINE_FIELDS`: what decides the picture, not where or how
+        fast it is computed (a record made on a GPU reruns on a laptop with the laptop's own)."""
+        return {k: v for k, v in self.to_dict().items() if k not in MACHINE_FIELDS}
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         """Build settings from :meth:`to_dict` output (missing names keep their defaults)."""
@@ -241,6 +246,12 @@ FOLLOWERS: dict[str, Any] = {
     "init": lambda current, value: {"init_file": "" if value in INITS else value} if value != "file" else {},
     "init_file": lambda current, value: {"init": "file"} if value else {},
 }
+
+
+#: Settings of the machine a run is computed on, not of the picture: the device, the precision
+#: (``auto``: what the hardware is fast at), threads, CUDA graphs, the memory budget and tiling (tiles
+#: give the same picture). ``--again`` and batch resume compare and carry only the others.
+MACHINE_FIELDS = ("device", "precision", "cuda_graphs", "threads", "max_memory", "tile_size")
 
 
 def _check(ok: bool, message: str) -> None:

@@ -316,3 +316,18 @@ def test_missing_init_file(cli, tmp_path: Path, content_path: Path, style_path: 
     assert code != 0 and not out.exists()
     assert "not found" in err.splitlines()[-1]
     _one_error_line(code, err)
+
+
+def test_again_takes_the_machine_settings_of_this_machine(cli, tmp_path: Path, content_path: Path,
+                                                          style_path: Path, fast_args: list[str]) -> None:
+    from painterly import metadata
+
+    first = tmp_path / "first.png"
+    _ok(cli([content_path, style_path, "-o", first, *fast_args, "--steps", "1"]))
+    record = metadata.read(first)
+    record["settings"].update(device="cuda", threads=64, cuda_graphs="on")  # as if made on a GPU server
+    Image.open(first).save(first, **metadata.save_params("PNG", record))
+    again = tmp_path / "again.png"
+    _ok(cli([first, "--again", "-o", again]))
+    settings = metadata.read(again)["settings"]
+    assert settings["device"] == "auto" and settings["threads"] == 0 and settings["steps"] == 1

@@ -246,3 +246,14 @@ def test_init_mode_and_init_file_are_two_fields() -> None:
         DEFAULT.replace(init="file")
     with pytest.raises(SettingsError, match="init_file is used only with init file"):
         DEFAULT.replace(init="noise", init_file="a.png")
+
+
+def test_machine_settings_are_apart_from_the_picture() -> None:
+    from painterly.record import same_work
+    from painterly.settings import DEFAULT, MACHINE_FIELDS
+
+    gpu = DEFAULT.replace(device="cuda", threads=8, tile_size=512, max_memory=20.0)
+    assert not set(gpu.picture()) & set(MACHINE_FIELDS) and gpu.picture() == DEFAULT.picture()
+    record = {"settings": gpu.to_dict(), "inputs": {"content": "x"}}
+    assert same_work(record, DEFAULT.to_dict(), {"content": "x"})  # made on a GPU: the same picture
+    assert not same_work(record, DEFAULT.replace(steps=3).to_dict(), {"content": "x"})
