@@ -44,6 +44,11 @@ TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
 #: the whole image's do not: at 2048x1536 in bf16 a step in 12 tiles of 512 px took 0.82x the
 #: untiled step, at 1024x768 in 4 tiles 1.06x (benchmarks/tiles.py --part steps).
 TILED_STEP_FACTOR = 1.0
+#: ... until the halos dominate: small tiles cost this much per pixel the network runs over (tile and
+#: halo), as a multiple of an untiled step's per pixel (fitted to the same two measurements).
+HALO_COST = 0.6
+#: Seconds a run spends before its first step (torch, the weights, the targets), for the CLI's first estimate.
+SETUP_SECONDS = 3.0
 #: Fewest L-BFGS pairs the planner keeps when memory is short, before it refuses the run.
 MIN_HISTORY = 3
 #: Pairs the planner tries to keep before it takes smaller tiles.
@@ -113,7 +118,7 @@ class Plan:
         (measured on one 2-core CPU; None where nothing was measured). The progress bar's ETA,
         from the steps actually run, replaces it."""
         rate = SECONDS_PER_COST.get((device, precision))
-        return None if rate is None else self.total_cost * rate
+        return None if rate is None else SETUP_SECONDS + self.total_cost * rate
 
     def describe(self) -> str:
         """One line per scale, for a terminal: size, steps, style size, memory."""
@@ -157,7 +162,8 @@ def _tiled_work(size: tuple[int, int], tile: int, halo: int) -> tuple[int, float
     from .tiles import make_tiles
 
     tiles = make_tiles(size[1], size[0], tile, halo)
-    return len(tiles), TILED_STEP_FACTOR
+    outer = sum((t.outer[1] - t.outer[0]) * (t.outer[3] - t.outer[2]) for t in tiles) / (size[0] * size[1])
+    return len(tiles), max(TILED_STEP_FACTOR, HALO_COST * outer)
 
 
 def _fit(settings: Settings, size: tuple[int, int], precision: str, history: int, budget: int | None,

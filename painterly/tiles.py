@@ -412,7 +412,7 @@ def _pixel_term(term: Term, image: torch.Tensor, grad: torch.Tensor) -> torch.Te
     n, c, h, w = image.shape
     across, down = n * c * h * max(w - 1, 0), n * c * max(h - 1, 0) * w  # the means' counts, whole image
     wide = torch.float64 if image.dtype == torch.float64 else torch.float32
-    total = torch.zeros((), dtype=wide)
+    total = torch.zeros((), dtype=wide, device=image.device)
     for top in range(0, h, BAND_ROWS):
         bottom = min(h, top + BAND_ROWS)
         piece = image[..., top:min(h, bottom + 1), :].clone().requires_grad_(True)
@@ -477,7 +477,8 @@ class TiledMeasure(Measure):
                     if layer not in sums:  # the first tile's mean as the shift keeps float32's digits
                         wide = torch.float64 if x.dtype == torch.float64 else torch.float32
                         c = x.shape[1]
-                        sums[layer] = [torch.zeros(c, c, dtype=wide), torch.zeros(c, dtype=wide),
+                        sums[layer] = [torch.zeros(c, c, dtype=wide, device=x.device),
+                                       torch.zeros(c, dtype=wide, device=x.device),
                                        x.to(wide).mean(dim=0)]
                     outer, first = _second_moment(x, None, sums[layer][2])
                     sums[layer][0] += outer
