@@ -248,10 +248,11 @@ FOLLOWERS: dict[str, Any] = {
 }
 
 
-#: Settings of the machine a run is computed on, not of the picture: the device, the precision
-#: (``auto``: what the hardware is fast at), threads, CUDA graphs, the memory budget and tiling (tiles
-#: give the same picture). ``--again`` and batch resume compare and carry only the others.
-MACHINE_FIELDS = ("device", "precision", "cuda_graphs", "threads", "max_memory", "tile_size")
+#: Settings of the machine a run is computed on, not of the picture: the device, threads, CUDA
+#: graphs, the memory budget and tiling (tiles give the same picture). ``--again`` and batch resume
+#: compare and carry only the others. The precision is not among them: it changes the numbers (a
+#: seeded fp32 run is reproduced exactly only in fp32), and ``auto`` already means this machine's.
+MACHINE_FIELDS = ("device", "cuda_graphs", "threads", "max_memory", "tile_size")
 
 
 def _check(ok: bool, message: str) -> None:
