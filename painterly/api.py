@@ -21,7 +21,7 @@ from .images import ImageLike, from_any, open_image, resize_longer, resize_tenso
 from .masks import prepare_masks
 from .network import VGG19, deepest
 from .objective import WHOLE, build_objective
-from .optimize import run_scale
+from .optimize import ScaleOutcome, run_scale
 from .plan import Plan, ScalePlan, make_plan
 from .settings import Settings
 from .tiles import TiledGradient, TiledMeasure
@@ -182,26 +182,28 @@ def stylize(
         first_scale, steps_done = resume.scale, resume.steps_done
         image = resume.image.to(device, dtype)
         tracker.history = list(resume.history)
+    outcome: ScaleOutcome | None = None
+    interrupted = False  # by Ctrl-C (or SIGTERM) while a scale was being set up
     for scale in plan.scales[first_scale:]:
         t0 = time.perf_counter()
-        content_t, style_ts, to_rgb = prepare_images(content_img, style_imgs, settings.colour, scale, device, dtype)
-        mask_ts = prepare_masks(masks, len(style_ts), scale.size, device) if masks is not None else None
-        measure = TiledMeasure(scale.tile) if scale.tile else WHOLE
-        objective = build_objective(net, settings, content_t, style_ts, masks=mask_ts, autocast_dtype=autocast,
-                                    extra_terms=[t.for_size(scale.size) for t in extra_terms],
-                                    cache=engine.style_cache, measure=measure)
-        gradient = TiledGradient(objective, scale.size, scale.tile) if scale.tile else None
-        if image is None:
-            image = _first_image(settings, start_img, content_t, style_ts, scale.size, device).to(dtype)
-            if settings.colour == "luminance":  # the run happens on gray images
-                image = colour.gray_as_rgb(colour.luminance(image))
-        elif image.shape[-2:] != (scale.size[1], scale.size[0]):
-            image = resize_tensor(image, scale.size)
-        del content_t, style_ts, mask_ts  # the objective holds what it needs (an image-sized tensor each)
+        try:
+            objective, gradient, to_rgb, image = _set_up_scale(
+                scale, image, content_img, style_imgs, masks, start_img, settings, net, engine, extra_terms,
+                device, dtype, autocast)
+        except KeyboardInterrupt:
+            if outcome is None:
+                raise  # nothing painted yet
+            interrupted = True
+            break
         tracker.setup_seconds += time.perf_counter() - t0
         steps = scale.steps - steps_done if scale.index == first_scale else scale.steps
-        outcome = run_scale(objective, image, settings, max(1, steps), tracker.reporter(scale.index, to_rgb),
-                            gradient=gradient, history=scale.history or None)
+        done = run_scale(objective, image, settings, max(1, steps), tracker.reporter(scale.index, to_rgb),
+                         gradient=gradient, history=scale.history or None)
+        if done.stopped and done.steps_run == 0 and outcome is not None:
+            # Stopped before this scale's first step was whole: the previous scale's result stands.
+            interrupted, image = True, outcome.image
+            break
+        outcome = done
         image, reached = outcome.image, scale.index
         del objective, gradient
         if on_checkpoint is not None:
@@ -211,7 +213,7 @@ def stylize(
                                      image.detach().cpu(), list(tracker.history)))
         if outcome.stopped:
             break
-    assert image is not None  # the plan has at least one scale
+    assert outcome is not None and image is not None  # the plan has at least one scale
     history = tracker.history
     if not math.isfinite(outcome.best_total):
         raise SettingsError(f"the loss is not finite ({outcome.best_total}) from the first step: the weights overflow "
@@ -231,12 +233,34 @@ def stylize(
         settings=settings,
         device=str(device),
         precision=precision,
-        stopped=outcome.stopped,
+        stopped=outcome.stopped or interrupted,
         content=content_img,
         styles=style_imgs,
         plan=plan,
         scale_reached=reached,
     )
+
+
+def _set_up_scale(scale: ScalePlan, image: torch.Tensor | None, content_img: Image.Image,
+                  style_imgs: list[Image.Image], masks: Sequence[ImageLike] | None, start_img: Image.Image | None,
+                  settings: Settings, net: VGG19, engine: Engine, extra_terms: Sequence[Any],
+                  device: torch.device, dtype: torch.dtype, autocast: torch.dtype | None):
+    """One scale's objective (tiled where the plan says), its gradient function (None: untiled),
+    the colour transform back to RGB, and the image it starts from (the previous scale's, resized)."""
+    content_t, style_ts, to_rgb = prepare_images(content_img, style_imgs, settings.colour, scale, device, dtype)
+    mask_ts = prepare_masks(masks, len(style_ts), scale.size, device) if masks is not None else None
+    measure = TiledMeasure(scale.tile) if scale.tile else WHOLE
+    objective = build_objective(net, settings, content_t, style_ts, masks=mask_ts, autocast_dtype=autocast,
+                                extra_terms=[t.for_size(scale.size) for t in extra_terms],
+                                cache=engine.style_cache, measure=measure)
+    gradient = TiledGradient(objective, scale.size, scale.tile) if scale.tile else None
+    if image is None:
+        image = _first_image(settings, start_img, content_t, style_ts, scale.size, device).to(dtype)
+        if settings.colour == "luminance":  # the run happens on gray images
+            image = colour.gray_as_rgb(colour.luminance(image))
+    elif image.shape[-2:] != (scale.size[1], scale.size[0]):
+        image = resize_tensor(image, scale.size)
+    return objective, gradient, to_rgb, image
 
 
 def _uint16(rgb: torch.Tensor):

@@ -224,9 +224,23 @@ def _info(argv: list[str]) -> int:
     return 0
 
 
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a scheduler's or a cluster's stop) ends a run as Ctrl-C does: the best image so far
+    is written and the checkpoint kept, so ``--resume`` goes on from there."""
+    import signal
+    import threading
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+
+
 def _paint(argv: list[str]) -> int:
     from . import metadata
 
+    _stop_on_sigterm()
     parser = build_parser()
     args = parser.parse_args(argv)
     demo = args.content is None

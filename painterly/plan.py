@@ -198,10 +198,10 @@ def _fit(settings: Settings, size: tuple[int, int], precision: str, history: int
     least = tiled_peak_bytes(size, precision, floor, TILE_SIZES[-1], halo)
     per_pixel = TILED_BYTES_PER_PIXEL + 2 * floor * 12
     room = budget - (least - per_pixel * size[0] * size[1])
-    fits = int(max(0, room / per_pixel) ** 0.5)
+    longer = int((max(0, room / per_pixel) * max(size) / min(size)) ** 0.5)  # the same shape, this many px
     raise SettingsError(
         f"a {size[0]}x{size[1]} step needs at least {least / 2**30:.1f} GiB even in tiles, and max_memory allows "
-        f"{budget / 2**30:.1f} GiB; about {fits} x {fits} px would fit (use a smaller size or more max_memory)")
+        f"{budget / 2**30:.1f} GiB: at most size {longer} fits (use a smaller size or more max_memory)")
 
 
 def make_plan(settings: Settings, content_size: tuple[int, int], precision: str = "fp32",

@@ -158,3 +158,24 @@ def test_resume_from_the_command_line(cli, tmp_path: Path, content_path: Path, s
     assert code == 0, err
     assert "resuming at scale 2 of 2, step 2" in err
     assert not path_for(out).exists() and Image.open(out).size == (64, 43)
+
+
+def test_sigterm_writes_the_best_image_and_keeps_the_checkpoint(tmp_path: Path, content_path: Path,
+                                                                style_path: Path, fast_args: list[str]) -> None:
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out.png"
+    argv = [sys.executable, "-m", "painterly", str(content_path), str(style_path), "-o", str(out), *fast_args,
+            "--size", "64", "--start-size", "32", "--scale-factor", "2", "--steps", "400", "--patience", "0"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not path_for(out).exists():  # the first scale has ended
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED, err
+    assert "stopped at step" in err and "--resume" in err and "Traceback" not in err
+    assert Image.open(out).size == (64, 43) and path_for(out).exists()

@@ -153,7 +153,7 @@ def test_planner_follows_tile_size_and_refuses_what_cannot_fit() -> None:
     assert all(s.tile == 0 for s in never.scales)
     forced = make_plan(DEFAULT.replace(size=512, tile_size=256), (512, 512), "bf16", None)
     assert forced.scales[-1].tile == 256 and forced.scales[-1].tiles == 4 and forced.scales[0].tile == 0
-    with pytest.raises(SettingsError, match=r"needs at least .* GiB even in tiles.*px would fit"):
+    with pytest.raises(SettingsError, match=r"needs at least .* GiB even in tiles.*at most size \d+ fits"):
         make_plan(DEFAULT.replace(size=8192), (8192, 8192), "bf16", 4 * GIB)
 
 
