@@ -180,7 +180,7 @@ def stylize(
     first_scale, steps_done = 0, 0
     if resume is not None:
         first_scale, steps_done = resume.scale, resume.steps_done
-        image = resume.image.to(device, dtype)
+        image = resume.image.to(device, dtype, copy=True)  # optimized in place: the checkpoint stays as it was
         tracker.history = list(resume.history)
     outcome: ScaleOutcome | None = None
     interrupted = False  # by Ctrl-C (or SIGTERM) while a scale was being set up
@@ -198,7 +198,7 @@ def stylize(
         tracker.setup_seconds += time.perf_counter() - t0
         steps = scale.steps - steps_done if scale.index == first_scale else scale.steps
         done = run_scale(objective, image, settings, max(1, steps), tracker.reporter(scale.index, to_rgb),
-                         gradient=gradient, history=scale.history or None)
+                         gradient=gradient, history=scale.history or None, reuse_start=True)
         if done.stopped and done.steps_run == 0 and outcome is not None:
             # Stopped before this scale's first step was whole: the previous scale's result stands.
             interrupted, image = True, outcome.image

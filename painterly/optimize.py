@@ -92,7 +92,8 @@ class PixelLBFGS(torch.optim.Optimizer):
         x = p.detach().reshape(-1).clone()  # copies: p and its grad change in place
         g = p.grad.reshape(-1).clone()
         if "x" in state:
-            state["pairs"].add(x - state["x"], g - state["g"])
+            # s = x - x_old and y = g - g_old computed in the old vectors' memory (no image-sized temporaries)
+            state["pairs"].add(state["x"].neg_().add_(x), state["g"].neg_().add_(g))
         state["x"], state["g"] = x, g
         d = state["pairs"].direction(g).mul_(group["lr"])
         # Scale the step down so that no pixel moves more than max_step (on the device: no sync).
@@ -275,7 +276,7 @@ Gradient = Callable[[torch.Tensor], "tuple[LossTerms, torch.Tensor]"]
 
 def run_scale(
     objective: Objective, start: torch.Tensor, settings: Settings, steps: int, report: StepReport,
-    gradient: Gradient | None = None, history: int | None = None,
+    gradient: Gradient | None = None, history: int | None = None, reuse_start: bool = False,
 ) -> ScaleOutcome:
     """Optimize the pixels of ``start`` for up to ``steps`` steps at one size.
 
@@ -285,9 +286,10 @@ def run_scale(
     after that step's update, as the tutorial's code does), or the running average when ``ema`` is set.
     ``gradient(image) -> (terms, grad)`` replaces the objective's own forward and backward (a
     :class:`painterly.tiles.TiledGradient`); ``history`` caps L-BFGS's pairs below the settings' (the
-    plan's, where memory is short).
+    plan's, where memory is short). ``reuse_start``: optimize in ``start``'s own memory (the caller
+    no longer needs it; at print sizes an image-sized copy is hundreds of megabytes).
     """
-    image = start.detach().clone().requires_grad_(True)
+    image = (start.detach() if reuse_start else start.detach().clone()).requires_grad_(True)
     optimizer = make_optimizer(image, settings, steps if history is None else min(steps, history + 1))
     best: dict[str, Any] = {"total": math.inf, "step": -1, "image": image.detach().clone()}
     average = image.detach().clone() if settings.ema else None
