@@ -15,7 +15,7 @@ from PIL import Image
 
 from . import colour
 from .checkpoint import Checkpoint
-from .devices import memory_budget, pick_device, pick_precision, storage_dtype
+from .devices import memory_budget, pick_device, pick_precision, release_freed_memory, storage_dtype
 from .errors import ImageError, SettingsError
 from .images import ImageLike, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
 from .masks import prepare_masks
@@ -205,7 +205,8 @@ def stylize(
             break
         outcome = done
         image, reached = outcome.image, scale.index
-        del objective, gradient
+        del objective, gradient, done
+        release_freed_memory()
         if on_checkpoint is not None:
             done_here = outcome.steps_run + (steps_done if scale.index == first_scale else 0)
             finished = not outcome.stopped

@@ -86,6 +86,18 @@ def keep_freed_memory() -> bool:
     return done
 
 
+def release_freed_memory() -> None:
+    """Hand the memory the allocator keeps for reuse back to the system (glibc's ``malloc_trim``).
+    Called between scales, whose maps have other sizes: what the last scale freed would otherwise
+    stay resident, up to :data:`_TRIM_THRESHOLD` and more where the heap is fragmented. A no-op where
+    the allocator was not tuned."""
+    if _allocator_tuned and _allocator_tuned[0]:
+        try:
+            ctypes.CDLL(None).malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
+
+
 def setup_process(threads: int = 0) -> None:
     """What a program's entry point (the CLI, the web server, a batch worker) sets once for the whole
     process: torch's CPU threads (0: leave torch's choice, one per core) and the allocator

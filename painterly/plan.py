@@ -36,7 +36,7 @@ BYTES_PER_PIXEL = {"bf16": 1600, "fp32": 2400, "fp64": 4800}
 BASE_BYTES = 1_200_000_000
 #: Bytes per pixel of the whole image that a tiled step holds besides its tile: the image, its
 #: gradient and the optimizer's copies (float32), the content and its block4 maps (the content target).
-TILED_BYTES_PER_PIXEL = 120
+TILED_BYTES_PER_PIXEL = 220
 #: Tile sizes the planner tries, largest first (interior px; each tile adds a halo of 80 px a side).
 TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
 #: A tiled step's time over an untiled one's. The tiles' halos are computed twice (a forward pass
