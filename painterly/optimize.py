@@ -89,13 +89,16 @@ class PixelLBFGS(torch.optim.Optimizer):
         if "pairs" not in state:
             compact = p.device.type != "cpu" if self.compact is None else self.compact
             state["pairs"] = _Pairs(group["history_size"], compact)
-        x = p.detach().reshape(-1).clone()  # copies: p and its grad change in place
-        g = p.grad.reshape(-1).clone()
+        x, g = p.detach().reshape(-1), p.grad.reshape(-1)
         if "x" in state:
-            # s = x - x_old and y = g - g_old computed in the old vectors' memory (no image-sized temporaries)
+            # s = x - x_old and y = g - g_old in the old vectors' own memory, then x and g copied into it
+            # (p and its gradient change in place): no image-sized temporaries at print sizes.
             state["pairs"].add(state["x"].neg_().add_(x), state["g"].neg_().add_(g))
-        state["x"], state["g"] = x, g
-        d = state["pairs"].direction(g).mul_(group["lr"])
+            state["x"].copy_(x)
+            state["g"].copy_(g)
+        else:
+            state["x"], state["g"] = x.clone(), g.clone()
+        d = state["pairs"].direction(state["g"]).mul_(group["lr"])
         # Scale the step down so that no pixel moves more than max_step (on the device: no sync).
         d.mul_((group["max_step"] / d.abs().max()).clamp(max=1.0))
         p.add_(d.view_as(p).to(p.dtype))
