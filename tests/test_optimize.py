@@ -415,3 +415,22 @@ def test_ema_output_is_the_running_average() -> None:
     assert torch.allclose(outcome.image, average)
     assert not torch.allclose(outcome.image, reports[-1][2])
     assert not torch.allclose(outcome.image, objective.seen[outcome.best_step])
+
+
+def test_a_finished_scale_frees_its_optimizer_without_a_garbage_collection() -> None:
+    """A scale's image, optimizer state and curvature pairs are freed when it returns: a reference
+    cycle would keep them (hundreds of megabytes each at print sizes) until the collector ran."""
+    import gc
+
+    def optimizers() -> int:
+        return sum(type(o) is PixelLBFGS for o in gc.get_objects())
+
+    _run(Scripted([5.0, 4.0, 3.0]), LBFGS, 3)  # torch keeps its first optimizer's frames: warm up
+    gc.disable()
+    try:
+        before = optimizers()
+        for _ in range(3):
+            _run(Scripted([5.0, 4.0, 3.0]), LBFGS, 3)
+        assert optimizers() == before
+    finally:
+        gc.enable()
