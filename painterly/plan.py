@@ -35,8 +35,10 @@ BYTES_PER_PIXEL = {"bf16": 1600, "fp32": 2400, "fp64": 4800}
 #: What a process holds before the first step: torch, the weights, the inputs.
 BASE_BYTES = 1_200_000_000
 #: Bytes per pixel of the whole image that a tiled step holds besides its tile: the image, its
-#: gradient and the optimizer's copies (float32), the content and its block4 maps (the content target).
-TILED_BYTES_PER_PIXEL = 220
+#: gradient, the best image and L-BFGS's last point and gradient (float32), the content target (the
+#: block4 maps in bf16). Measured (benchmarks/tiles.py): 10.8 GiB peak at 8192x6144 with two pairs
+#: and tiles of 1536 px, about 70 B/px beyond the tile and the pairs; this keeps a margin.
+TILED_BYTES_PER_PIXEL = 120
 #: Tile sizes the planner tries, largest first (interior px; each tile adds a halo of 80 px a side).
 TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
 #: A tiled step's time over an untiled one's. The tiles' halos are computed twice (a forward pass
