@@ -23,6 +23,7 @@ from .network import VGG19, deepest
 from .objective import WHOLE, build_objective
 from .optimize import ScaleOutcome, run_scale
 from .plan import Plan, ScalePlan, make_plan
+from .prints import to_uint16
 from .settings import Settings
 from .tiles import TiledGradient, TiledMeasure
 from .weights import load_weights
@@ -225,7 +226,7 @@ def stylize(
     rgb = to_rgb(final)
     return Result(
         image=to_pil(rgb),
-        rgb16=_uint16(rgb),
+        rgb16=to_uint16(rgb),
         history=history,
         best_step=outcome.best_step + len(history) - outcome.steps_run,  # global index, scale reached
         best_loss=outcome.best_total,
@@ -262,18 +263,6 @@ def _set_up_scale(scale: ScalePlan, image: torch.Tensor | None, content_img: Ima
     elif image.shape[-2:] != (scale.size[1], scale.size[0]):
         image = resize_tensor(image, scale.size)
     return objective, gradient, to_rgb, image
-
-
-def _uint16(rgb: torch.Tensor):
-    """(1, 3, H, W) RGB 0..255 -> (H, W, 3) uint16 0..65535, a row band at a time."""
-    import numpy as np
-
-    _, _, h, w = rgb.shape
-    out = np.empty((h, w, 3), np.uint16)
-    for top in range(0, h, 512):
-        band = rgb[0, :, top:top + 512].detach().float().cpu().clamp(0, 255) * (65535 / 255)
-        out[top:top + 512] = band.round().permute(1, 2, 0).numpy().astype(np.uint16)
-    return out
 
 
 class _Tracker:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import ImageError, OutputError, PainterlyError, SettingsError
-from .settings import DEFAULT, MACHINE_FIELDS, PRESETS, Settings, preset
+from .settings import DEFAULT, PRESETS, Settings, picture_settings, preset
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -248,8 +248,8 @@ def _paint(argv: list[str]) -> int:
         if args.content is None:
             raise SettingsError("--again needs the image painterly made: painterly OLD.png --again -o NEW.png")
         record = metadata.read(args.content)
-        # The picture's settings; the machine's (device, precision, threads...) are this machine's own.
-        base = Settings.from_dict({k: v for k, v in record["settings"].items() if k not in MACHINE_FIELDS})
+        # The picture's settings; the machine's (device, threads, memory...) are this machine's own.
+        base = Settings.from_dict(picture_settings(record["settings"]))
         args.preset = record.get("preset", "unknown") + " (via --again)"
         args.content, args.styles = record["content"], list(record["styles"])
         args.mask = args.mask or record.get("masks")
@@ -340,7 +340,8 @@ def _paint(argv: list[str]) -> int:
     bar.close()
     from .record import make_record, write_outputs
 
-    record = make_record(result, content=args.content, styles=args.styles, masks=args.mask, preset=args.preset)
+    record = make_record(result, content=args.content, styles=args.styles, masks=args.mask, preset=args.preset,
+                         inputs=run_key["inputs"])  # the files as they were read before the run
     write_outputs(result, output, record, history=args.history, report=args.report, recorder=recorder,
                   dpi=dpi, bit_depth=args.bit_depth)
     if not result.stopped:

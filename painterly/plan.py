@@ -32,6 +32,8 @@ SECONDS_PER_COST = {("cpu", "bf16"): 3.7e-6, ("cpu", "fp32"): 7.5e-6}
 #: measured with ``benchmarks/tiles.py --part steps``: 6.1 GiB peak RSS at 2048x1536 in bf16 with
 #: the default preset. fp32 maps take twice as much of it, fp64 four times.
 BYTES_PER_PIXEL = {"bf16": 1600, "fp32": 2400, "fp64": 4800}
+#: Bytes per pixel of one L-BFGS curvature pair: two float32 image-sized vectors (s and y).
+PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
 #: What a process holds before the first step: torch, the weights, the inputs.
 BASE_BYTES = 1_200_000_000
 #: Bytes per pixel of the whole image that a tiled step holds besides its tile: the image, its
@@ -132,9 +134,10 @@ class Plan:
         return "\n".join(lines)
 
 
-def step_cost(size: tuple[int, int]) -> float:
-    """Relative cost of one step at ``size`` (w, h)."""
-    return size[0] * size[1] + STEP_OVERHEAD_PIXELS
+def step_cost(size: tuple[int, int], factor: float = 1.0, tiles: int = 1) -> float:
+    """Relative cost of one step at ``size`` (w, h): its pixels (times ``factor``, a tiled step's cost
+    over an untiled one's) and the per-step overhead of each of its ``tiles``."""
+    return size[0] * size[1] * factor + STEP_OVERHEAD_PIXELS * tiles
 
 
 def style_size(longer: int, style_scale: float) -> int:
@@ -146,8 +149,7 @@ def peak_bytes(size: tuple[int, int], precision: str, history: int) -> int:
     """Estimated peak memory of one step at ``size`` (w, h), with ``history`` L-BFGS pairs held."""
     pixels = size[0] * size[1]
     per_pixel = BYTES_PER_PIXEL.get(precision, BYTES_PER_PIXEL["fp32"])
-    pairs = 2 * history * 3 * pixels * 4  # two float32 image-sized vectors per pair
-    return BASE_BYTES + per_pixel * pixels + pairs
+    return BASE_BYTES + (per_pixel + PAIR_BYTES_PER_PIXEL * history) * pixels
 
 
 def tiled_peak_bytes(size: tuple[int, int], precision: str, history: int, tile: int, halo: int) -> int:
@@ -156,7 +158,7 @@ def tiled_peak_bytes(size: tuple[int, int], precision: str, history: int, tile: 
     w, h = size
     outer = min(h, tile + 2 * halo) * min(w, tile + 2 * halo)
     per_pixel = BYTES_PER_PIXEL.get(precision, BYTES_PER_PIXEL["fp32"])
-    return BASE_BYTES + per_pixel * outer + (TILED_BYTES_PER_PIXEL + 2 * history * 3 * 4) * w * h
+    return BASE_BYTES + per_pixel * outer + (TILED_BYTES_PER_PIXEL + PAIR_BYTES_PER_PIXEL * history) * w * h
 
 
 def _tiled_work(size: tuple[int, int], tile: int, halo: int) -> tuple[int, float]:
@@ -183,7 +185,7 @@ def _fit(settings: Settings, size: tuple[int, int], precision: str, history: int
                                                                     halo), factor
     assert budget is not None
     floor = min(history, MIN_HISTORY)
-    pair_bytes = 2 * 3 * 4 * size[0] * size[1]
+    pair_bytes = PAIR_BYTES_PER_PIXEL * size[0] * size[1]
     choices = []  # (tile, pairs that fit), largest tile first
     for tile in TILE_SIZES:
         if tile < max(size):
@@ -198,7 +200,7 @@ def _fit(settings: Settings, size: tuple[int, int], precision: str, history: int
         count, factor = _tiled_work(size, tile, halo)
         return tile, count, int(pairs), tiled_peak_bytes(size, precision, int(pairs), tile, halo), factor
     least = tiled_peak_bytes(size, precision, floor, TILE_SIZES[-1], halo)
-    per_pixel = TILED_BYTES_PER_PIXEL + 2 * floor * 12
+    per_pixel = TILED_BYTES_PER_PIXEL + PAIR_BYTES_PER_PIXEL * floor
     room = budget - (least - per_pixel * size[0] * size[1])
     longer = int((max(0, room / per_pixel) * max(size) / min(size)) ** 0.5)  # the same shape, this many px
     raise SettingsError(
@@ -231,7 +233,6 @@ def make_plan(settings: Settings, content_size: tuple[int, int], precision: str 
             )
         history = 0 if settings.optimizer == "adam" else max(1, min(settings.lbfgs_history, steps - 1))
         tile, tiles, history, peak, factor = _fit(settings, size, precision, history, budget, halo)
-        cost = steps * (size[0] * size[1] * factor + STEP_OVERHEAD_PIXELS * tiles)
         scales.append(ScalePlan(index, size, steps, style_size(longer, settings.style_scale), history,
-                                peak, cost, tile, tiles))
+                                peak, steps * step_cost(size, factor, tiles), tile, tiles))
     return Plan(tuple(scales), tuple(content_size))  # type: ignore[arg-type]

@@ -15,6 +15,7 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 from .errors import SettingsError
@@ -69,9 +70,15 @@ def fit_exactly(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return cropped if cropped.size == size else cropped.resize(size, Image.Resampling.LANCZOS)
 
 
-def to_uint16(rgb: np.ndarray) -> np.ndarray:
-    """A float (H, W, 3) array in 0..255 as 16-bit samples 0..65535."""
-    return np.clip(np.rint(rgb.astype(np.float64) * (65535 / 255)), 0, 65535).astype(np.uint16)
+def to_uint16(rgb: torch.Tensor) -> np.ndarray:
+    """A (1, 3, H, W) RGB tensor in 0..255 as (H, W, 3) 16-bit samples 0..65535, a band of rows at a
+    time (no float copy of a print-size image)."""
+    _, _, h, w = rgb.shape
+    out = np.empty((h, w, 3), np.uint16)
+    for top in range(0, h, 512):
+        band = rgb[0, :, top:top + 512].detach().float().cpu().clamp(0, 255) * (65535 / 255)
+        out[top:top + 512] = band.round().permute(1, 2, 0).numpy().astype(np.uint16)
+    return out
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:

@@ -43,8 +43,10 @@ def make_record(
     masks: Sequence[str | os.PathLike] | None = None,
     preset: str | None = None,
     extra: dict[str, Any] | None = None,
+    inputs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The record of ``result``; ``content``, ``styles`` and ``masks`` are the input files, if any."""
+    """The record of ``result``; ``content``, ``styles`` and ``masks`` are the input files, if any, and
+    ``inputs`` their :func:`input_digests` where the caller has them already (else they are read)."""
     record: dict[str, Any] = {"settings": result.settings.to_dict()}
     if preset is not None:
         record["preset"] = preset
@@ -52,7 +54,7 @@ def make_record(
         record["content"] = str(Path(content).resolve())
         record["styles"] = [str(Path(s).resolve()) for s in styles]
         record["masks"] = [str(Path(m).resolve()) for m in masks] if masks else None
-        record["inputs"] = input_digests(content, styles, masks)
+        record["inputs"] = inputs if inputs is not None else input_digests(content, styles, masks)
     full = result.record()
     record["best"] = full["best"]
     record["stopped"] = result.stopped
@@ -74,13 +76,11 @@ def same_work(record: dict[str, Any], settings: dict[str, Any], inputs: dict[str
     """Whether ``record`` (read from an image) was made with ``settings`` (``Settings.to_dict()``) from
     inputs with these digests, and finished (not stopped early). Machine settings (device, threads,
     ...: :data:`painterly.settings.MACHINE_FIELDS`) are not compared: the picture is the same."""
-    from .settings import MACHINE_FIELDS
+    from .settings import picture_settings
 
-    def picture(values: Any) -> Any:
-        return {k: v for k, v in values.items() if k not in MACHINE_FIELDS} if isinstance(values, dict) else values
-
-    return (picture(record.get("settings")) == picture(settings) and record.get("inputs") == inputs
-            and not record.get("stopped"))
+    made_with = record.get("settings")
+    return (isinstance(made_with, dict) and picture_settings(made_with) == picture_settings(settings)
+            and record.get("inputs") == inputs and not record.get("stopped"))
 
 
 def write_outputs(

@@ -193,9 +193,8 @@ class Settings:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def picture(self) -> dict[str, Any]:
-        """:meth:`to_dict` without :data:`MACHINE_FIELDS`: what decides the picture, not where or how
-        fast it is computed (a record made on a GPU reruns on a laptop with the laptop's own)."""
-        return {k: v for k, v in self.to_dict().items() if k not in MACHINE_FIELDS}
+        """:meth:`to_dict` without :data:`MACHINE_FIELDS` (see :func:`picture_settings`)."""
+        return picture_settings(self.to_dict())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
@@ -253,6 +252,13 @@ FOLLOWERS: dict[str, Any] = {
 #: compare and carry only the others. The precision is not among them: it changes the numbers (a
 #: seeded fp32 run is reproduced exactly only in fp32), and ``auto`` already means this machine's.
 MACHINE_FIELDS = ("device", "cuda_graphs", "threads", "max_memory", "tile_size")
+
+
+def picture_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings by name (``Settings.to_dict()``, or a record's) without :data:`MACHINE_FIELDS`: what
+    decides the picture, not where or how fast it is computed (a record made on a GPU reruns on a
+    laptop with the laptop's own)."""
+    return {k: v for k, v in settings.items() if k not in MACHINE_FIELDS}
 
 
 def _check(ok: bool, message: str) -> None:

@@ -63,13 +63,11 @@ def test_again_reproduces_a_seeded_run_exactly(tmp_path, capsys):
     assert main([str(first), "--again", "-o", str(again), "-q"]) == 0
     with Image.open(first) as a, Image.open(again) as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
-    from painterly.settings import MACHINE_FIELDS
-
-    def picture(settings: dict) -> dict:
-        return {k: v for k, v in settings.items() if k not in MACHINE_FIELDS}
+    from painterly.settings import picture_settings
 
     # The picture's settings are carried; the machine's are this machine's own (device auto).
-    assert picture(info_json(again, capsys)["settings"]) == picture(info_json(first, capsys)["settings"])
+    assert (picture_settings(info_json(again, capsys)["settings"])
+            == picture_settings(info_json(first, capsys)["settings"]))
 
 
 def test_again_needs_an_output(tmp_path, capsys):
