@@ -3,6 +3,7 @@
     python benchmarks/tiles.py --part steps      # 1024 and 2048 px: step time and peak RSS, tiled vs untiled
     python benchmarks/tiles.py --part match      # 1024 px default run, tiled vs untiled: pixel difference
     python benchmarks/tiles.py --part exact      # the same in fp32 (relative Gram); bf16 vs fp32 untiled
+    python benchmarks/tiles.py --part budget     # 2048 px default run in 3.6 GiB: peak RSS against the budget
     python benchmarks/tiles.py --part big        # 4096 px default run in 8 GiB: time, peak RSS, the picture
     python benchmarks/tiles.py --part huge       # 8192 px: the plan in 16 GiB and a few full-size steps
 
@@ -47,7 +48,8 @@ def worker(spec: dict) -> dict:
         marks.append(time.perf_counter())
 
     started = time.perf_counter()
-    result = stylize(Image.open(CONTENT), Image.open(STYLE), settings, callback=callback)
+    content = ROOT / "painterly" / "examples" / "content" / spec["content"] if "content" in spec else CONTENT
+    result = stylize(Image.open(content), Image.open(STYLE), settings, callback=callback)
     seconds = time.perf_counter() - started
     assert result.plan is not None
     last = result.plan.scales[-1]
@@ -138,6 +140,15 @@ def part_exact() -> list[dict]:
                        ("default fp32, untiled", {"precision": "fp32", "tile_size": -1})])]
 
 
+def part_budget() -> list[dict]:
+    """A whole multi-scale default run at 2048x2048 in a 3.6 GiB budget: its last scales tiled, the peak
+    against the budget."""
+    result = run({"name": "2048 px default in 3.6 GiB", "content": "astronaut.jpg",
+                  "settings": {"size": 2048, "max_memory": 3.6}}, 3600)
+    print(json.dumps(result), flush=True)
+    return [result]
+
+
 def part_big() -> list[dict]:
     from PIL import Image
 
@@ -180,7 +191,7 @@ def write(results: dict[str, list[dict]]) -> None:
     path.write_text(json.dumps(old, indent=1))
     lines = ["| configuration | seconds | median step s | last scale | peak RSS GiB (planned) |",
              "|---|---|---|---|---|"]
-    for part in ("steps", "match", "exact", "big", "huge"):
+    for part in ("steps", "match", "exact", "budget", "big", "huge"):
         for r in old.get(part, []):
             if "error" in r:
                 lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
@@ -198,7 +209,7 @@ def write(results: dict[str, list[dict]]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("steps", "match", "exact", "big", "huge"), action="append")
+    parser.add_argument("--part", choices=("steps", "match", "exact", "budget", "big", "huge"), action="append")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--huge-steps", type=int, default=3)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -207,9 +218,9 @@ def main() -> None:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     OUT.mkdir(exist_ok=True)
-    for part in args.part or ["steps", "match", "exact", "big", "huge"]:
-        results = {"steps": lambda: part_steps(args.rounds), "match": part_match, "exact": part_exact, "big": part_big,
-                   "huge": lambda: part_huge(args.huge_steps)}[part]()
+    for part in args.part or ["steps", "match", "exact", "budget", "big", "huge"]:
+        results = {"steps": lambda: part_steps(args.rounds), "match": part_match, "exact": part_exact,
+                   "budget": part_budget, "big": part_big, "huge": lambda: part_huge(args.huge_steps)}[part]()
         write({part: results})
 
 
