@@ -375,7 +375,9 @@ def test_ray_batch_matches_local_and_survives_a_killed_actor(ray_cluster, cli, t
 
     rows = [{"content": str(CONTENT / c), "style": [str(STYLES / s)]}
             for c in ("chelsea.png", "coffee.png", "astronaut.png") for s in ("great_wave.png", "starry_night.png")]
-    rows[0]["steps"] = "150"  # long enough for its actor to be asked how far it is, while the other paints the rest
+    # Long enough for its actor to be asked how far it is (every 0.5 s), on a fast machine too, while the other
+    # paints the rest: with 150 steps, a clean-clone run on a quiet machine saw no step reported at all.
+    rows[0]["steps"] = "600"
     jobs = _jobs(tmp_path, fast_changes, rows)
     (tmp_path / "out").mkdir()
     pool = RayPool(workers=2)
