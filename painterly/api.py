@@ -22,7 +22,7 @@ from .masks import prepare_masks
 from .network import VGG19, deepest
 from .objective import WHOLE, build_objective
 from .optimize import ScaleOutcome, run_scale
-from .plan import Plan, ScalePlan, make_plan
+from .plan import SECONDS_PER_COST, Plan, ScalePlan, make_plan
 from .prints import to_uint16
 from .settings import Settings
 from .tiles import TiledGradient, TiledMeasure
@@ -176,7 +176,7 @@ def stylize(
     net = engine.network(settings, device, precision)
     autocast = torch.bfloat16 if precision == "bf16" else None
 
-    tracker = _Tracker(plan, settings.optimizer, callback)
+    tracker = _Tracker(plan, settings.optimizer, callback, SECONDS_PER_COST.get((device.type, precision)))
     image: torch.Tensor | None = None
     first_scale, steps_done = 0, 0
     if resume is not None:
@@ -268,12 +268,19 @@ def _set_up_scale(scale: ScalePlan, image: torch.Tensor | None, content_img: Ima
 class _Tracker:
     """Turns the loop's per-step reports into history entries, ETAs and :class:`Progress` events.
 
-    The ETA is the plan's cost still to come times the seconds per unit of cost measured so far
-    (the first step, which warms caches up, left out once there are others).
+    The ETA is the plan's cost still to come times the seconds per unit of cost. That rate starts
+    from ``prior_rate`` (the plan's measured seconds per cost on this kind of device, where known)
+    and moves to the rate measured so far as the run goes, the run's first step (which warms caches
+    up) left out: one slow first step no longer promises minutes for a run of seconds.
     """
 
-    def __init__(self, plan: Plan, optimizer: str, callback: Callback | None) -> None:
+    #: How much measured cost, as a fraction of the whole plan's, counts as much as the prior.
+    PRIOR_WEIGHT = 0.05
+
+    def __init__(self, plan: Plan, optimizer: str, callback: Callback | None,
+                 prior_rate: float | None = None) -> None:
         self.plan, self.optimizer, self.callback = plan, optimizer, callback
+        self.prior_rate = prior_rate
         self.history: list[dict[str, Any]] = []
         self.start = time.perf_counter()
         self.setup_seconds = 0.0
@@ -294,7 +301,10 @@ class _Tracker:
             working = now - self.setup_seconds
             if self.first is None:
                 self.first = (working, done)
-                rate = working / done
+                rate = self.prior_rate if self.prior_rate is not None else working / done
+            elif self.prior_rate is not None:
+                weight = self.PRIOR_WEIGHT * self.plan.total_cost
+                rate = (self.prior_rate * weight + working - self.first[0]) / (weight + done - self.first[1])
             else:
                 rate = (working - self.first[0]) / max(done - self.first[1], 1e-9)
             event = Progress(offset + i, self.plan.total_steps, scale, len(self.plan.scales), size, losses, now,
