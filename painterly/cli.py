@@ -94,14 +94,14 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
         group = groups.setdefault(meta["group"], parser.add_argument_group(f"{meta['group']} settings"))
         hint = hints[f.name]
         default = getattr(DEFAULT, f.name)
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None,
-                                  "help": f"{meta['help']} (default preset: {_show(default)})"}
+        text = help_text(meta["help"])
+        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f"{text} (default preset: {_show(default)})"}
         if typing.get_origin(hint) is tuple:
             item = typing.get_args(hint)[0]
             kwargs.update(nargs="*", type=_finite_float if item is float else str, metavar="X")
         elif f.name == "size":
             kwargs.update(type=_size_value, metavar="N|WxH")
-            kwargs["help"] = f"{meta['help']}, or WxH for exactly that size (default preset: {_show(default)})"
+            kwargs["help"] = f"{text}, or WxH for exactly that size (default preset: {_show(default)})"
         elif hint is int:
             kwargs.update(type=int, metavar="N")
         elif hint is float:
@@ -111,6 +111,11 @@ def add_settings_options(parser: argparse.ArgumentParser) -> None:
             if "choices" in meta:
                 kwargs.update(choices=meta["choices"], metavar="{" + ",".join(meta["choices"]) + "}")
         group.add_argument(flag_name(f.name), **kwargs)
+
+
+def help_text(text: str) -> str:
+    """A settings field's help as argparse wants it: a literal ``%`` doubled (argparse formats help with %)."""
+    return text.replace("%", "%%")
 
 
 def _show(value: Any) -> str:

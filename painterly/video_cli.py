@@ -21,7 +21,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli import EXIT_INTERRUPTED, _Parser, add_settings_options, flag_name, settings_from_args
+from .cli import EXIT_INTERRUPTED, _Parser, add_settings_options, flag_name, help_text, settings_from_args
 from .errors import OutputError, SettingsError
 from .settings import preset
 from .video import FrameProgress, FrameResult, VideoSettings, paint_video
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = VideoSettings()
     for f in dataclasses.fields(VideoSettings):
         kwargs: dict[str, Any] = {"dest": f"video_{f.name}", "default": None,
-                                  "help": f"{f.metadata['help']} (default: {getattr(defaults, f.name)})"}
+                                  "help": f"{help_text(f.metadata['help'])} (default: {getattr(defaults, f.name)})"}
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]
         else:

@@ -291,6 +291,16 @@ def test_output_would_overwrite_the_init_image(cli, tmp_path: Path, content_path
     assert "also an input" in line
 
 
+@pytest.mark.parametrize("command", [[], ["video"], ["batch"], ["info"], ["serve"]])
+def test_help_lists_every_option(cli, command: list[str]) -> None:
+    # Help text comes from the settings fields; one literal "%" there once made --help a traceback.
+    code, out, err = cli([*command, "--help"])
+    assert code == 0, err
+    assert out.startswith("usage:")
+    if command in ([], ["video"]):
+        assert "--max-memory" in out and "90%" in out
+
+
 def test_missing_pieces(cli, tmp_path: Path, content_path: Path, style_path: Path) -> None:
     line = _one_error_line(*cli([content_path, style_path])[::2])
     assert "-o" in line
