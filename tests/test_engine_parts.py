@@ -155,7 +155,9 @@ def test_strength_zero_keeps_the_photo_and_more_strength_moves_further() -> None
     from painterly.samples import demo_paths
 
     content, style = demo_paths()
-    base = preset("draft").replace(size=64, start_size=0, steps=12, patience=0)
+    # Gentle steps (16 levels, not the preset's 128): at 64 px a few big L-BFGS steps make where the run
+    # lands depend on its path more than on the weights (0.85 / 0.62 / 0.55 for strength 0.3 / 0.5 / 0.7).
+    base = preset("draft").replace(size=64, start_size=0, steps=12, patience=0, lbfgs_max_step=16.0)
     photo = stylize(content, style, base.replace(strength=0.0))
     moved = [stylize(content, style, base.replace(strength=s)).history[-1]["content"] / (1 - s) for s in (0.3, 0.7)]
     assert photo.history[-1]["style"] == 0 and photo.history[-1]["content"] < 0.01  # content and a little TV
