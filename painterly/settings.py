@@ -380,7 +380,7 @@ TUTORIAL = Settings(precision="fp32")
 #: and strokes live; the content is compared at block4_conv2, which keeps the photo's shapes but not
 #: its textures; a little total variation (1e-4) keeps single pixels from flickering to extremes: with
 #: 2e-5, the long last scale left saturated green and red specks in dark regions (astronaut x Starry
-#: Night: style 0.24, content 1.02; with 1e-4 the specks go and the quality preset scored 0.10 / 0.82).
+#: Night: style 0.24, content 1.02; with 1e-4 the specks go and it scored 0.10 / 0.87).
 #: L-BFGS's steps are capped at 128 levels a pixel (a cap of 16 held each step to a sliver of what
 #: the curvature asked for: the loss fell by 1% a step for dozens of steps, and the result stayed near
 #: the photo). The loss levels off after about 15 steps at a coarse scale, while each finer scale
