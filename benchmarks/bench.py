@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 
 import painterly
-from painterly import TUTORIAL, stylize
+from painterly import TUTORIAL, Machine, stylize
 from painterly.api import build_network
 from painterly.devices import cpu_has_fast_bf16, keep_freed_memory, pick_device
 from painterly.images import open_image, resize_longer, to_tensor
@@ -115,15 +115,15 @@ def bare_step(net, size: int, precision: str, repeat: int, device: torch.device)
 
 def tutorial_network(device: torch.device, precision: str = "fp32"):
     """VGG19 cut where the tutorial's layers end, as painterly builds it for ``precision``."""
-    return build_network(TUTORIAL.replace(device=str(device)), device, precision)
+    return build_network(TUTORIAL, device, precision)
 
 
 def full_step(size: int, precision: str, optimizer: str, repeat: int, device: torch.device) -> float:
     """Median seconds per step of a real run (losses, optimizer, clamp, a callback)."""
     content, style = demo_pair(size)
     settings = TUTORIAL.replace(size=size, steps=repeat + 1, optimizer=optimizer, precision=precision,
-                                device=str(device), lr=5.0 if optimizer == "adam" else 1.0)
-    result = stylize(content, style, settings, callback=lambda event: None)
+                                lr=5.0 if optimizer == "adam" else 1.0)
+    result = stylize(content, style, settings, device=str(device), callback=lambda event: None)
     seconds = [h["seconds"] for h in result.history]
     return statistics.median(b - a for a, b in zip(seconds, seconds[1:]))
 
@@ -190,7 +190,7 @@ def judge(objective, image) -> float:
 JUDGE_BAND = 1.03
 
 
-def time_to(settings, content, style, referee, target: float | None = None):
+def time_to(settings, content, style, referee, target: float | None = None, machine: Machine | None = None):
     """Run ``settings``; stop as soon as a final-scale image scores <= ``target`` under ``referee``.
 
     Each step's image is judged as the user would get it (8-bit, fp32 loss) once the optimizer's own
@@ -219,23 +219,23 @@ def time_to(settings, content, style, referee, target: float | None = None):
             return True
         return False
 
-    result = stylize(content, style, settings, callback=watch)
+    result = stylize(content, style, settings, machine=machine, callback=watch)
     wall = time.perf_counter() - start - judging[0]
     judged = reached["loss"] if reached else judge(referee, result.image)
     return reached.get("seconds"), judged, steps[0], wall, result
 
 
-def warm_up(settings, content, style) -> None:
+def warm_up(settings, content, style, machine: Machine) -> None:
     """On CUDA, a two-step run of ``settings`` first, so that every configuration finds cuDNN's
     kernels for its sizes already chosen (otherwise the first run at a size pays for the autotuning,
     and the configurations that share the tutorial's 256 px would get it free)."""
-    if settings.device.startswith("cuda"):
-        stylize(content, style, settings.replace(steps=2))
+    if machine.device.startswith("cuda"):
+        stylize(content, style, settings.replace(steps=2), machine=machine)
 
 
 def tutorial_objective(content, style):
     """The tutorial's loss at 256 px in fp32 on the CPU, to judge every configuration's output."""
-    settings = TUTORIAL.replace(size=256, device="cpu", precision="fp32")
+    settings = TUTORIAL.replace(size=256, precision="fp32")
     net = build_network(settings, torch.device("cpu"))
     c, s = to_tensor(content, torch.device("cpu")), to_tensor(style, torch.device("cpu"))
     return build_objective(net, settings, c, [s])
@@ -243,10 +243,12 @@ def tutorial_objective(content, style):
 
 def part_quality(device: torch.device, tutorial_steps: int) -> dict:
     content, style = demo_pair(256)
-    base = TUTORIAL.replace(size=256, device=str(device))
+    base = TUTORIAL.replace(size=256)
+    machine = Machine(device=str(device))
     referee = tutorial_objective(content, style)
-    warm_up(base, content, style)
-    _, yardstick, _, tutorial_seconds, result = time_to(base.replace(steps=tutorial_steps), content, style, referee)
+    warm_up(base, content, style, machine)
+    _, yardstick, _, tutorial_seconds, result = time_to(base.replace(steps=tutorial_steps), content, style, referee,
+                                                        machine=machine)
     print(json.dumps({"tutorial_seconds": tutorial_seconds, "yardstick": yardstick,
                       "tutorial_best_loss": result.best_loss}), flush=True)
     lbfgs = base.replace(optimizer="lbfgs", lr=1.0, steps=1000)
@@ -266,8 +268,8 @@ def part_quality(device: torch.device, tutorial_steps: int) -> dict:
             configs[name.replace("fp32", "bf16")] = configs[name].replace(precision="bf16")
     rows = []
     for name, settings in configs.items():
-        warm_up(settings, content, style)
-        seconds, judged, steps, _, _ = time_to(settings, content, style, referee, yardstick)
+        warm_up(settings, content, style, machine)
+        seconds, judged, steps, _, _ = time_to(settings, content, style, referee, yardstick, machine)
         row = {"config": name, "seconds_to_L": seconds, "steps": steps, "judged_loss": judged,
                "reached": seconds is not None,
                "ratio": None if seconds is None else seconds / tutorial_seconds}

@@ -21,9 +21,10 @@ from painterly.report import Recorder
 from painterly.samples import demo_paths
 
 
-def timed_run(content: Image.Image, style: Image.Image, settings: painterly.Settings, recorder: Recorder | None):
+def timed_run(content: Image.Image, style: Image.Image, settings: painterly.Settings, recorder: Recorder | None,
+              machine: painterly.Machine):
     started = time.perf_counter()
-    result = painterly.stylize(content, style, settings, callback=recorder)
+    result = painterly.stylize(content, style, settings, machine=machine, callback=recorder)
     return time.perf_counter() - started, len(result.history)
 
 
@@ -39,16 +40,16 @@ def main() -> None:
     content_path, style_path = demo_paths()
     content, style = Image.open(content_path).convert("RGB"), Image.open(style_path).convert("RGB")
     # One scale, no early stopping: both runs do exactly the same steps.
-    settings = painterly.preset(args.preset).replace(size=args.size, steps=args.steps, start_size=0, patience=0,
-                                                     device=args.device)
-    timed_run(content, style, settings.replace(steps=2), None)  # warm up: weights, kernels, caches
+    settings = painterly.preset(args.preset).replace(size=args.size, steps=args.steps, start_size=0, patience=0)
+    machine = painterly.Machine(device=args.device)
+    timed_run(content, style, settings.replace(steps=2), None, machine)  # warm up: weights, kernels, caches
 
     plain, recorded, inside, renders = [], [], [], 0
     for _ in range(args.repeats):
-        seconds, steps = timed_run(content, style, settings, None)
+        seconds, steps = timed_run(content, style, settings, None, machine)
         plain.append(seconds)
         recorder = Recorder()
-        seconds, steps_recorded = timed_run(content, style, settings, recorder)
+        seconds, steps_recorded = timed_run(content, style, settings, recorder, machine)
         assert steps == steps_recorded == args.steps, (steps, steps_recorded)
         recorded.append(seconds)
         inside.append(recorder.seconds)

@@ -37,11 +37,13 @@ def worker(spec: dict) -> dict:
     import numpy as np
     from PIL import Image
 
-    from painterly import DEFAULT, stylize
+    from painterly import DEFAULT, Machine, stylize
     from painterly.devices import setup_process
+    from painterly.settings import split_fields
 
     setup_process(0)
-    settings = DEFAULT.replace(**spec["settings"])
+    picture, machine = split_fields(spec["settings"])
+    settings = DEFAULT.replace(**picture)
     marks: list[float] = []
 
     def callback(progress) -> None:
@@ -49,7 +51,7 @@ def worker(spec: dict) -> dict:
 
     started = time.perf_counter()
     content = ROOT / "painterly" / "examples" / "content" / spec["content"] if "content" in spec else CONTENT
-    result = stylize(Image.open(content), Image.open(STYLE), settings, callback=callback)
+    result = stylize(Image.open(content), Image.open(STYLE), settings, machine=Machine(**machine), callback=callback)
     seconds = time.perf_counter() - started
     assert result.plan is not None
     last = result.plan.scales[-1]
@@ -170,7 +172,7 @@ def part_huge(steps: int) -> list[dict]:
     from painterly import DEFAULT
     from painterly.plan import make_plan
 
-    plan = make_plan(DEFAULT.replace(size=8192, max_memory=16.0), (8192, 6144), "bf16", 16 * 2**30)
+    plan = make_plan(DEFAULT.replace(size=8192), (8192, 6144), "bf16", 16 * 2**30)
     result = run({"name": f"8192 px: {steps} full-size steps in 16 GiB", "settings": {
         "size": 8192, "start_size": 0, "steps": steps, "patience": 0, "max_memory": 16.0}}, 4 * 3600)
     if result.get("median_step_seconds"):

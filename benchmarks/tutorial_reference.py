@@ -115,7 +115,7 @@ def painterly_run(content: np.ndarray, style: np.ndarray, steps: int, precision:
     from painterly.objective import build_objective
 
     size = max(content.shape[:2])
-    settings = TUTORIAL.replace(size=size, steps=steps, device="cpu", precision=precision)
+    settings = TUTORIAL.replace(size=size, steps=steps, precision=precision)
     dtype = storage_dtype(precision)
     c_img, s_img = Image.fromarray(content.astype(np.uint8)), Image.fromarray(style.astype(np.uint8))
     net = build_network(settings, pick_device("cpu"), precision)
@@ -124,7 +124,7 @@ def painterly_run(content: np.ndarray, style: np.ndarray, steps: int, precision:
     x = c.clone().requires_grad_(True)
     objective(x).total.backward()
     gradient = x.grad[0].permute(1, 2, 0).numpy()
-    result = stylize(c_img, s_img, settings)
+    result = stylize(c_img, s_img, settings, device="cpu")
     curve = [{k: h[k] for k in ("total", "style", "content")} for h in result.history]
     return {"curve": curve, "gradient": gradient}
 

@@ -7,7 +7,7 @@
 
 from .api import Progress, Result, stylize
 from .errors import ImageError, OutputError, PainterlyError, SettingsError, WeightsError
-from .settings import DEFAULT, PRESETS, TUTORIAL, Settings, preset
+from .settings import DEFAULT, PRESETS, TUTORIAL, Machine, Settings, preset
 
 __version__ = "0.1.0"
 
@@ -16,6 +16,7 @@ __all__ = [
     "PRESETS",
     "TUTORIAL",
     "ImageError",
+    "Machine",
     "OutputError",
     "PainterlyError",
     "Progress",

@@ -16,7 +16,7 @@ from PIL import Image
 from . import colour
 from .checkpoint import Checkpoint
 from .devices import memory_budget, pick_device, pick_precision, release_freed_memory, storage_dtype
-from .errors import ImageError, SettingsError
+from .errors import SettingsError
 from .images import ImageLike, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
 from .masks import prepare_masks
 from .network import VGG19, deepest
@@ -24,8 +24,9 @@ from .objective import WHOLE, build_objective
 from .optimize import ScaleOutcome, run_scale
 from .plan import SECONDS_PER_COST, Plan, ScalePlan, make_plan
 from .prints import to_uint16
-from .settings import Settings
+from .settings import Machine, Settings, split_fields
 from .tiles import TiledGradient, TiledMeasure
+from .validate import check_styles
 from .weights import load_weights
 
 __all__ = ["Engine", "Progress", "Result", "apply_colour", "build_network", "prepare_images", "stylize"]
@@ -72,6 +73,7 @@ class Result:
     device: str
     precision: str
     stopped: bool = False  # stopped early by the callback or Ctrl-C
+    machine: Machine = field(default_factory=Machine)  # what it ran on: not part of the picture
     content: Image.Image | None = field(default=None, repr=False)
     styles: list[Image.Image] = field(default_factory=list, repr=False)
     plan: Plan | None = field(default=None, repr=False)
@@ -91,6 +93,7 @@ class Result:
 
         return {
             "settings": self.settings.to_dict(),
+            "machine": self.machine.to_dict(),
             "history": self.history,
             "best": {"step": self.best_step, "total": self.best_loss},
             "seconds_total": self.seconds,
@@ -138,6 +141,7 @@ def stylize(
     style: ImageLike | Sequence[ImageLike],
     settings: Settings | None = None,
     *,
+    machine: Machine | None = None,
     callback: Callback | None = None,
     masks: Sequence[ImageLike] | None = None,
     init_image: ImageLike | None = None,
@@ -150,8 +154,10 @@ def stylize(
     """Paint ``content`` in the style of ``style`` (one image or several, blended).
 
     ``content``/``style``: PIL images, image file paths, numpy arrays (uint8 0..255 or float 0..1,
-    (H, W[, 3|4])) or tensors ((3, H, W), float 0..1). ``settings`` defaults to the ``default``
-    preset; ``overrides`` replace single fields (``stylize(c, s, steps=50)``). ``masks``: one
+    (H, W[, 3|4])) or tensors ((3, H, W), float 0..1). ``settings`` (what the picture is) defaults to
+    the ``default`` preset; ``machine`` (where and how fast it is computed: device, threads, memory,
+    tiles, CUDA graphs) to :class:`~painterly.settings.Machine`'s defaults. ``overrides`` replace single
+    fields of either (``stylize(c, s, steps=50, device="cpu")``). ``masks``: one
     grayscale image per style saying where it applies (see :mod:`painterly.masks`). ``init_image``
     starts from that image. ``callback`` receives a :class:`Progress` after every step and may return
     True to stop. ``extra_terms``: more loss terms (see :class:`painterly.objective.Term`), each with a
@@ -163,12 +169,15 @@ def stylize(
     from .settings import DEFAULT
 
     started = time.perf_counter()
-    settings = (settings or DEFAULT).replace(**overrides) if overrides else (settings or DEFAULT)
+    picture, on_machine = split_fields(overrides)
+    settings = (settings or DEFAULT).replace(**picture) if picture else (settings or DEFAULT)
+    machine = (machine or Machine()).replace(**on_machine) if on_machine else (machine or Machine())
     content_img, style_imgs = _inputs(content, style, settings)
     start_img = _init_image(settings, init_image)
-    device = pick_device(settings.device)
+    device = pick_device(machine.device)
     precision = pick_precision(settings.precision, device)
-    plan = make_plan(settings, content_img.size, precision, memory_budget(settings.max_memory, device))
+    plan = make_plan(settings, content_img.size, precision, memory_budget(machine.max_memory, device),
+                     machine.tile_size)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
     dtype = storage_dtype(precision)
@@ -199,7 +208,8 @@ def stylize(
         tracker.setup_seconds += time.perf_counter() - t0
         steps = scale.steps - steps_done if scale.index == first_scale else scale.steps
         done = run_scale(objective, image, settings, max(1, steps), tracker.reporter(scale.index, to_rgb),
-                         gradient=gradient, history=scale.history or None, reuse_start=True)
+                         gradient=gradient, history=scale.history or None, reuse_start=True,
+                         cuda_graphs=machine.cuda_graphs == "on")
         if done.stopped and done.steps_run == 0 and outcome is not None:
             # Stopped before this scale's first step was whole: the previous scale's result stands.
             interrupted, image = True, outcome.image
@@ -235,6 +245,7 @@ def stylize(
         settings=settings,
         device=str(device),
         precision=precision,
+        machine=machine,
         stopped=outcome.stopped or interrupted,
         content=content_img,
         styles=style_imgs,
@@ -317,12 +328,7 @@ class _Tracker:
 def _inputs(content: ImageLike, style: ImageLike | Sequence[ImageLike], settings: Settings):
     """The content and style images as RGB PIL images, checked."""
     styles_in = list(style) if isinstance(style, (list, tuple)) else [cast(ImageLike, style)]
-    if not styles_in:
-        raise ImageError("at least one style image is needed")
-    if settings.style_blend_weights and len(settings.style_blend_weights) != len(styles_in):
-        raise SettingsError(
-            f"style_blend_weights has {len(settings.style_blend_weights)} values for {len(styles_in)} style images"
-        )
+    check_styles(len(styles_in), settings.style_blend_weights)
     names = [f"style image {i + 1}" if len(styles_in) > 1 else "style image" for i in range(len(styles_in))]
     return from_any(content, "content image"), [from_any(s, n) for s, n in zip(styles_in, names)]
 

@@ -34,7 +34,7 @@ from typing import Any, TextIO
 
 from .errors import OutputError, SettingsError, closest
 from .images import check_output, output_format
-from .settings import FIELD_NAMES, Settings, preset
+from .settings import FIELD_NAMES, MACHINE_FIELDS, Settings, preset
 
 DEFAULT_TEMPLATE = "{content}-{style}-{preset}.png"
 #: Files ``--contents``/``--styles`` pick from a folder.
@@ -72,6 +72,9 @@ def setting_name(name: str, where: str) -> str:
     flags = {flag.lstrip("-"): field for field, flag in FLAG_NAMES.items()}
     bare = name.strip().lstrip("-")
     field = flags.get(bare, bare.replace("-", "_"))
+    if field in MACHINE_FIELDS:
+        raise SettingsError(f"{where} '{name}' is a machine setting, the same for the whole batch: give it as "
+                            f"--{field.replace('_', '-')} on the command line")
     if field not in FIELD_NAMES:
         raise SettingsError(f"{where} '{name}' is not a setting{closest(field, FIELD_NAMES)}; "
                             f"see painterly --help for the settings")
@@ -357,8 +360,10 @@ def make_folders(jobs: Sequence[Job]) -> None:
 def batch_main(argv: list[str]) -> int:
     """``painterly batch ...``; returns the number of failed jobs (at most :data:`MAX_EXIT`)."""
     from . import batch_run
+    from .cli import machine_from_args
 
     args = build_parser().parse_args(argv)
+    machine = machine_from_args(args)
     if args.workers is not None and args.workers < 1:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
     jobs = plan_jobs(args)
@@ -367,15 +372,15 @@ def batch_main(argv: list[str]) -> int:
         from .batch_ray import RayPool, connect
 
         started_here = connect(args.ray)
-        pool: Any = RayPool(args.workers, args.threads or None, shutdown=started_here)
+        pool: Any = RayPool(args.workers, machine.threads or None, shutdown=started_here)
     else:
-        pool = batch_run.LocalPool(args.workers or 1, args.threads or None)
+        pool = batch_run.LocalPool(args.workers or 1, machine.threads or None)
     make_folders(jobs)
     if not results.resolve().parent.is_dir():
         raise OutputError(f"the folder for --results does not exist: {results.parent}")
     bar = BatchBar(sys.stderr, enabled=not args.quiet)
     try:
-        summary = batch_run.run_batch(jobs, pool, results, on_progress=bar)
+        summary = batch_run.run_batch(jobs, pool, results, on_progress=bar, machine=machine)
     except KeyboardInterrupt:
         bar.close()
         print(f"painterly: batch stopped; finished pictures are kept in {args.output}: run the same command "

@@ -49,6 +49,7 @@ class Work:
     styles: tuple[bytes, ...]
     record_extra: dict[str, Any]  # the input paths and digests, for the record
     format: str  # Pillow format of the output
+    machine: Any = None  # Machine: device, memory and tiles for the worker (None: its defaults)
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,8 @@ class Painter:
         try:
             content = decode(work.content)
             styles = [decode(s) for s in work.styles]
-            result = stylize(content, styles, work.settings, callback=callback, engine=self.engine)
+            result = stylize(content, styles, work.settings, machine=work.machine, callback=callback,
+                             engine=self.engine)
             record = make_record(result, preset=work.preset, extra=work.record_extra)
             data = encode(result.image, work.format, record)
         except PainterlyError as exc:
@@ -345,14 +347,16 @@ def read_input(path: Path) -> bytes:
 
 
 def run_batch(jobs: Sequence[Job], pool: Pool, results: str | os.PathLike,
-              on_progress: Callable[[BatchProgress], Any] | None = None) -> BatchSummary:
+              on_progress: Callable[[BatchProgress], Any] | None = None, machine: Any = None) -> BatchSummary:
     """Run ``jobs`` on ``pool``: skip those already done, write each finished picture atomically, and
-    append a line per job to ``results`` (JSON lines) as it ends. Closes the pool."""
-    return _Driver(jobs, pool, Path(results), on_progress).run()
+    append a line per job to ``results`` (JSON lines) as it ends. ``machine``
+    (:class:`~painterly.settings.Machine`) is what every worker runs with. Closes the pool."""
+    return _Driver(jobs, pool, Path(results), on_progress, machine).run()
 
 
 class _Driver:
-    def __init__(self, jobs: Sequence[Job], pool: Pool, results: Path, on_progress: Any) -> None:
+    def __init__(self, jobs: Sequence[Job], pool: Pool, results: Path, on_progress: Any, machine: Any = None) -> None:
+        self.machine = machine
         self.jobs = {job.index: job for job in jobs}
         self.pool, self.results, self.on_progress = pool, results, on_progress
         self.inputs = _Inputs()
@@ -424,7 +428,7 @@ class _Driver:
                 open_image(style)
             work = Work(job.index, job.settings, job.preset, read_input(job.content),
                         tuple(read_input(s) for s in job.styles), self._record_extra(job),
-                        OUTPUT_FORMATS[job.output.suffix.lower()])
+                        OUTPUT_FORMATS[job.output.suffix.lower()], self.machine)
         except PainterlyError as exc:
             self._finish(job, "failed", error=str(exc))
             return

@@ -1,6 +1,7 @@
 """The command line: ``painterly CONTENT STYLE [STYLE ...] -o OUT.png [options]``.
 
-Options are built from the fields of :class:`~painterly.settings.Settings`; ``painterly`` with no
+Options are built from the fields of :class:`~painterly.settings.Settings` (the picture) and
+:class:`~painterly.settings.Machine` (where it is computed); ``painterly`` with no
 arguments runs the demo. Subcommands: ``painterly info IMAGE``, ``painterly serve``.
 Errors end in one line on stderr and a non-zero exit; no traceback, no half-written file.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import ImageError, OutputError, PainterlyError, SettingsError
-from .settings import DEFAULT, PRESETS, Settings, picture_settings, preset
+from .settings import DEFAULT, PRESETS, Machine, Settings, preset
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -49,7 +50,7 @@ def flags_in(message: str) -> str:
     """A core error message with setting names (``style_blend_weights``) spelled as their flags."""
     import re
 
-    names = {f.name for f in dataclasses.fields(Settings) if "_" in f.name}
+    names = {f.name for cls in (Settings, Machine) for f in dataclasses.fields(cls) if "_" in f.name}
     return re.sub(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b", lambda m: flag_name(m.group(0)) if m.group(0) in names
                   else m.group(0), message)
 
@@ -86,31 +87,38 @@ def _size_value(text: str) -> int | tuple[int, int]:
 
 
 def add_settings_options(parser: argparse.ArgumentParser) -> None:
-    """One option per :class:`Settings` field, grouped, defaulting to None (the preset decides)."""
+    """One option per :class:`Settings` and :class:`Machine` field, grouped, defaulting to None (the
+    preset, or the machine's default, decides)."""
     groups: dict[str, argparse._ArgumentGroup] = {}
-    hints = typing.get_type_hints(Settings)
-    for f in dataclasses.fields(Settings):
-        meta = f.metadata
-        group = groups.setdefault(meta["group"], parser.add_argument_group(f"{meta['group']} settings"))
-        hint = hints[f.name]
-        default = getattr(DEFAULT, f.name)
-        text = help_text(meta["help"])
-        kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f"{text} (default preset: {_show(default)})"}
-        if typing.get_origin(hint) is tuple:
-            item = typing.get_args(hint)[0]
-            kwargs.update(nargs="*", type=_finite_float if item is float else str, metavar="X")
-        elif f.name == "size":
-            kwargs.update(type=_size_value, metavar="N|WxH")
-            kwargs["help"] = f"{text}, or WxH for exactly that size (default preset: {_show(default)})"
-        elif hint is int:
-            kwargs.update(type=int, metavar="N")
-        elif hint is float:
-            kwargs.update(type=_finite_float, metavar="X")
-        else:
-            kwargs.update(type=str, metavar=meta.get("metavar", "NAME"))
-            if "choices" in meta:
-                kwargs.update(choices=meta["choices"], metavar="{" + ",".join(meta["choices"]) + "}")
-        group.add_argument(flag_name(f.name), **kwargs)
+    for cls, defaults in ((Settings, DEFAULT), (Machine, Machine())):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            group = groups.setdefault(f.metadata["group"],
+                                      parser.add_argument_group(f"{f.metadata['group']} settings"))
+            group.add_argument(flag_name(f.name), **_option(f, hints[f.name], getattr(defaults, f.name)))
+
+
+def _option(f: dataclasses.Field, hint: Any, default: Any) -> dict[str, Any]:
+    """argparse's keywords for the settings field ``f`` of type ``hint``."""
+    meta = f.metadata
+    text = help_text(meta["help"])
+    which = "default preset" if f.metadata["group"] != "machine" else "default"
+    kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": f"{text} ({which}: {_show(default)})"}
+    if typing.get_origin(hint) is tuple:
+        item = typing.get_args(hint)[0]
+        kwargs.update(nargs="*", type=_finite_float if item is float else str, metavar="X")
+    elif f.name == "size":
+        kwargs.update(type=_size_value, metavar="N|WxH")
+        kwargs["help"] = f"{text}, or WxH for exactly that size ({which}: {_show(default)})"
+    elif hint is int:
+        kwargs.update(type=int, metavar="N")
+    elif hint is float:
+        kwargs.update(type=_finite_float, metavar="X")
+    else:
+        kwargs.update(type=str, metavar=meta.get("metavar", "NAME"))
+        if "choices" in meta:
+            kwargs.update(choices=meta["choices"], metavar="{" + ",".join(meta["choices"]) + "}")
+    return kwargs
 
 
 def help_text(text: str) -> str:
@@ -164,12 +172,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def settings_from_args(args: argparse.Namespace, base: Settings) -> Settings:
-    """The preset (or ``base``) with every option given on the command line applied."""
+    """The preset (or ``base``) with every picture option given on the command line applied."""
     changes = {f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)
                if getattr(args, f.name) is not None}
     if isinstance(changes.get("size"), tuple):
         changes["size"] = max(changes["size"])  # the exact size (args.size) is the CLI's to crop to
     return base.replace(**changes)
+
+
+def machine_from_args(args: argparse.Namespace) -> Machine:
+    """This machine's settings: the defaults with every machine option given on the command line."""
+    return Machine(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Machine)
+                      if getattr(args, f.name) is not None})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -253,8 +267,9 @@ def _paint(argv: list[str]) -> int:
         if args.content is None:
             raise SettingsError("--again needs the image painterly made: painterly OLD.png --again -o NEW.png")
         record = metadata.read(args.content)
-        # The picture's settings; the machine's (device, threads, memory...) are this machine's own.
-        base = Settings.from_dict(picture_settings(record["settings"]))
+        # The picture's settings (a record made before Machine existed holds the machine's too, dropped
+        # here); the machine's (device, threads, memory...) are this machine's own.
+        base = Settings.from_dict(record["settings"])
         args.preset = record.get("preset", "unknown") + " (via --again)"
         args.content, args.styles = record["content"], list(record["styles"])
         args.mask = args.mask or record.get("masks")
@@ -275,9 +290,10 @@ def _paint(argv: list[str]) -> int:
     if not args.output:
         raise SettingsError("say where the result goes with -o/--output, e.g. -o painted.png")
     settings = settings_from_args(args, base)
+    machine = machine_from_args(args)
     from .devices import setup_process
 
-    setup_process(settings.threads)
+    setup_process(machine.threads)
 
     inputs = tuple([args.content, *args.styles, *(args.mask or []), *([args.mask_labels] if args.mask_labels else []),
                     *([settings.init_file] if settings.init_file else [])])
@@ -286,7 +302,8 @@ def _paint(argv: list[str]) -> int:
     output = check_output(args.output, inputs)
     _check_side_outputs(args, inputs, output)
 
-    from .prints import check_dpi, fit_exactly, print_pixels
+    from .prints import fit_exactly, print_pixels
+    from .validate import check_dpi
 
     exact = args.size if isinstance(args.size, tuple) else None
     if args.print_size:
@@ -315,10 +332,10 @@ def _paint(argv: list[str]) -> int:
     from .devices import memory_budget, pick_device, pick_precision
     from .plan import make_plan
 
-    device = pick_device(settings.device)
+    device = pick_device(machine.device)
     precision = pick_precision(settings.precision, device)
-    budget = memory_budget(settings.max_memory, device)
-    plan = make_plan(settings, content.size, precision, budget)
+    budget = memory_budget(machine.max_memory, device)
+    plan = make_plan(settings, content.size, precision, budget, machine.tile_size)
     # Said with the first step, so that an error found while setting up stays the only line.
     guess = plan.estimate_seconds(device.type, precision)
     intro = [f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
@@ -340,7 +357,7 @@ def _paint(argv: list[str]) -> int:
     if resume is not None:
         say(f"painterly: resuming at scale {resume.scale + 1} of {len(plan.scales)}, step {resume.steps_done + 1} "
             f"of it, from {saved.name}")
-    result = stylize(content, styles, settings, callback=callback, masks=masks, resume=resume,
+    result = stylize(content, styles, settings, machine=machine, callback=callback, masks=masks, resume=resume,
                      on_checkpoint=lambda state: checkpoint.save(saved, state, run_key))
     bar.close()
     from .record import make_record, write_outputs
@@ -415,12 +432,12 @@ def _check_side_outputs(args: argparse.Namespace, inputs: tuple[str, ...], outpu
 def _masks(args: argparse.Namespace, n_styles: int):
     from .images import open_image
     from .masks import masks_from_labels
+    from .validate import check_mask_count
 
     if args.mask and args.mask_labels:
         raise SettingsError("use either --mask or --mask-labels, not both")
     if args.mask:
-        if len(args.mask) != n_styles:
-            raise SettingsError(f"got {len(args.mask)} --mask files for {n_styles} styles: give one per style")
+        check_mask_count(len(args.mask), n_styles, noun="--mask file")
         return [open_image(m) for m in args.mask]
     if args.mask_labels:
         if not args.mask_colours or len(args.mask_colours) != n_styles:

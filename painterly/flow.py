@@ -18,8 +18,6 @@ from PIL import Image
 
 __all__ = ["dis_flow", "flow_pair", "reliability", "warp"]
 
-#: DIS effort levels, OpenCV's presets by name.
-FLOW_PRESETS = ("ultrafast", "fast", "medium")
 #: Ruder et al.'s thresholds: |w~ + w^|^2 > A (|w~|^2 + |w^|^2) + B marks a disocclusion ...
 CONSISTENCY_A, CONSISTENCY_B = 0.01, 0.5
 #: ... and |grad u^|^2 + |grad v^|^2 > A |w^|^2 + B a motion boundary.

@@ -19,11 +19,9 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError, OutputError
+from .validate import MAX_INPUT_PIXELS, MIN_SIDE, check_min_side, check_pixels, check_resized
 
-#: Longest accepted input, in pixels (w * h): larger files are refused as decompression bombs.
-MAX_INPUT_PIXELS = 64_000_000
-#: Shorter side an image must have, before and after resizing, for VGG19's four poolings.
-MIN_SIDE = 16
+__all__ = ["MAX_INPUT_PIXELS", "MIN_SIDE"]  # the limits, where image code has always found them
 #: Output extensions and the Pillow format each one writes.
 OUTPUT_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}
 
@@ -45,7 +43,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as img:
-                _check_pixels(img.size, str(path))
+                check_pixels(img.size, str(path))
                 img.load()
                 upright = ImageOps.exif_transpose(img)
                 rgb = to_rgb(upright)
@@ -59,22 +57,8 @@ def open_image(path: str | os.PathLike) -> Image.Image:
                          "(accepted: PNG, JPEG, WebP, TIFF, BMP, GIF, ...)") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageError(f"{path} is truncated or corrupt and cannot be decoded ({exc})") from None
-    _check_min_side(rgb.size, str(path))
+    check_min_side(rgb.size, str(path))
     return rgb
-
-
-def _check_pixels(size: tuple[int, int], what: str) -> None:
-    if size[0] * size[1] > MAX_INPUT_PIXELS:
-        raise ImageError(
-            f"{what} is {size[0]}x{size[1]} px, too large (at most {MAX_INPUT_PIXELS:,} pixels are accepted)"
-        )
-
-
-def _check_min_side(size: tuple[int, int], what: str) -> None:
-    if min(size) < MIN_SIDE:
-        raise ImageError(
-            f"{what} is {size[0]}x{size[1]} px, too small for the network (each side needs at least {MIN_SIDE} px)"
-        )
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -110,7 +94,7 @@ def from_any(image: ImageLike | str | os.PathLike, what: str = "image") -> Image
     if isinstance(image, (str, os.PathLike)):
         rgb = open_image(image)
     elif isinstance(image, Image.Image):
-        _check_pixels(image.size, what)
+        check_pixels(image.size, what)
         rgb = to_rgb(ImageOps.exif_transpose(image))
     elif isinstance(image, torch.Tensor):
         t = image.detach().cpu()
@@ -124,7 +108,7 @@ def from_any(image: ImageLike | str | os.PathLike, what: str = "image") -> Image
     else:
         raise ImageError(f"{what}: expected a file path, a PIL image, a numpy array or a tensor, "
                          f"got {type(image).__name__}")
-    _check_min_side(rgb.size, what)
+    check_min_side(rgb.size, what)
     return rgb
 
 
@@ -148,7 +132,7 @@ def _array_to_pil(arr: np.ndarray, what: str) -> Image.Image:
         data = (np.clip(arr, 0, top) / top * 255.0).round().astype(np.uint8)
     else:
         raise ImageError(f"{what}: unsupported array dtype {arr.dtype} (use uint8 or float in 0..1)")
-    _check_pixels((data.shape[1], data.shape[0]), what)
+    check_pixels((data.shape[1], data.shape[0]), what)
     mode = {2: "L", 3: "RGB", 4: "RGBA"}[data.ndim if data.ndim == 2 else data.shape[2] + 0]
     return to_rgb(Image.fromarray(np.ascontiguousarray(data), mode))
 
@@ -163,11 +147,7 @@ def fit_size(size: tuple[int, int], longer: int) -> tuple[int, int]:
 def resize_longer(img: Image.Image, longer: int, what: str = "image") -> Image.Image:
     """Resize so the longer side is ``longer`` px with Lanczos (the tutorial's ANTIALIAS)."""
     new = fit_size(img.size, longer)
-    if min(new) < MIN_SIDE:
-        raise ImageError(
-            f"{what} would be {new[0]}x{new[1]} px at size {longer}: too thin for the network "
-            f"(each side needs at least {MIN_SIDE} px); use a larger size or a less elongated image"
-        )
+    check_resized(new, longer, what)
     return img if new == img.size else img.resize(new, Image.Resampling.LANCZOS)
 
 

@@ -16,6 +16,7 @@ from PIL import Image, ImageColor, ImageFilter
 
 from .errors import ImageError
 from .images import ImageLike, from_any
+from .validate import check_mask_count, check_mask_covers
 
 #: Blur radius of mask edges, as a fraction of the longer side.
 SOFT_EDGE = 0.01
@@ -29,15 +30,13 @@ def prepare_masks(
     Masks of another size are resized. Raises :class:`ImageError` if the count does not match the
     styles or a mask is empty (covers nothing).
     """
-    if len(masks) != n_styles:
-        raise ImageError(f"got {len(masks)} masks for {n_styles} style images: give one mask per style")
+    check_mask_count(len(masks), n_styles)
     radius = max(1.0, SOFT_EDGE * max(size))
     out = []
     for i, mask in enumerate(masks):
         gray = from_any(mask, f"mask {i + 1}").convert("L").resize(size, Image.Resampling.BILINEAR)
         arr = np.asarray(gray.filter(ImageFilter.GaussianBlur(radius)), dtype=np.float32) / 255.0
-        if arr.max() < 0.5:
-            raise ImageError(f"mask {i + 1} is empty (all black): it gives its style no region")
+        check_mask_covers(i, float(arr.max()))
         out.append(torch.from_numpy(arr)[None, None])
     total = torch.stack(out).sum(0).clamp_min(1.0)  # overlapping masks share a pixel
     return [(m / total).to(device) for m in out]

@@ -245,13 +245,14 @@ class GraphedGradient:
         return self.terms, self.grad
 
 
-def graphed_gradient(objective: Objective, image: torch.Tensor, settings: Settings) -> GraphedGradient | None:
-    """A :class:`GraphedGradient` where ``settings`` and the device allow one, else None (eager steps).
+def graphed_gradient(objective: Objective, image: torch.Tensor, enabled: bool = True) -> GraphedGradient | None:
+    """A :class:`GraphedGradient` where ``enabled`` (the machine's ``cuda_graphs``) and the device
+    allow one, else None (eager steps).
 
     A capture that fails (an old driver, an operation a graph cannot hold) falls back to eager steps
     with a warning: the run is the same, only slower.
     """
-    if settings.cuda_graphs != "on" or image.device.type != "cuda":
+    if not enabled or image.device.type != "cuda":
         return None
     try:
         return GraphedGradient(objective, image)
@@ -280,6 +281,7 @@ Gradient = Callable[[torch.Tensor], "tuple[LossTerms, torch.Tensor]"]
 def run_scale(
     objective: Objective, start: torch.Tensor, settings: Settings, steps: int, report: StepReport,
     gradient: Gradient | None = None, history: int | None = None, reuse_start: bool = False,
+    cuda_graphs: bool = True,
 ) -> ScaleOutcome:
     """Optimize the pixels of ``start`` for up to ``steps`` steps at one size.
 
@@ -290,7 +292,8 @@ def run_scale(
     ``gradient(image) -> (terms, grad)`` replaces the objective's own forward and backward (a
     :class:`painterly.tiles.TiledGradient`); ``history`` caps L-BFGS's pairs below the settings' (the
     plan's, where memory is short). ``reuse_start``: optimize in ``start``'s own memory (the caller
-    no longer needs it; at print sizes an image-sized copy is hundreds of megabytes).
+    no longer needs it; at print sizes an image-sized copy is hundreds of megabytes). ``cuda_graphs``:
+    on CUDA, replay each step from a captured graph (:func:`graphed_gradient`).
     """
     image = (start.detach() if reuse_start else start.detach().clone()).requires_grad_(True)
     optimizer = make_optimizer(image, settings, steps if history is None else min(steps, history + 1))
@@ -299,7 +302,7 @@ def run_scale(
     since_improved, reference = 0, math.inf
     step = 0
 
-    graphed = gradient or graphed_gradient(objective, image, settings)
+    graphed = gradient or graphed_gradient(objective, image, cuda_graphs)
     # The last evaluation's losses. (Kept on the closure itself, they made a reference cycle through
     # it that held the scale's image, optimizer state and curvature pairs until a garbage collection:
     # a multi-scale run kept earlier scales' pairs alive, 0.8 GB more at 1024 px.)

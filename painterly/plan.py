@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import ImageError, SettingsError
-from .images import MIN_SIDE, fit_size
+from .errors import SettingsError
+from .images import fit_size
 from .settings import Settings
-
-#: Smallest longer side a style image is resized to, whatever the style scale.
-MIN_STYLE = 32
+from .validate import MIN_SIZE, check_resized
 
 #: Fixed cost of one step, in pixel-equivalents: launching VGG19's layers, the losses and the
 #: optimizer cost about as much as this many pixels of convolution (fitted on the CPU: a 128 px step
@@ -142,7 +140,7 @@ def step_cost(size: tuple[int, int], factor: float = 1.0, tiles: int = 1) -> flo
 
 def style_size(longer: int, style_scale: float) -> int:
     """Longer side of the style images for a result whose longer side is ``longer``."""
-    return max(MIN_STYLE, round(longer * style_scale))
+    return max(MIN_SIZE, round(longer * style_scale))
 
 
 def peak_bytes(size: tuple[int, int], precision: str, history: int) -> int:
@@ -170,19 +168,18 @@ def _tiled_work(size: tuple[int, int], tile: int, halo: int) -> tuple[int, float
     return len(tiles), max(TILED_STEP_FACTOR, HALO_COST * outer)
 
 
-def _fit(settings: Settings, size: tuple[int, int], precision: str, history: int, budget: int | None,
+def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, budget: int | None,
          halo: int) -> tuple[int, int, int, int, float]:
     """(tile, tiles, history, peak bytes, cost factor) of one scale: untiled where it fits ``budget``
     (or where ``tile_size`` says so), else the largest tile, then the most pairs, that fit."""
     untiled = peak_bytes(size, precision, history)
-    if settings.tile_size == -1 or (settings.tile_size == 0 and (budget is None or untiled <= budget)):
+    if tile_size == -1 or (tile_size == 0 and (budget is None or untiled <= budget)):
         return 0, 1, history, untiled, 1.0
-    if settings.tile_size > 0:
-        if max(size) <= settings.tile_size:
+    if tile_size > 0:
+        if max(size) <= tile_size:
             return 0, 1, history, untiled, 1.0
-        count, factor = _tiled_work(size, settings.tile_size, halo)
-        return settings.tile_size, count, history, tiled_peak_bytes(size, precision, history, settings.tile_size,
-                                                                    halo), factor
+        count, factor = _tiled_work(size, tile_size, halo)
+        return tile_size, count, history, tiled_peak_bytes(size, precision, history, tile_size, halo), factor
     assert budget is not None
     floor = min(history, MIN_HISTORY)
     pair_bytes = PAIR_BYTES_PER_PIXEL * size[0] * size[1]
@@ -209,13 +206,15 @@ def _fit(settings: Settings, size: tuple[int, int], precision: str, history: int
 
 
 def make_plan(settings: Settings, content_size: tuple[int, int], precision: str = "fp32",
-              budget: int | None = None) -> Plan:
+              budget: int | None = None, tile_size: int = 0) -> Plan:
     """The plan of a run of ``settings`` on a content image of ``content_size`` (w, h).
 
     ``precision`` is the one the run will use (``bf16``, ``fp32`` or ``fp64``; see
     :func:`painterly.devices.pick_precision`), for the memory estimate. ``budget``: the bytes the run
     may use (:func:`painterly.devices.memory_budget`); a scale whose step would not fit is cut into
     tiles, with fewer L-BFGS pairs if need be (None: untiled unless ``tile_size`` says otherwise).
+    ``tile_size`` is the machine's (:attr:`painterly.settings.Machine.tile_size`): 0 tiles only what
+    does not fit, -1 never, a size always.
     Raises :class:`ImageError` if the content would be too thin for the network at some scale, and
     :class:`SettingsError` if a scale cannot fit ``budget`` even tiled.
     """
@@ -226,13 +225,9 @@ def make_plan(settings: Settings, content_size: tuple[int, int], precision: str 
     scales = []
     for index, (longer, steps) in enumerate(zip(settings.scale_sizes(), settings.scale_steps())):
         size = fit_size(content_size, longer)
-        if min(size) < MIN_SIDE:
-            raise ImageError(
-                f"the content image would be {size[0]}x{size[1]} px at {longer} px: too thin for the network "
-                f"(each side needs {MIN_SIDE} px); use a larger size or a less elongated image"
-            )
+        check_resized(size, longer, "the content image")
         history = 0 if settings.optimizer == "adam" else max(1, min(settings.lbfgs_history, steps - 1))
-        tile, tiles, history, peak, factor = _fit(settings, size, precision, history, budget, halo)
+        tile, tiles, history, peak, factor = _fit(tile_size, size, precision, history, budget, halo)
         scales.append(ScalePlan(index, size, steps, style_size(longer, settings.style_scale), history,
                                 peak, steps * step_cost(size, factor, tiles), tile, tiles))
     return Plan(tuple(scales), tuple(content_size))  # type: ignore[arg-type]

@@ -20,10 +20,10 @@ from PIL import Image
 
 from .errors import SettingsError
 from .images import atomic_path
+from .validate import check_dpi
 
 #: Units a print size may be given in, as inches per unit.
 UNITS = {"cm": 1 / 2.54, "mm": 1 / 25.4, "in": 1.0}
-DPI_RANGE = (30, 2400)
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[x×]\s*(\d+(?:\.\d+)?)\s*(cm|mm|in)\s*$", re.IGNORECASE)
 _PIXELS = re.compile(r"^\s*(\d+)\s*[x×]\s*(\d+)\s*$")
@@ -33,13 +33,6 @@ def parse_pixels(text: str) -> tuple[int, int] | None:
     """``"1920x1080"`` -> (1920, 1080); None if ``text`` is not of that form."""
     match = _PIXELS.match(text)
     return (int(match.group(1)), int(match.group(2))) if match else None
-
-
-def check_dpi(dpi: float) -> float:
-    low, high = DPI_RANGE
-    if not (low <= dpi <= high):
-        raise SettingsError(f"--dpi must be between {low} and {high}, got {dpi:g}")
-    return dpi
 
 
 def print_pixels(text: str, dpi: float) -> tuple[int, int]:

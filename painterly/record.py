@@ -58,6 +58,7 @@ def make_record(
     full = result.record()
     record["best"] = full["best"]
     record["stopped"] = result.stopped
+    record["machine"] = full["machine"]  # where it was made; --again and batch resume take their own
     record["image_size"] = full["image_size"]
     record["versions"] = full["versions"]
     if extra:

@@ -13,21 +13,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import SettingsError, closest
-from .network import CONV_LAYERS
-
-OPTIMIZERS = ("lbfgs", "adam")
-DEVICES = ("auto", "cpu", "cuda", "mps")
-PRECISIONS = ("auto", "fp32", "bf16", "fp64")
-SWITCHES = ("on", "off")
-INITS = ("content", "noise", "style")
-POOLINGS = ("max", "avg")
-COLOURS = ("none", "luminance", "histogram")
-STYLE_LOSSES = ("gram", "relative", "moments")
+from .validate import (  # noqa: F401 -- the choices and limits, re-exported where settings are defined
+    COLOURS,
+    DEVICES,
+    INITS,
+    MAX_SCALES,
+    MAX_SIZE,
+    MIN_SIZE,
+    OPTIMIZERS,
+    POOLINGS,
+    PRECISIONS,
+    STYLE_LOSSES,
+    SWITCHES,
+    check_machine,
+    check_settings,
+)
 
 TUTORIAL_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
-MAX_SIZE = 8192  # longer side in px; beyond this a run cannot fit in any ordinary memory
-MIN_SIZE = 32  # VGG19 pools four times before block5: smaller images leave nothing to compare
-MAX_SCALES = 32  # coarse-to-fine scales of one run; more only happens by mistake (a factor a hair above 1)
 
 
 def _opt(help: str, choices: tuple[str, ...] | None = None, group: str = "run", **extra: Any) -> dict:
@@ -124,32 +126,15 @@ class Settings:
     style_blend_weights: tuple[float, ...] = field(
         default=(), metadata=_opt("one weight per style image (empty: equal)", group="image")
     )
-    # -- machine
-    device: str = field(default="auto", metadata=_opt("where to run", DEVICES, group="machine"))
+    # -- network: these change the numbers, so they belong to the picture
     precision: str = field(
         default="auto",
         metadata=_opt("network precision (auto: bf16 where the hardware is fast at it; fp64 for reference checks)",
-                      PRECISIONS, group="machine"),
-    )
-    cuda_graphs: str = field(
-        default="on",
-        metadata=_opt("on CUDA, capture each scale's loss and gradient once as a CUDA graph and replay it every step",
-                      SWITCHES, group="machine"),
-    )
-    threads: int = field(default=0, metadata=_opt("CPU threads (0: all cores)", group="machine"))
-    max_memory: float = field(
-        default=0.0,
-        metadata=_opt("memory a run may use, in GiB (0: three quarters of what is free; on CUDA, 90% of the GPU's)",
-                      group="machine", metavar="GIB"),
-    )
-    tile_size: int = field(
-        default=0,
-        metadata=_opt("cut each step into tiles of this many px (0: only where the step would not fit "
-                      "max_memory; -1: never); the result is the same", group="machine", metavar="PX"),
+                      PRECISIONS, group="network"),
     )
     weights: str = field(
         default="",
-        metadata=_opt("VGG19 weights file (.bin or Keras .h5; empty: bundled)", group="machine", metavar="FILE"),
+        metadata=_opt("VGG19 weights file (.bin or Keras .h5; empty: bundled)", group="network", metavar="FILE"),
     )
 
     def __post_init__(self) -> None:
@@ -162,7 +147,7 @@ class Settings:
             # A path as init (the CLI's --init photo.png, records made before init_file): the file mode.
             object.__setattr__(self, "init_file", self.init)
             object.__setattr__(self, "init", "file")
-        _validate(self)
+        check_settings(self)
 
     def replace(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied; unknown names raise :class:`SettingsError`.
@@ -174,6 +159,9 @@ class Settings:
         unknown = [k for k in changes if k not in FIELD_NAMES]
         if unknown:
             name = unknown[0]
+            if name in MACHINE_FIELDS:
+                raise SettingsError(f"{name} is a machine setting, not the picture's: give it as "
+                                    f"machine=Machine({name}=...)")
             raise SettingsError(f"unknown setting '{name}'{closest(name, FIELD_NAMES)}")
         followed = dict(changes)
         for leader, follow in FOLLOWERS.items():
@@ -192,14 +180,11 @@ class Settings:
         """Every setting by name, JSON-ready (tuples become lists)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
-    def picture(self) -> dict[str, Any]:
-        """:meth:`to_dict` without :data:`MACHINE_FIELDS` (see :func:`picture_settings`)."""
-        return picture_settings(self.to_dict())
-
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
-        """Build settings from :meth:`to_dict` output (missing names keep their defaults)."""
-        return cls().replace(**data)
+        """Build settings from :meth:`to_dict` output or a record's (missing names keep their defaults;
+        the machine's, which records made before :class:`Machine` held, are left out)."""
+        return cls().replace(**picture_settings(data))
 
     def scale_count(self) -> int:
         """How many scales :meth:`scale_sizes` has, computed without listing them."""
@@ -247,124 +232,60 @@ FOLLOWERS: dict[str, Any] = {
 }
 
 
-#: Settings of the machine a run is computed on, not of the picture: the device, threads, CUDA
-#: graphs, the memory budget and tiling (tiles give the same picture). ``--again`` and batch resume
-#: compare and carry only the others. The precision is not among them: it changes the numbers (a
-#: seeded fp32 run is reproduced exactly only in fp32), and ``auto`` already means this machine's.
-MACHINE_FIELDS = ("device", "cuda_graphs", "threads", "max_memory", "tile_size")
-
-
 def picture_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Settings by name (``Settings.to_dict()``, or a record's) without :data:`MACHINE_FIELDS`: what
-    decides the picture, not where or how fast it is computed (a record made on a GPU reruns on a
-    laptop with the laptop's own)."""
+    """Settings by name without :data:`MACHINE_FIELDS`: what decides the picture, not where or how fast
+    it is computed. Records made before :class:`Machine` held both; this reads them as the picture."""
     return {k: v for k, v in settings.items() if k not in MACHINE_FIELDS}
 
 
-def _check(ok: bool, message: str) -> None:
-    if not ok:
-        raise SettingsError(message)
+@dataclass(frozen=True)
+class Machine:
+    """Where and how fast a run is computed, never what it paints: the same settings give the same
+    picture on any machine (tiles give the same gradient as a whole image). A record keeps the
+    picture's :class:`Settings`; ``--again`` and batch resume take this machine's own. The precision is
+    not here: it changes the numbers (a seeded fp32 run is reproduced exactly only in fp32), and
+    ``auto`` already means this machine's."""
 
-
-def _finite_nonneg(name: str, value: float) -> None:
-    _check(
-        isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0,
-        f"{name} must be a finite number >= 0, got {value!r}",
+    device: str = field(default="auto", metadata=_opt("where to run", DEVICES, group="machine"))
+    cuda_graphs: str = field(
+        default="on",
+        metadata=_opt("on CUDA, capture each scale's loss and gradient once as a CUDA graph and replay it every step",
+                      SWITCHES, group="machine"),
+    )
+    threads: int = field(default=0, metadata=_opt("CPU threads (0: all cores)", group="machine"))
+    max_memory: float = field(
+        default=0.0,
+        metadata=_opt("memory a run may use, in GiB (0: three quarters of what is free; on CUDA, 90% of the GPU's)",
+                      group="machine", metavar="GIB"),
+    )
+    tile_size: int = field(
+        default=0,
+        metadata=_opt("cut each step into tiles of this many px (0: only where the step would not fit "
+                      "max_memory; -1: never); the result is the same", group="machine", metavar="PX"),
     )
 
+    def __post_init__(self) -> None:
+        check_machine(self)
 
-def _int_at_least(name: str, value: int, low: int) -> None:
-    _check(
-        isinstance(value, int) and not isinstance(value, bool) and value >= low,
-        f"{name} must be a whole number >= {low}, got {value!r}",
-    )
+    def replace(self, **changes: Any) -> Machine:
+        """A copy with ``changes`` applied; unknown names raise :class:`SettingsError`."""
+        unknown = [k for k in changes if k not in MACHINE_FIELDS]
+        if unknown:
+            raise SettingsError(f"unknown machine setting '{unknown[0]}'{closest(unknown[0], MACHINE_FIELDS)}")
+        return dataclasses.replace(self, **changes)
 
-
-def _layers(name: str, layers: tuple[str, ...], weights: tuple[float, ...], allow_empty: bool) -> None:
-    _check(allow_empty or len(layers) > 0, f"{name} needs at least one layer name")
-    for layer in layers:
-        _check(
-            layer in CONV_LAYERS,
-            f"unknown layer '{layer}' in {name}{closest(str(layer), CONV_LAYERS)}; "
-            f"valid layers are block1_conv1 ... block5_conv4",
-        )
-    if weights:
-        _check(
-            len(weights) == len(layers),
-            f"{name[:-1]}_weights has {len(weights)} values but there are {len(layers)} {name}",
-        )
-        for w in weights:
-            _finite_nonneg(f"{name[:-1]}_weights", w)
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
-def _validate(s: Settings) -> None:
-    _int_at_least("size", s.size, MIN_SIZE)
-    _check(s.size <= MAX_SIZE, f"size must be at most {MAX_SIZE} px, got {s.size}")
-    _int_at_least("steps", s.steps, 1)
-    _int_at_least("start_size", s.start_size, 0)
-    _check(s.start_size == 0 or s.start_size >= MIN_SIZE, f"start_size must be 0 or >= {MIN_SIZE}, got {s.start_size}")
-    _finite_nonneg("scale_factor", s.scale_factor)
-    _check(s.scale_factor > 1, f"scale_factor must be > 1, got {s.scale_factor}")
-    _finite_nonneg("scale_steps_decay", s.scale_steps_decay)
-    _check(0 < s.scale_steps_decay <= 4, f"scale_steps_decay must be in (0, 4], got {s.scale_steps_decay}")
-    if isinstance(s.size, int) and isinstance(s.start_size, int) and s.scale_factor > 1 and s.start_size >= 0:
-        count = s.scale_count()
-        _check(count <= MAX_SCALES, f"start_size {s.start_size}, size {s.size} and scale_factor {s.scale_factor!r} "
-               f"make {count:,} scales; at most {MAX_SCALES} are allowed (raise scale_factor or start_size)")
-    for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "adam_eps", "min_improvement"):
-        _finite_nonneg(name, getattr(s, name))
-    _check(s.lr > 0, f"lr must be > 0, got {s.lr}")
-    _check(isinstance(s.strength, (int, float)) and not isinstance(s.strength, bool)
-           and (s.strength == -1 or 0 <= s.strength <= 1),
-           f"strength must be between 0 (the photo) and 1 (the artwork), or -1 for the raw weights; got {s.strength!r}")
-    _check(s.lbfgs_max_step > 0, f"lbfgs_max_step must be > 0, got {s.lbfgs_max_step}")
-    for name in ("adam_beta1", "adam_beta2", "ema"):
-        value = getattr(s, name)
-        _finite_nonneg(name, value)
-        _check(value < 1, f"{name} must be in [0, 1), got {value}")
-    _int_at_least("lbfgs_history", s.lbfgs_history, 1)
-    _int_at_least("min_scale_steps", s.min_scale_steps, 1)
-    _int_at_least("patience", s.patience, 0)
-    _int_at_least("seed", s.seed, 0)
-    _int_at_least("threads", s.threads, 0)
-    _check(isinstance(s.max_memory, (int, float)) and not isinstance(s.max_memory, bool)
-           and math.isfinite(s.max_memory) and s.max_memory >= 0,
-           f"max_memory must be a positive number of GiB (or 0: three quarters of what is free), got {s.max_memory!r}")
-    _check(isinstance(s.tile_size, int) and not isinstance(s.tile_size, bool)
-           and (s.tile_size in (-1, 0) or (s.tile_size >= 64 and s.tile_size % 16 == 0)),
-           f"tile_size must be a multiple of 16 of at least 64 px, 0 (tile when needed) or -1 (never), "
-           f"got {s.tile_size!r}")
-    _layers("content_layers", s.content_layers, s.content_layer_weights, allow_empty=True)
-    _layers("style_layers", s.style_layers, s.style_layer_weights, allow_empty=True)
-    _check(bool(s.content_layers or s.style_layers), "content_layers and style_layers cannot both be empty")
-    for name, choices in (
-        ("optimizer", OPTIMIZERS),
-        ("device", DEVICES),
-        ("precision", PRECISIONS),
-        ("cuda_graphs", SWITCHES),
-        ("pooling", POOLINGS),
-        ("colour", COLOURS),
-        ("style_loss", STYLE_LOSSES),
-    ):
-        value = getattr(s, name)
-        _check(
-            value in choices,
-            f"unknown {name} '{value}'{closest(str(value), choices)}; choose one of {', '.join(choices)}",
-        )
-    _check(isinstance(s.init, str) and s.init in (*INITS, "file"),
-           f"init must be content, noise, style, or file with init_file; got {s.init!r}")
-    _check(isinstance(s.init_file, str), "init_file must be the path of an image file")
-    _check(s.init != "file" or bool(s.init_file), "init file needs init_file: the image to start from")
-    _check(s.init == "file" or not s.init_file,
-           f"init_file is used only with init file (init is {s.init!r}); drop one of them")
-    _finite_nonneg("style_scale", s.style_scale)
-    _check(0.05 <= s.style_scale <= 8, f"style_scale must be between 0.05 and 8, got {s.style_scale}")
-    for w in s.style_blend_weights:
-        _finite_nonneg("style_blend_weights", w)
-    _check(
-        not s.style_blend_weights or sum(s.style_blend_weights) > 0,
-        "style_blend_weights must not all be 0",
-    )
+#: The fields of :class:`Machine`.
+MACHINE_FIELDS = tuple(f.name for f in dataclasses.fields(Machine))
+
+
+def split_fields(changes: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Named values -> (the picture's, the machine's): ``stylize(c, s, steps=50, device="cpu")``."""
+    return ({k: v for k, v in changes.items() if k not in MACHINE_FIELDS},
+            {k: v for k, v in changes.items() if k in MACHINE_FIELDS})
 
 
 # -- presets ---------------------------------------------------------------------------------

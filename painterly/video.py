@@ -24,17 +24,16 @@ import torch
 from PIL import Image
 
 from .errors import ImageError, SettingsError, closest
-from .flow import FLOW_PRESETS, flow_pair, reliability, warp
+from .flow import flow_pair, reliability, warp
 from .images import ImageLike, from_any, to_pil, to_tensor
-from .settings import Settings
+from .settings import Machine, Settings
 from .temporal import TemporalTerm, long_term_masks, temporal_error
+from .validate import FLOW_PRESETS, SWITCHES, check_video
 
 __all__ = ["FrameProgress", "FrameResult", "VideoResult", "VideoSettings", "paint_video", "video_main"]
 
 #: Earlier frames the long-term terms compare with (Ruder et al.'s J = {1, 2, 4}).
 LONG_TERM_OFFSETS = (1, 2, 4)
-#: Most passes over a clip (Ruder et al. found 5-10 enough).
-MAX_PASSES = 20
 #: Multi-pass: a reliable pixel starts from this blend of the neighbour's warped paint and its own
 #: previous pass (Ruder et al.'s delta = 0.5).
 PASS_BLEND = 0.5
@@ -53,25 +52,14 @@ class VideoSettings:
     frame_steps: int = field(default=30, metadata=_opt(
         "steps for each frame after the first, at full size, from the warped previous output"))
     long_term: str = field(default="off", metadata=_opt(
-        "also hold each frame to frames t-2 and t-4 where t-1 cannot see", choices=("on", "off")))
+        "also hold each frame to frames t-2 and t-4 where t-1 cannot see", choices=SWITCHES))
     flow: str = field(default="medium", metadata=_opt("DIS optical flow effort", choices=FLOW_PRESETS))
     passes: int = field(default=1, metadata=_opt(
         "passes over the clip: after the first, alternately backward and forward, frame_steps each, every frame "
         "held to the neighbour painted just before it in that pass (Ruder et al.'s multi-pass)"))
 
     def __post_init__(self) -> None:
-        w = self.temporal_weight
-        if not isinstance(w, (int, float)) or isinstance(w, bool) or not (0 <= w < float("inf")):
-            raise SettingsError(f"temporal_weight must be a finite number >= 0, got {w!r}")
-        if not isinstance(self.frame_steps, int) or isinstance(self.frame_steps, bool) or self.frame_steps < 1:
-            raise SettingsError(f"frame_steps must be a whole number >= 1, got {self.frame_steps!r}")
-        if not isinstance(self.passes, int) or isinstance(self.passes, bool) or not 1 <= self.passes <= MAX_PASSES:
-            raise SettingsError(f"passes must be a whole number from 1 to {MAX_PASSES}, got {self.passes!r}")
-        for name, choices in (("long_term", ("on", "off")), ("flow", FLOW_PRESETS)):
-            value = getattr(self, name)
-            if value not in choices:
-                raise SettingsError(f"unknown {name} '{value}'{closest(str(value), choices)}; "
-                                    f"choose one of {', '.join(choices)}")
+        check_video(self)
 
     @property
     def offsets(self) -> tuple[int, ...]:
@@ -81,7 +69,8 @@ class VideoSettings:
     def replace(self, **changes: Any) -> VideoSettings:
         unknown = [k for k in changes if k not in {f.name for f in dataclasses.fields(self)}]
         if unknown:
-            raise SettingsError(f"unknown video setting '{unknown[0]}'")
+            names = [f.name for f in dataclasses.fields(self)]
+            raise SettingsError(f"unknown video setting '{unknown[0]}'{closest(unknown[0], names)}")
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
@@ -158,6 +147,7 @@ def paint_video(
     settings: Settings | None = None,
     video: VideoSettings | None = None,
     *,
+    machine: Machine | None = None,
     finished: Sequence[FrameResult] = (),
     callback: FrameCallback | None = None,
     on_frame: Callable[[FrameResult], None] | None = None,
@@ -170,7 +160,8 @@ def paint_video(
     run (the first ``len(finished)``), to continue from. ``on_frame`` is called with each finished
     frame (to keep it on disk); ``callback`` receives :class:`FrameProgress` events and may return
     True to stop, as Ctrl-C does: the frame being painted is then dropped and the result says
-    ``stopped``. ``engine`` (a :class:`painterly.api.Engine`) shares the network between frames.
+    ``stopped``. ``engine`` (a :class:`painterly.api.Engine`) shares the network between frames;
+    ``machine`` says where they are computed.
     """
     from .api import Engine, stylize
     from .plan import make_plan
@@ -202,13 +193,13 @@ def paint_video(
         step_callback = clock.step_callback(t, callback)
         errors: tuple[float | None, float | None] = (None, None)
         if t == 0:
-            result = stylize(clip[0], style, settings, callback=step_callback, engine=engine)
+            result = stylize(clip[0], style, settings, machine=machine, callback=step_callback, engine=engine)
             flow_seconds = 0.0
         else:
             terms, previous = _temporal_terms(clip, [r.image for r in results], t, video)
             flow_seconds = time.perf_counter() - t0
-            result = stylize(clip[t], style, later, init_image=to_pil(previous.warped), extra_terms=terms,
-                             callback=step_callback, engine=engine)
+            result = stylize(clip[t], style, later, machine=machine, init_image=to_pil(previous.warped),
+                             extra_terms=terms, callback=step_callback, engine=engine)
             errors = previous.errors(result.image, clip[t])
         if result.stopped:
             break
@@ -224,12 +215,12 @@ def paint_video(
             return VideoResult(results, t + 1 < len(clip) or video.passes > 1, time.perf_counter() - started)
     stopped = len(results) < len(clip)
     if not stopped and video.passes > 1 and len(clip) > 1:
-        stopped = _more_passes(clip, style, later, video, results, clock, callback, engine)
+        stopped = _more_passes(clip, style, later, video, results, clock, callback, engine, machine)
     return VideoResult(results, stopped, time.perf_counter() - started)
 
 
 def _more_passes(clip, style, later: Settings, video: VideoSettings, results: list[FrameResult], clock: _Clock,
-                 callback: FrameCallback | None, engine: Any) -> bool:
+                 callback: FrameCallback | None, engine: Any, machine: Machine | None) -> bool:
     """Ruder et al.'s multi-pass (section 3.3): passes 2, 3, ... go backward, forward, ... over the clip.
 
     In each pass a frame starts from ``PASS_BLEND`` of its neighbour's paint (the frame painted just
@@ -257,7 +248,7 @@ def _more_passes(clip, style, later: Settings, video: VideoSettings, results: li
             start = own + PASS_BLEND * mask * (warped - own)
             term = TemporalTerm(warped, mask, video.temporal_weight)
             flow_seconds = time.perf_counter() - t0
-            result = stylize(clip[i], style, later, init_image=to_pil(start), extra_terms=[term],
+            result = stylize(clip[i], style, later, machine=machine, init_image=to_pil(start), extra_terms=[term],
                              callback=clock.step_callback(job, callback, i, k), engine=engine)
             if result.stopped:
                 return True

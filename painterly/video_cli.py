@@ -21,7 +21,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, TextIO
 
-from .cli import EXIT_INTERRUPTED, _Parser, add_settings_options, flag_name, help_text, settings_from_args
+from .cli import (
+    EXIT_INTERRUPTED,
+    _Parser,
+    add_settings_options,
+    flag_name,
+    help_text,
+    machine_from_args,
+    settings_from_args,
+)
 from .errors import OutputError, SettingsError
 from .settings import preset
 from .video import FrameProgress, FrameResult, VideoSettings, paint_video
@@ -72,6 +80,7 @@ def main(argv: list[str]) -> int:
     """Run ``painterly video``; returns the exit code."""
     args = build_parser().parse_args(argv)
     settings = settings_from_args(args, preset(args.preset))
+    machine = machine_from_args(args)
     video = VideoSettings(**{f.name: getattr(args, f"video_{f.name}") for f in dataclasses.fields(VideoSettings)
                              if getattr(args, f"video_{f.name}") is not None})
     selection = Selection(args.start, args.end, args.every)
@@ -96,7 +105,7 @@ def main(argv: list[str]) -> int:
            "selection": dataclasses.asdict(selection), "frames": len(clip.frames), "size": list(clip.size),
            "settings": settings.to_dict(), "video": video.to_dict()}
     finished = _open_work(work, run, args.resume, len(clip.frames))
-    setup_process(settings.threads)
+    setup_process(machine.threads)
 
     bar = FrameBar(sys.stderr, enabled=not args.quiet)
     say = bar.say
@@ -113,7 +122,8 @@ def main(argv: list[str]) -> int:
             handle.write(json.dumps(frame.stats()) + "\n")
 
     try:
-        result = paint_video(clip.frames, styles, settings, video, finished=finished, callback=bar, on_frame=keep)
+        result = paint_video(clip.frames, styles, settings, video, machine=machine, finished=finished, callback=bar,
+                             on_frame=keep)
     except KeyboardInterrupt:
         result = None
     bar.close()

@@ -92,7 +92,7 @@ def test_manifest_rows_columns_and_bad_values(tmp_path: Path) -> None:
 def _bad_manifests(tmp: Path) -> dict[str, Path]:
     files = {"no_style_column": "content,steps\nc.png,3\n", "unknown_setting": "content,style,styel_weight\nc,s,1\n",
              "empty_cell": "content,style\nc.png,\n", "bad_json.jsonl": '{"content": "c", "style": "s"}\n{oops\n',
-             "header_only": "content,style\n"}
+             "header_only": "content,style\n", "machine_column": "content,style,device\nc,s,cpu\n"}
     paths = {}
     for name, text in files.items():
         path = tmp / (name if "." in name else f"{name}.csv")
@@ -104,6 +104,8 @@ def _bad_manifests(tmp: Path) -> dict[str, Path]:
 @pytest.mark.parametrize("case, expected", [
     ("no_style_column", "has no 'style' column"),
     ("unknown_setting", "column 'styel_weight' is not a setting (did you mean 'style_weight'?)"),
+    ("machine_column", "column 'device' is a machine setting, the same for the whole batch: give it as --device"),
+    ("bad_machine_flag", "tile_size must be a multiple of 16"),
     ("empty_cell", "row 1 has no 'style' value"),
     ("bad_json.jsonl", "line 2 is not valid JSON"),
     ("header_only", "has no jobs"),
@@ -141,6 +143,7 @@ def test_bad_batch_is_one_line_before_any_work(cli, tmp_path: Path, two_photos: 
         "bad_ray_address": [*photos, "--ray", "head-node"],
         "both_sources": [str(manifests["header_only"]), *photos],
         "zero_workers": [*photos, "--workers", "0"],
+        "bad_machine_flag": [*photos, "--tile-size", "100"],
         "unknown_flag_value": [*photos, "--preset", "drafty"],
     }.get(case, [str(manifests[case])] if case in manifests else photos)
     argv = [*argv, *([] if case == "no_output" else ["-o", str(out)])]

@@ -67,7 +67,7 @@ def test_weights_layers_adam_noise_seed_history_and_jpeg(cli, tmp_path: Path, co
     assert s.content_layers == ("block2_conv2",) and s.content_layer_weights == (1.0,)
     assert s.style_layers == ("block1_conv1", "block2_conv1") and s.style_layer_weights == (0.25, 0.75)
     assert (s.optimizer, s.lr, s.init, s.seed) == ("adam", 2.0, "noise", 3)
-    assert (s.device, s.precision) == ("cpu", "fp32")
+    assert s.precision == "fp32" and json.loads(hist.read_text())["machine"]["device"] == "cpu"
     # Options not given keep the preset's values.
     assert s.adam_eps == DEFAULT.adam_eps and s.pooling == DEFAULT.pooling
     with Image.open(out) as img:
@@ -123,9 +123,9 @@ def test_preset_tutorial_with_overrides(cli, tmp_path: Path, content_path: Path,
     _ok(cli([content_path, style_path, "-o", out, "--history", hist, "--preset", "tutorial",
              "--size", "32", "--steps", "1", "--device", "cpu", "--style-layers", "block1_conv1",
              "--content-layers", "block1_conv2"]))
-    expected = TUTORIAL.replace(size=32, steps=1, device="cpu", style_layers=("block1_conv1",),
-                                content_layers=("block1_conv2",))
+    expected = TUTORIAL.replace(size=32, steps=1, style_layers=("block1_conv1",), content_layers=("block1_conv2",))
     assert _settings(hist) == expected
+    assert json.loads(hist.read_text())["machine"]["device"] == "cpu"  # the machine's, beside the picture's
     assert metadata.read(out)["preset"] == "tutorial"
 
 
@@ -335,9 +335,13 @@ def test_again_takes_the_machine_settings_of_this_machine(cli, tmp_path: Path, c
     first = tmp_path / "first.png"
     _ok(cli([content_path, style_path, "-o", first, *fast_args, "--steps", "1"]))
     record = metadata.read(first)
-    record["settings"].update(device="cuda", threads=64, cuda_graphs="on")  # as if made on a GPU server
+    assert "device" not in record["settings"] and record["machine"]["device"] == "cpu"  # fast_args says so
+    # As if made on a GPU server, by a version that kept the machine's settings among the picture's.
+    record["settings"].update(device="cuda", threads=64, cuda_graphs="on")
+    record["machine"].update(device="cuda", threads=64)
     Image.open(first).save(first, **metadata.save_params("PNG", record))
     again = tmp_path / "again.png"
     _ok(cli([first, "--again", "-o", again]))
-    settings = metadata.read(again)["settings"]
-    assert settings["device"] == "auto" and settings["threads"] == 0 and settings["steps"] == 1
+    made = metadata.read(again)
+    assert "device" not in made["settings"] and made["settings"]["steps"] == 1
+    assert made["machine"]["device"] == "auto" and made["machine"]["threads"] == 0

@@ -101,7 +101,7 @@ def test_match_histogram_stays_on_the_images_device() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_histogram_mode_on_cuda(content_img, style2_img, settings: Settings) -> None:
-    result = stylize(content_img, style2_img, settings.replace(colour="histogram", device="cuda", steps=1))
+    result = stylize(content_img, style2_img, settings.replace(colour="histogram", steps=1), device="cuda")
     assert result.device.startswith("cuda")
 
 
@@ -200,7 +200,7 @@ def test_cli_mask_errors(cli, tmp_path: Path, broken: dict[str, Path], content_p
     good = tmp_path / "mask.png"
     Image.new("L", (48, 32), 255).save(good)
     line = _one_error_line(*cli([*base, "--mask", good, good])[::2])
-    assert "one per style" in line
+    assert "one --mask file per style" in line
     labels = tmp_path / "labels.png"
     Image.new("RGB", (48, 32), (255, 0, 0)).save(labels)
     line = _one_error_line(*cli([*base, "--mask-labels", labels, "--mask-colours", "green"])[::2])

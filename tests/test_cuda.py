@@ -29,32 +29,32 @@ def _losses(result) -> list[float]:
 
 def test_cuda_fp32_follows_the_cpu(content_img: Image.Image, style_img: Image.Image,
                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    cpu = stylize(content_img, style_img, TINY.replace(device="cpu", precision="fp32"))
-    gpu = stylize(content_img, style_img, TINY.replace(device="cuda", precision="fp32"))
+    cpu = stylize(content_img, style_img, TINY.replace(precision="fp32"), device="cpu")
+    gpu = stylize(content_img, style_img, TINY.replace(precision="fp32"), device="cuda")
     assert gpu.device.startswith("cuda") and gpu.precision == "fp32"
     assert torch.backends.cudnn.benchmark  # set by the run: one input size per scale
     assert gpu.image.size == cpu.image.size
     assert _losses(gpu) == pytest.approx(_losses(cpu), rel=2e-2)  # TF32 convolutions, cuDNN's default
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
-    strict = stylize(content_img, style_img, TINY.replace(device="cuda", precision="fp32"))
+    strict = stylize(content_img, style_img, TINY.replace(precision="fp32"), device="cuda")
     assert _losses(strict) == pytest.approx(_losses(cpu), rel=1e-3)
 
 
 def test_cuda_bf16_within_two_percent_of_fp32(content_img: Image.Image, style_img: Image.Image) -> None:
-    fp32 = stylize(content_img, style_img, TINY.replace(device="cuda", precision="fp32"))
-    bf16 = stylize(content_img, style_img, TINY.replace(device="cuda", precision="bf16"))
+    fp32 = stylize(content_img, style_img, TINY.replace(precision="fp32"), device="cuda")
+    bf16 = stylize(content_img, style_img, TINY.replace(precision="bf16"), device="cuda")
     assert bf16.precision == "bf16"
     assert bf16.history[-1]["total"] == pytest.approx(fp32.history[-1]["total"], rel=0.02)
 
 
 def test_auto_precision_on_cuda_is_bf16_where_supported(content_img: Image.Image, style_img: Image.Image) -> None:
-    result = stylize(content_img, style_img, TINY.replace(device="cuda", precision="auto", steps=1))
+    result = stylize(content_img, style_img, TINY.replace(precision="auto", steps=1), device="cuda")
     assert result.precision == ("bf16" if torch.cuda.is_bf16_supported() else "fp32")
 
 
 def test_cuda_default_preset_multiscale_lbfgs(content_img: Image.Image, style_img: Image.Image) -> None:
-    settings = DEFAULT.replace(device="cuda", size=96, start_size=48, scale_factor=2.0, steps=20)
-    result = stylize(content_img, style_img, settings)
+    settings = DEFAULT.replace(size=96, start_size=48, scale_factor=2.0, steps=20)
+    result = stylize(content_img, style_img, settings, device="cuda")
     assert max(result.image.size) == 96
     scales = sorted({h["scale"] for h in result.history})
     assert scales == [0, 1]
@@ -75,11 +75,10 @@ def test_cuda_graphs_replay_the_eager_steps(content_img: Image.Image, style_img:
 
     monkeypatch.setattr(optimize.GraphedGradient, "__call__", spy)
     lr = 1.0 if optimizer == "lbfgs" else 5.0
-    settings = TINY.replace(device="cuda", precision=precision, optimizer=optimizer, lr=lr, steps=8, start_size=32,
-                            scale_factor=2.0)
-    graphed = stylize(content_img, style_img, settings)
+    settings = TINY.replace(precision=precision, optimizer=optimizer, lr=lr, steps=8, start_size=32, scale_factor=2.0)
+    graphed = stylize(content_img, style_img, settings, device="cuda")
     assert len(replays) == 16 and len(set(replays)) == 2  # every step of both scales, one graph per size
-    eager = stylize(content_img, style_img, settings.replace(cuda_graphs="off"))
+    eager = stylize(content_img, style_img, settings, device="cuda", cuda_graphs="off")
     assert len(replays) == 16  # off: no replays
     assert _losses(graphed) == pytest.approx(_losses(eager), rel=1e-3)
     assert max(graphed.image.size) == 64
@@ -117,7 +116,7 @@ def test_cuda_masks_colour_and_two_styles(content_img: Image.Image, style_img: I
     left.paste(255, (0, 0, w // 2, h))
     right = Image.eval(left, lambda v: 255 - v)
     for colour in ("luminance", "histogram"):
-        result = stylize(content_img, [style_img, style2_img], TINY.replace(device="cuda", steps=3, colour=colour),
+        result = stylize(content_img, [style_img, style2_img], TINY.replace(steps=3, colour=colour), device="cuda",
                          masks=[left, right])
         assert result.device.startswith("cuda") and max(result.image.size) == 64
 

@@ -19,7 +19,7 @@ DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "green_sea_turtle.png"
 STYLE = DATA / "styles" / "great_wave.png"
 #: A run of a second: tiny, two steps, the network cut at block2, CPU fp32 (the same numbers everywhere).
-TINY = {"size": 48, "steps": 2, "device": "cpu", "precision": "fp32", "content_layers": ("block2_conv2",),
+TINY = {"size": 48, "steps": 2, "precision": "fp32", "content_layers": ("block2_conv2",),
         "style_layers": ("block1_conv1", "block2_conv1")}
 TINY_ARGS = ["--size", "48", "--steps", "2", "--device", "cpu", "--precision", "fp32", "--content-layers",
              "block2_conv2", "--style-layers", "block1_conv1", "block2_conv1", "-q"]

@@ -210,9 +210,11 @@ def test_pixel_lbfgs_takes_the_textbook_steps(history: int, compact: bool) -> No
 def test_no_cuda_graph_off_cuda_or_when_switched_off() -> None:
     # Capturing is for CUDA only; elsewhere (and with cuda_graphs='off') every step runs eagerly.
     image = torch.zeros(1, 3, 8, 8)
-    assert graphed_gradient(object(), image, Settings()) is None  # type: ignore[arg-type]
+    assert graphed_gradient(object(), image, True) is None  # type: ignore[arg-type]
     meta = torch.zeros(1, 3, 8, 8, device="meta")
-    assert graphed_gradient(object(), meta, Settings(cuda_graphs="on")) is None  # type: ignore[arg-type]
+    assert graphed_gradient(object(), meta, True) is None  # type: ignore[arg-type]
+    on_a_gpu = SimpleNamespace(device=torch.device("cuda"))  # stands in for a CUDA image: nothing runs on it
+    assert graphed_gradient(object(), on_a_gpu, False) is None  # type: ignore[arg-type]
 
 
 def test_a_failed_cuda_graph_capture_falls_back_to_eager_steps(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -222,7 +224,7 @@ def test_a_failed_cuda_graph_capture_falls_back_to_eager_steps(monkeypatch: pyte
     monkeypatch.setattr(optimize, "GraphedGradient", refuse)
     on_a_gpu = SimpleNamespace(device=torch.device("cuda"))  # stands in for a CUDA image: nothing runs on it
     with pytest.warns(RuntimeWarning, match="CUDA graph capture failed, running eager steps instead"):
-        assert graphed_gradient(object(), on_a_gpu, Settings()) is None  # type: ignore[arg-type]
+        assert graphed_gradient(object(), on_a_gpu, True) is None  # type: ignore[arg-type]
 
 
 def test_layer_weights() -> None:

@@ -14,9 +14,11 @@ from painterly.network import CONV_LAYERS
 from painterly.settings import (
     DEFAULT,
     FIELD_NAMES,
+    MACHINE_FIELDS,
     PRESETS,
     TUTORIAL,
     TUTORIAL_STYLE_LAYERS,
+    Machine,
     Settings,
     preset,
 )
@@ -139,8 +141,9 @@ def test_unknown_layer_suggests_the_closest(field: str, typo: tuple, suggestion:
      ("cuda_graphs", "of", "off")],
 )
 def test_unknown_choice_lists_the_choices(field: str, value: str, suggestion: str | None) -> None:
+    kind = Machine if field in MACHINE_FIELDS else Settings
     with pytest.raises(SettingsError, match=f"unknown {field} '{value}'") as info:
-        Settings(**{field: value})
+        kind(**{field: value})
     assert "choose one of" in str(info.value)
     if suggestion:
         assert f"did you mean '{suggestion}'" in str(info.value)
@@ -250,10 +253,15 @@ def test_init_mode_and_init_file_are_two_fields() -> None:
 
 def test_machine_settings_are_apart_from_the_picture() -> None:
     from painterly.record import same_work
-    from painterly.settings import DEFAULT, MACHINE_FIELDS
 
-    gpu = DEFAULT.replace(device="cuda", threads=8, tile_size=512, max_memory=20.0)
-    assert not set(gpu.picture()) & set(MACHINE_FIELDS) and gpu.picture() == DEFAULT.picture()
-    record = {"settings": gpu.to_dict(), "inputs": {"content": "x"}}
+    assert not set(DEFAULT.to_dict()) & set(MACHINE_FIELDS) and set(Machine().to_dict()) == set(MACHINE_FIELDS)
+    with pytest.raises(SettingsError, match=r"device is a machine setting.*machine=Machine\(device=\.\.\.\)"):
+        DEFAULT.replace(device="cuda")
+    with pytest.raises(SettingsError, match="unknown machine setting 'thread'.*did you mean 'threads'"):
+        Machine().replace(thread=2)
+    # A record made before the split kept the machine's settings among the picture's: read as the picture.
+    old = {**DEFAULT.to_dict(), "device": "cuda", "threads": 8, "tile_size": 512, "max_memory": 20.0}
+    assert Settings.from_dict(old) == DEFAULT
+    record = {"settings": old, "inputs": {"content": "x"}}
     assert same_work(record, DEFAULT.to_dict(), {"content": "x"})  # made on a GPU: the same picture
     assert not same_work(record, DEFAULT.replace(steps=3).to_dict(), {"content": "x"})

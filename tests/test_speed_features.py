@@ -111,7 +111,7 @@ def test_the_cli_keeps_freed_memory_and_the_library_leaves_the_process_alone(pai
     calls = []
     monkeypatch.setattr("painterly.devices.keep_freed_memory", lambda: calls.append(1))
     threads = torch.get_num_threads()
-    stylize(*pair, TUTORIAL.replace(size=48, steps=1, device="cpu", threads=1))
+    stylize(*pair, TUTORIAL.replace(size=48, steps=1), device="cpu", threads=1)
     assert calls == [] and torch.get_num_threads() == threads
     from painterly.cli import main
     from painterly.samples import demo_paths

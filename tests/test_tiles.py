@@ -12,6 +12,7 @@ from painterly.api import build_network
 from painterly.errors import SettingsError
 from painterly.objective import build_objective
 from painterly.plan import make_plan
+from painterly.settings import Machine
 from painterly.tiles import ALIGN, TiledGradient, TiledMeasure, halo_for, make_tiles
 
 GIB = 2**30
@@ -149,9 +150,9 @@ def test_planner_tiles_only_what_does_not_fit() -> None:
 
 
 def test_planner_follows_tile_size_and_refuses_what_cannot_fit() -> None:
-    never = make_plan(DEFAULT.replace(size=4096, tile_size=-1), (4096, 4096), "bf16", 8 * GIB)
+    never = make_plan(DEFAULT.replace(size=4096), (4096, 4096), "bf16", 8 * GIB, tile_size=-1)
     assert all(s.tile == 0 for s in never.scales)
-    forced = make_plan(DEFAULT.replace(size=512, tile_size=256), (512, 512), "bf16", None)
+    forced = make_plan(DEFAULT.replace(size=512), (512, 512), "bf16", None, tile_size=256)
     assert forced.scales[-1].tile == 256 and forced.scales[-1].tiles == 4 and forced.scales[0].tile == 0
     with pytest.raises(SettingsError, match=r"needs at least .* GiB even in tiles.*at most size \d+ fits"):
         make_plan(DEFAULT.replace(size=8192), (8192, 8192), "bf16", 4 * GIB)
@@ -165,17 +166,16 @@ def test_planner_follows_tile_size_and_refuses_what_cannot_fit() -> None:
 ])
 def test_bad_memory_settings(field: str, value: object, match: str) -> None:
     with pytest.raises(SettingsError, match=match):
-        DEFAULT.replace(**{field: value})
+        Machine(**{field: value})
 
 
 # -- a whole run -----------------------------------------------------------------------------------
 
 
 def test_a_tiled_run_paints_the_untiled_picture(content_img, style_img) -> None:
-    settings = DEFAULT.replace(size=160, start_size=0, steps=3, patience=0, device="cpu", precision="fp32",
-                               style_loss="relative")
-    untiled = stylize(content_img, style_img, settings.replace(tile_size=-1))
-    tiled = stylize(content_img, style_img, settings.replace(tile_size=64))
+    settings = DEFAULT.replace(size=160, start_size=0, steps=3, patience=0, precision="fp32", style_loss="relative")
+    untiled = stylize(content_img, style_img, settings, machine=Machine(device="cpu", tile_size=-1))
+    tiled = stylize(content_img, style_img, settings, machine=Machine(device="cpu", tile_size=64))
     assert tiled.plan is not None and tiled.plan.scales[-1].tiles > 1
     difference = np.abs(np.asarray(untiled.image, int) - np.asarray(tiled.image, int))
     assert difference.max() <= 1

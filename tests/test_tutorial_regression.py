@@ -38,7 +38,7 @@ def demo_pair():
 def step0_gradient(content, style, precision: str) -> np.ndarray:
     """d(total loss)/d(pixels) at the content image, (H, W, 3) RGB, as the reference stores it."""
     dtype = storage_dtype(precision)
-    settings = TUTORIAL.replace(size=128, device="cpu", precision=precision)
+    settings = TUTORIAL.replace(size=128, precision=precision)
     c = to_tensor(content).to(dtype)
     net = build_network(settings, torch.device("cpu"), precision)
     objective = build_objective(net, settings, c, [to_tensor(style).to(dtype)])
@@ -49,7 +49,7 @@ def step0_gradient(content, style, precision: str) -> np.ndarray:
 
 def test_step0_losses_and_curve_match_tensorflow(demo_pair):
     ref = reference("fp32")
-    result = stylize(*demo_pair, TUTORIAL.replace(size=128, steps=20, device="cpu"))
+    result = stylize(*demo_pair, TUTORIAL.replace(size=128, steps=20), device="cpu")
     ours = result.history
     assert len(ours) == len(ref["curve"]) == 20
     for key in ("total", "style"):

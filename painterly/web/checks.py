@@ -31,6 +31,7 @@ from ..errors import ImageError, SettingsError
 from ..images import from_any, resize_longer
 from ..masks import prepare_masks
 from ..settings import FIELD_NAMES, INITS, Settings, preset
+from ..validate import check_styles
 
 if TYPE_CHECKING:
     from ..plan import Plan
@@ -45,6 +46,8 @@ REFUSED = {
     "device": "the server decides (painterly serve --device)",
     "threads": "the server decides (painterly serve --threads)",
     "max_memory": "the server decides (its work budget, painterly serve --max-...)",
+    "cuda_graphs": "the server decides (a machine setting)",
+    "tile_size": "the server decides (a machine setting; tiles give the same picture)",
 }
 MAX_SETTINGS_CHARS = 16_384
 MAX_NUMBER_CHARS = 32  # digits, sign, point and exponent of one number
@@ -90,9 +93,10 @@ def parse_settings(text: str, n_styles: int, config: WebConfig) -> tuple[str, Se
     if settings.steps > config.max_steps:
         raise ApiError(422, f"steps must be at most {config.max_steps} per scale on this server, got {settings.steps}",
                        "steps")
-    if settings.style_blend_weights and len(settings.style_blend_weights) != n_styles:
-        raise ApiError(422, f"style_blend_weights has {len(settings.style_blend_weights)} values for {n_styles} "
-                       "style images", "style_blend_weights")
+    try:
+        check_styles(n_styles, settings.style_blend_weights)
+    except (SettingsError, ImageError) as exc:
+        raise ApiError(422, str(exc), "style_blend_weights" if isinstance(exc, SettingsError) else "style") from None
     return name, settings
 
 

@@ -20,8 +20,10 @@ from fastapi import UploadFile
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from ..errors import ImageError
 from ..plan import Plan
 from ..settings import Settings
+from ..validate import check_mask_count
 from .budget import check_plan
 from .checks import (
     ApiError,
@@ -88,9 +90,11 @@ def check_counts(n_styles: int, n_masks: int | None, config: WebConfig) -> None:
     """Refuse more styles than the server allows, and masks that are not one per style."""
     if n_styles > config.max_styles:
         raise ApiError(422, f"at most {config.max_styles} style images per run, got {n_styles}", "style")
-    if n_masks is not None and n_masks != n_styles:
-        raise ApiError(422, f"got {n_masks} mask{'s' if n_masks != 1 else ''} for {n_styles} style image"
-                       f"{'s' if n_styles != 1 else ''}: give one mask per style, or none", "mask")
+    if n_masks is not None:
+        try:
+            check_mask_count(n_masks, n_styles, otherwise=", or none")
+        except ImageError as exc:
+            raise ApiError(422, str(exc), "mask") from None
 
 
 def _upload(given: UploadFile, field: str, what: str) -> Upload:

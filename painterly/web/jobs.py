@@ -40,7 +40,7 @@ from ..images import save_image
 from ..metadata import save_params
 from ..plan import Plan
 from ..record import input_digests, make_record, write_outputs
-from ..settings import Settings
+from ..settings import Machine, Settings
 from .store import Store, folder_bytes, write_atomic
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,8 @@ class JobQueue:
     ) -> None:
         self.store, self.root = store, store.runs
         self.ttl, self.max_disk_bytes, self.max_queued = ttl, max_disk_bytes, max_queued
-        self.preview_interval, self.device, self.threads = preview_interval, device, threads
+        self.preview_interval, self.device = preview_interval, device
+        self.machine = Machine(device=device, threads=threads)  # every job runs on the server's machine
         self.planner = planner  # settings, content size -> Plan (the server's precision)
         self._jobs: dict[str, Job] = {}  # queued and running only
         self._waiting: collections.deque[Job] = collections.deque()
@@ -214,8 +215,7 @@ class JobQueue:
             shutil.rmtree(folder, ignore_errors=True)
             raise
         inputs = {"content": content[0], "styles": [n for n, _ in styles], "masks": [n for n, _ in masks or []]}
-        job = Job(job_id, folder, settings.replace(device=self.device, threads=self.threads), preset, plan, inputs,
-                  rerun_of=rerun_of, disk_bytes=folder_bytes(folder))
+        job = Job(job_id, folder, settings, preset, plan, inputs, rerun_of=rerun_of, disk_bytes=folder_bytes(folder))
         with self._lock:
             self._sweep_locked(room_for=job.disk_bytes)
             refusal = self._refusal_locked(job.disk_bytes)
@@ -416,7 +416,7 @@ class JobQueue:
             job.interruptible = True
             if job.cancel.is_set():
                 raise Interrupted
-            result = stylize(content, styles, job.settings, masks=masks,
+            result = stylize(content, styles, job.settings, machine=self.machine, masks=masks,
                              callback=lambda event: self._progress(job, event))
             with job.stop_lock:
                 job.interruptible = False
