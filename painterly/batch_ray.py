@@ -15,7 +15,7 @@ import socket
 import time
 from typing import Any
 
-from .batch_run import Event, Painter, Work
+from .batch_run import Event, Painter
 from .errors import SettingsError
 
 #: Seconds to wait for a named cluster's port before calling it unreachable.
@@ -102,7 +102,7 @@ class PainterActor:
         self.painter = Painter()
         self.step: tuple[int, int] | None = None
 
-    def paint(self, work: Work) -> Event:
+    def paint(self, work: Any) -> Event:
         self.step = None
         return self.painter.paint(work, self._note)
 
@@ -131,7 +131,7 @@ class RayPool:
         self.asked: dict[Any, int] = {}  # progress() ref -> job
         self.last_asked = 0.0
 
-    def submit(self, work: Work) -> None:
+    def submit(self, work: Any) -> None:
         if self.idle:
             actor = self.idle.pop()
         else:

@@ -86,22 +86,31 @@ class Painter:
 
         self.engine = Engine()
 
-    def paint(self, work: Work, callback: Callable[[Any], Any] | None = None) -> Event:
-        """Run ``work``; a ``done`` event, or ``failed`` with one line saying why."""
-        from .api import stylize
-        from .record import make_record
+    def paint(self, work: Any, callback: Callable[[Any], Any] | None = None) -> Event:
+        """Run ``work``; a ``done`` event, or ``failed`` with one line saying why.
 
+        A :class:`Work` is one picture of a batch. Any other work (a video's chunk of frames or one
+        frame's refinement, :mod:`painterly.video_parallel`) runs itself on this painter's engine:
+        ``work.run(engine, callback)`` returns its ``done`` event, so that the same pools carry it.
+        """
         try:
-            content = decode(work.content)
-            styles = [decode(s) for s in work.styles]
-            result = stylize(content, styles, work.settings, machine=work.machine, callback=callback,
-                             engine=self.engine)
-            record = make_record(result, preset=work.preset, extra=work.record_extra)
-            data = encode(result.image, work.format, record)
+            if isinstance(work, Work):
+                return self._picture(work, callback)
+            return work.run(self.engine, callback)
         except PainterlyError as exc:
             return ("failed", work.job, str(exc), None)
         except Exception as exc:  # noqa: BLE001 -- a bug or an exhausted machine fails this job, not the batch
             return ("failed", work.job, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", None)
+
+    def _picture(self, work: Work, callback: Callable[[Any], Any] | None) -> Event:
+        from .api import stylize
+        from .record import make_record
+
+        content = decode(work.content)
+        styles = [decode(s) for s in work.styles]
+        result = stylize(content, styles, work.settings, machine=work.machine, callback=callback, engine=self.engine)
+        record = make_record(result, preset=work.preset, extra=work.record_extra)
+        data = encode(result.image, work.format, record)
         return ("done", work.job, Painted(work.job, data, result.best_loss, result.seconds), None)
 
 
@@ -194,7 +203,7 @@ class LocalPool:
         theirs.close()  # the worker holds the only other end: its death reads as end-of-file here
         return _Worker(process, ours)
 
-    def submit(self, work: Work) -> None:
+    def submit(self, work: Any) -> None:
         slot = next(i for i in range(self.size) if i not in self.busy)
         worker = self.workers[slot] or self._start()
         self.workers[slot] = worker

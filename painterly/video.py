@@ -260,11 +260,11 @@ def _more_passes(clip, style, later: Settings, video: VideoSettings, results: li
             clock.finished(job)
             if callback is not None and callback(clock.event(job, 1.0, losses, results[i], i, k)):
                 return True
-    _measure(clip, results, video.flow)
+    measure_errors(clip, results, video.flow)
     return False
 
 
-def _measure(clip: list[Image.Image], results: list[FrameResult], flow: str) -> None:
+def measure_errors(clip: list[Image.Image], results: list[FrameResult], flow: str) -> None:
     """Fill in each frame's temporal and content errors against its predecessor (after multi-pass)."""
     for t in range(1, len(results)):
         backward, forward = flow_pair(clip[t], clip[t - 1], flow)

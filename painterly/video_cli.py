@@ -6,6 +6,10 @@ IN is a video file (mp4, mov, webm, gif, ...) or a folder of numbered frames; OU
 (``OUT.painterly-work``) as they are painted; Ctrl-C stops, ``--resume`` continues. The output
 appears only when complete: the video is encoded to a temporary name and renamed, the folder is
 the work folder renamed. Errors end in one line on stderr and a non-zero exit.
+
+``--workers N`` (local processes) or ``--ray auto|ADDRESS`` paints the clip as a batch of works
+(:mod:`painterly.video_parallel`): chunks of frames at once, then the later passes in parallel halves;
+the work folder then keeps each finished stage (``stages.jsonl``), and ``--resume`` goes on from there.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from .video_io import Selection, check_selection, check_video_output, frame_name
 WORK_SUFFIX = ".painterly-work"
 RUN_FILE = "run.json"  # what the work folder was started with: a resume must match it
 FRAMES_FILE = "frames.jsonl"  # one line of stats per finished frame
+STAGES_FILE = "stages.jsonl"  # in parallel: one line per finished stage (its name and its frames' stats)
 RECORD_FILE = "painterly-video.json"  # the run record, in a folder output
 
 
@@ -62,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
                         help="write the run record (settings, per-frame losses and errors)")
     parser.add_argument("--preset", default="default", help="starting settings for every frame")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--workers", type=int, metavar="N",
+                        help="paint in parallel: N local processes (or N Ray actors with --ray), the clip cut into "
+                             "N chunks, later passes in parallel halves")
+    parser.add_argument("--ray", metavar="auto|ADDRESS",
+                        help="paint in parallel on a Ray cluster: auto (RAY_ADDRESS, a running cluster, or a new "
+                             "local one) or host:port")
     group = parser.add_argument_group("video settings")
     defaults = VideoSettings()
     for f in dataclasses.fields(VideoSettings):
@@ -92,6 +103,8 @@ def main(argv: list[str]) -> int:
         raise SettingsError(f"--fps must be > 0, got {args.fps}")
     if args.history and Path(args.history).suffix.lower() != ".json":
         raise OutputError(f"--history must name a .json file, got {args.history}")
+    if args.workers is not None and args.workers < 1:
+        raise SettingsError(f"--workers must be at least 1, got {args.workers}")
 
     from .devices import setup_process
     from .images import open_image
@@ -104,7 +117,16 @@ def main(argv: list[str]) -> int:
     run = {"input": str(source.resolve()), "styles": [str(Path(s).resolve()) for s in args.styles],
            "selection": dataclasses.asdict(selection), "frames": len(clip.frames), "size": list(clip.size),
            "settings": settings.to_dict(), "video": video.to_dict()}
-    finished = _open_work(work, run, args.resume, len(clip.frames))
+    parallel = args.workers is not None or args.ray is not None
+    pool = _pool(args, machine) if parallel else None
+    try:
+        if pool is not None:
+            run["chunks"] = pool.size  # a resume must cut the clip the same way
+        finished = _open_work(work, run, args.resume, len(clip.frames))
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
     setup_process(machine.threads)
 
     bar = FrameBar(sys.stderr, enabled=not args.quiet)
@@ -122,12 +144,20 @@ def main(argv: list[str]) -> int:
             handle.write(json.dumps(frame.stats()) + "\n")
 
     try:
-        result = paint_video(clip.frames, styles, settings, video, machine=machine, finished=finished, callback=bar,
-                             on_frame=keep)
+        if pool is not None:
+            result = _paint_parallel(clip.frames, styles, settings, video, machine, pool, work, bar)
+        else:
+            result = paint_video(clip.frames, styles, settings, video, machine=machine, finished=finished,
+                                 callback=bar, on_frame=keep)
     except KeyboardInterrupt:
         result = None
     bar.close()
     if result is None or result.stopped:
+        if pool is not None:
+            stages = [line["stage"] for line in _read_lines(work / STAGES_FILE)]
+            say(f"painterly video: stopped after {len(stages)} stages ({', '.join(stages) or 'none'}); their frames "
+                f"are kept in {work}; run the same command with --resume to continue")
+            return EXIT_INTERRUPTED
         done = len(result.frames) if result else len(_read_stats(work))
         say(f"painterly video: stopped after {done} of {len(clip.frames)} frames; they are kept in {work}; "
             f"run the same command with --resume to continue")
@@ -142,7 +172,7 @@ def main(argv: list[str]) -> int:
 
         with atomic_path(args.history) as tmp:
             tmp.write_text(json.dumps(record, indent=1) + "\n")
-    painted = [f for f in result.frames[len(finished):]]
+    painted = [f for f in result.frames[0 if pool is not None else len(finished):]]
     per_frame = sum(f.seconds for f in painted) / max(len(painted), 1)
     say(f"painterly video: done in {result.seconds:.1f} s ({per_frame:.1f} s a frame); temporal error "
         f"{result.temporal_error:.1f} (the content frames: {result.content_error:.1f}); wrote {output}")
@@ -196,6 +226,55 @@ def _open_work(work: Path, run: dict[str, Any], resume: bool, n_frames: int) -> 
     return finished
 
 
+def _pool(args: argparse.Namespace, machine: Any) -> Any:
+    """The workers of a parallel run: local processes, or actors on the Ray cluster ``--ray`` names."""
+    if args.ray is not None:
+        from .batch_ray import RayPool, connect
+
+        started_here = connect(args.ray)
+        return RayPool(args.workers, machine.threads or None, shutdown=started_here)
+    from .batch_run import LocalPool
+
+    return LocalPool(args.workers, machine.threads or None)
+
+
+def _paint_parallel(frames, styles, settings, video: VideoSettings, machine: Any, pool: Any, work: Path, bar: Any):
+    """:func:`painterly.video_parallel.paint_video_parallel`, its finished stages kept in ``work``."""
+    from .images import open_image, save_image
+    from .video_parallel import paint_video_parallel
+
+    lines = _read_lines(work / STAGES_FILE)
+    latest: dict[int, dict[str, Any]] = {}
+    for line in lines:
+        latest.update({stats["index"]: stats for stats in line["frames"]})
+    painted: list[FrameResult | None] = [None] * len(frames)
+    for index, stats in latest.items():
+        painted[index] = FrameResult(image=open_image(work / frame_name(index + 1)), **stats)
+
+    def keep(stage: Any, done: list[FrameResult]) -> None:
+        for frame in done:  # the frames first, then the line that says they are whole
+            save_image(frame.image, work / frame_name(frame.index + 1))
+        with open(work / STAGES_FILE, "a") as handle:
+            handle.write(json.dumps({"stage": stage.name, "frames": [f.stats() for f in done]}) + "\n")
+
+    return paint_video_parallel(frames, styles, pool, settings, video, machine=machine, chunks=pool.size,
+                                finished=[line["stage"] for line in lines], painted=painted, on_stage=keep,
+                                callback=bar)
+
+
+def _read_lines(path: Path) -> list[dict[str, Any]]:
+    """A JSON-lines file's lines up to the first one cut short by a crash (none if it is missing)."""
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            break
+    return out
+
+
 def _read_stats(work: Path) -> list[dict[str, Any]]:
     path = work / FRAMES_FILE
     if not path.is_file():
@@ -225,7 +304,7 @@ def _write_output(kind: str, output: Path, work: Path, result, clip, source: Pat
         for frame in result.frames:
             save_image(frame.image, work / frame_name(frame.index + 1))
     (work / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
-    for name in (RUN_FILE, FRAMES_FILE):
+    for name in (RUN_FILE, FRAMES_FILE, STAGES_FILE):
         (work / name).unlink(missing_ok=True)
     if output.exists():
         output.rmdir()  # checked empty before the run

@@ -363,15 +363,6 @@ def test_ray_actor_resources() -> None:
         actor_resources([1, 1], 0, 3, None)
 
 
-@pytest.fixture(scope="session")
-def ray_cluster():
-    ray = pytest.importorskip("ray")
-    if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_ray_batch_matches_local_and_survives_a_killed_actor(ray_cluster, cli, tmp_path: Path,
                                                              fast_changes: dict, fast_args) -> None:
     from painterly.batch_ray import RayPool
