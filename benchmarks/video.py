@@ -118,7 +118,8 @@ def term_seconds(size: tuple[int, int], steps: int, repeat: int = 20) -> float:
     return (time.perf_counter() - t0) / repeat * steps
 
 
-def side_by_side(left: list[Image.Image], right: list[Image.Image], path: Path, fps: float = 8.0) -> Path:
+def side_by_side(left: list[Image.Image], right: list[Image.Image], path: Path, fps: float = 8.0,
+                 right_label: str = "painterly video", left_label: str = "each frame alone") -> Path:
     """A looping GIF of ``left`` and ``right`` next to each other, each labelled."""
     w, h = left[0].size
     frames = []
@@ -127,8 +128,8 @@ def side_by_side(left: list[Image.Image], right: list[Image.Image], path: Path, 
         canvas.paste(a, (0, 18))
         canvas.paste(b, (w + 8, 18))
         draw = ImageDraw.Draw(canvas)
-        draw.text((4, 3), "each frame alone", fill="black")
-        draw.text((w + 12, 3), "painterly video", fill="black")
+        draw.text((4, 3), left_label, fill="black")
+        draw.text((w + 12, 3), right_label, fill="black")
         frames.append(canvas)
     path.parent.mkdir(parents=True, exist_ok=True)
     frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0, optimize=True)
@@ -171,22 +172,30 @@ def run(size: int, n_frames: int, settings: painterly.Settings, video: VideoSett
     }
     row["error_ratio"] = row["temporal_error_video"] / row["temporal_error_alone"]
     row["style_ratio"] = row["style_video"] / row["style_alone"]
-    if parallel:
-        from painterly.batch_run import LocalPool
-        from painterly.video_parallel import paint_video_parallel
-
-        t0 = time.perf_counter()
-        spread = paint_video_parallel(frames, style, LocalPool(parallel, max(1, torch.get_num_threads() // parallel)),
-                                      settings, video.replace(passes=passes))
-        row.update({"parallel_workers": parallel, "parallel_passes": passes,
-                    "seconds_per_frame_parallel": (time.perf_counter() - t0) / n_frames,
-                    "temporal_error_parallel": spread.temporal_error,
-                    "style_parallel": statistics.mean(f.losses["style"] for f in spread.frames[1:])})
     if out is not None:
         side_by_side([r.image for r in alone], result.images, out / f"{clip}_{size}px.gif")
-        if parallel:
-            side_by_side([r.image for r in alone], spread.images, out / f"{clip}_{size}px_parallel.gif")
+    if parallel:
+        row.update(run_parallel(frames, style, settings, video, parallel, passes, out, f"{clip}_{size}px"))
     return row
+
+
+def run_parallel(frames: list[Image.Image], style: Image.Image, settings: painterly.Settings, video: VideoSettings,
+                 workers: int, passes: int, out: Path | None, name: str) -> dict:
+    """The clip painted as ``painterly video --workers N --passes P`` does, on N local worker processes
+    sharing this machine's threads; its GIF shows the clip beside the painting."""
+    from painterly.batch_run import LocalPool
+    from painterly.video_parallel import paint_video_parallel
+
+    t0 = time.perf_counter()
+    pool = LocalPool(workers, max(1, torch.get_num_threads() // workers))
+    spread = paint_video_parallel(frames, style, pool, settings, video.replace(passes=passes))
+    if out is not None:
+        side_by_side(frames, spread.images, out / f"{name}_parallel.gif",
+                     right_label=f"--workers {workers} --passes {passes}", left_label="the clip")
+    return {"parallel_workers": workers, "parallel_passes": passes,
+            "seconds_per_frame_parallel": (time.perf_counter() - t0) / len(frames),
+            "temporal_error_parallel": spread.temporal_error,
+            "style_parallel": statistics.mean(f.losses["style"] for f in spread.frames[1:])}
 
 
 def table(rows: list[dict]) -> str:
@@ -223,6 +232,9 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=0, metavar="N",
                         help="also paint in parallel on N local workers (painterly video --workers N)")
     parser.add_argument("--passes", type=int, default=3, help="passes of the parallel run")
+    parser.add_argument("--rerun-parallel", action="store_true",
+                        help="run the parallel part again for every row of --json that has one (the other "
+                             "figures kept)")
     parser.add_argument("--preset", default="default")
     parser.add_argument("--temporal-weight", type=float, default=None)
     parser.add_argument("--frame-steps", type=int, default=None)
@@ -235,6 +247,8 @@ def main() -> None:
         video = video.replace(temporal_weight=args.temporal_weight)
     if args.frame_steps is not None:
         video = video.replace(frame_steps=args.frame_steps)
+    if args.rerun_parallel:
+        return rerun_parallel(args.json, settings, video, args.out)
     rows = []
     for clip in args.clip or ["pan"]:
         for size in args.sizes:
@@ -246,6 +260,20 @@ def main() -> None:
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "video": video.to_dict(), "preset": args.preset}, indent=1))
+
+
+def rerun_parallel(path: Path, settings: painterly.Settings, video: VideoSettings, out: Path | None) -> None:
+    """The parallel part of each row of ``path`` again (after a change to it), the other figures kept."""
+    data = json.loads(path.read_text())
+    style = Image.open(STYLE).convert("RGB")
+    for row in data["rows"]:
+        if row.get("parallel_workers"):
+            frames = CLIPS[row["clip"]](row["frames"], row["size"][0])
+            row.update(run_parallel(frames, style, settings, video, row["parallel_workers"], row["parallel_passes"],
+                                    out, f"{row['clip']}_{row['size'][0]}px"))
+            print(json.dumps(row), flush=True)
+    print(table(data["rows"]))
+    path.write_text(json.dumps(data, indent=1))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-__all__ = ["dis_flow", "flow_pair", "reliability", "warp"]
+__all__ = ["dis_flow", "erode", "flow_pair", "reliability", "warp"]
 
 #: Ruder et al.'s thresholds: |w~ + w^|^2 > A (|w~|^2 + |w^|^2) + B marks a disocclusion ...
 CONSISTENCY_A, CONSISTENCY_B = 0.01, 0.5
@@ -123,6 +123,13 @@ def reliability(backward: torch.Tensor, forward: torch.Tensor) -> torch.Tensor:
     tx, ty = xs + backward[:, 0], ys + backward[:, 1]
     outside = ((tx < 0) | (tx > w - 1) | (ty < 0) | (ty > h - 1)).unsqueeze(1)
     return (~(occluded | boundary | outside)).to(torch.float32)
+
+
+def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
+    """``mask`` (1, 1, H, W) of 0s and 1s with every 0 grown by ``radius`` px (a square window)."""
+    if radius < 1:
+        return mask
+    return 1.0 - F.max_pool2d(1.0 - mask, 2 * radius + 1, stride=1, padding=radius)
 
 
 def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

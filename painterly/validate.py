@@ -216,6 +216,16 @@ def check_mask_covers(index: int, brightest: float) -> None:
         raise ImageError(f"mask {index + 1} is empty (all black): it gives its style no region")
 
 
+def check_frames(sizes: Sequence[tuple[int, int]]) -> None:
+    """A clip's frames, by their sizes (w, h): at least one, all of one size."""
+    if not sizes:
+        raise ImageError("no frames to paint")
+    for i, size in enumerate(sizes):
+        if size != sizes[0]:
+            raise ImageError(f"frames differ in size: frame 1 is {sizes[0][0]}x{sizes[0][1]}, frame {i + 1} is "
+                             f"{size[0]}x{size[1]}")
+
+
 def check_pixels(size: tuple[int, int], what: str) -> None:
     """An input image of ``size`` (w, h) is not absurdly large."""
     if size[0] * size[1] > MAX_INPUT_PIXELS:

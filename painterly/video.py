@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .errors import ImageError, SettingsError, closest
+from .errors import SettingsError, closest
 from .flow import flow_pair, reliability, warp
 from .images import ImageLike, from_any, to_pil, to_tensor
 from .settings import Machine, Settings
 from .temporal import TemporalTerm, long_term_masks, temporal_error
-from .validate import FLOW_PRESETS, SWITCHES, check_video
+from .validate import FLOW_PRESETS, SWITCHES, check_frames, check_video
 
 __all__ = ["FrameProgress", "FrameResult", "VideoResult", "VideoSettings", "paint_video", "video_main"]
 
@@ -169,14 +169,8 @@ def paint_video(
 
     settings = settings or DEFAULT
     video = video or VideoSettings()
-    clip = [from_any(f, f"frame {i + 1}") for i, f in enumerate(frames)]
-    if not clip:
-        raise ImageError("no frames to paint")
+    clip = clip_images(frames)
     size = clip[0].size
-    for i, f in enumerate(clip):
-        if f.size != size:
-            raise ImageError(f"frames differ in size: frame 1 is {size[0]}x{size[1]}, frame {i + 1} is "
-                             f"{f.size[0]}x{f.size[1]}")
     if len(finished) > len(clip):
         raise SettingsError(f"{len(finished)} finished frames given for a clip of {len(clip)}")
     settings = settings.replace(size=max(size))  # the frames come at the size they are painted at
@@ -217,6 +211,13 @@ def paint_video(
     if not stopped and video.passes > 1 and len(clip) > 1:
         stopped = _more_passes(clip, style, later, video, results, clock, callback, engine, machine)
     return VideoResult(results, stopped, time.perf_counter() - started)
+
+
+def clip_images(frames: Sequence[ImageLike]) -> list[Image.Image]:
+    """A clip's frames as RGB PIL images, checked: at least one, all of one size."""
+    clip = [from_any(f, f"frame {i + 1}") for i, f in enumerate(frames)]
+    check_frames([f.size for f in clip])
+    return clip
 
 
 def _more_passes(clip, style, later: Settings, video: VideoSettings, results: list[FrameResult], clock: _Clock,

@@ -276,16 +276,8 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
 
 
 def _read_stats(work: Path) -> list[dict[str, Any]]:
-    path = work / FRAMES_FILE
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a line cut short by a crash: the frames before it still count
-            break
-    return out
+    """The finished frames' stats, one line each (a line cut short by a crash ends them)."""
+    return _read_lines(work / FRAMES_FILE)
 
 
 def _write_output(kind: str, output: Path, work: Path, result, clip, source: Path, record: dict[str, Any],
