@@ -368,13 +368,7 @@ def batch_main(argv: list[str]) -> int:
         raise SettingsError(f"--workers must be at least 1, got {args.workers}")
     jobs = plan_jobs(args)
     results = Path(args.results) if args.results else Path(args.output) / "results.jsonl"
-    if args.ray:
-        from .batch_ray import RayPool, connect
-
-        started_here = connect(args.ray)
-        pool: Any = RayPool(args.workers, machine.threads or None, shutdown=started_here)
-    else:
-        pool = batch_run.LocalPool(args.workers or 1, machine.threads or None)
+    pool = batch_run.open_pool(args.workers, machine.threads or None, args.ray or None)
     make_folders(jobs)
     if not results.resolve().parent.is_dir():
         raise OutputError(f"the folder for --results does not exist: {results.parent}")

@@ -260,6 +260,17 @@ class LocalPool:
         self.workers = [None] * self.size
 
 
+def open_pool(workers: int | None, threads: int | None, ray: str | None = None) -> Any:
+    """The workers ``--workers``, ``--threads`` and ``--ray`` ask for: actors on the Ray cluster
+    ``ray`` names (see :func:`painterly.batch_ray.connect`), else ``workers`` local processes (default 1)."""
+    if ray is not None:
+        from .batch_ray import RayPool, connect
+
+        started_here = connect(ray)
+        return RayPool(workers, threads, shutdown=started_here)
+    return LocalPool(workers or 1, threads)
+
+
 class InlinePool:
     """Jobs one after the other in this process: for notebooks, a debugger, and tests of the driver."""
 

@@ -197,8 +197,7 @@ def paint_video(
             errors = previous.errors(result.image, clip[t])
         if result.stopped:
             break
-        best = next((h for h in result.history if h["step"] == result.best_step), result.history[-1])
-        losses = {k: v for k, v in best.items() if k not in ("step", "seconds", "scale", "size", "optimizer")}
+        losses = best_losses(result)
         done = FrameResult(t, result.image, time.perf_counter() - t0, flow_seconds, len(result.history), losses,
                            *errors)
         results.append(done)
@@ -211,6 +210,12 @@ def paint_video(
     if not stopped and video.passes > 1 and len(clip) > 1:
         stopped = _more_passes(clip, style, later, video, results, clock, callback, engine, machine)
     return VideoResult(results, stopped, time.perf_counter() - started)
+
+
+def best_losses(result: Any) -> dict[str, float]:
+    """The weighted losses, by term, of the image a :func:`painterly.stylize` result kept."""
+    best = next((h for h in result.history if h["step"] == result.best_step), result.history[-1])
+    return {k: v for k, v in best.items() if k not in ("step", "seconds", "scale", "size", "optimizer")}
 
 
 def clip_images(frames: Sequence[ImageLike]) -> list[Image.Image]:
@@ -253,8 +258,7 @@ def _more_passes(clip, style, later: Settings, video: VideoSettings, results: li
                              callback=clock.step_callback(job, callback, i, k), engine=engine)
             if result.stopped:
                 return True
-            best = next((h for h in result.history if h["step"] == result.best_step), result.history[-1])
-            losses = {key: v for key, v in best.items() if key not in ("step", "seconds", "scale", "size", "optimizer")}
+            losses = best_losses(result)
             old = results[i]
             results[i] = FrameResult(i, result.image, old.seconds + time.perf_counter() - t0,
                                      old.flow_seconds + flow_seconds, old.steps + len(result.history), losses)

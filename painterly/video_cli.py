@@ -118,7 +118,11 @@ def main(argv: list[str]) -> int:
            "selection": dataclasses.asdict(selection), "frames": len(clip.frames), "size": list(clip.size),
            "settings": settings.to_dict(), "video": video.to_dict()}
     parallel = args.workers is not None or args.ray is not None
-    pool = _pool(args, machine) if parallel else None
+    pool = None
+    if parallel:
+        from .batch_run import open_pool
+
+        pool = open_pool(args.workers, machine.threads or None, args.ray)
     try:
         if pool is not None:
             run["chunks"] = pool.size  # a resume must cut the clip the same way
@@ -224,18 +228,6 @@ def _open_work(work: Path, run: dict[str, Any], resume: bool, n_frames: int) -> 
             break
         finished.append(FrameResult(image=open_image(path), **stats))
     return finished
-
-
-def _pool(args: argparse.Namespace, machine: Any) -> Any:
-    """The workers of a parallel run: local processes, or actors on the Ray cluster ``--ray`` names."""
-    if args.ray is not None:
-        from .batch_ray import RayPool, connect
-
-        started_here = connect(args.ray)
-        return RayPool(args.workers, machine.threads or None, shutdown=started_here)
-    from .batch_run import LocalPool
-
-    return LocalPool(args.workers, machine.threads or None)
 
 
 def _paint_parallel(frames, styles, settings, video: VideoSettings, machine: Any, pool: Any, work: Path, bar: Any):

@@ -28,10 +28,20 @@ from typing import Any
 import torch
 from PIL import Image
 
+from .batch_run import decode
 from .errors import PainterlyError
 from .images import ImageLike, from_any, to_pil, to_tensor
 from .settings import Machine, Settings
-from .video import PASS_BLEND, FrameProgress, FrameResult, VideoResult, VideoSettings, clip_images, measure_errors
+from .video import (
+    PASS_BLEND,
+    FrameProgress,
+    FrameResult,
+    VideoResult,
+    VideoSettings,
+    best_losses,
+    clip_images,
+    measure_errors,
+)
 
 __all__ = ["ChunkWork", "RefineWork", "Stage", "paint_video_parallel", "stages_of"]
 
@@ -47,16 +57,6 @@ def png(image: Image.Image) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
-
-
-def unpng(data: bytes) -> Image.Image:
-    with Image.open(io.BytesIO(data)) as img:
-        return img.convert("RGB")
-
-
-def _best_losses(result: Any) -> dict[str, float]:
-    best = next((h for h in result.history if h["step"] == result.best_step), result.history[-1])
-    return {k: v for k, v in best.items() if k not in ("step", "seconds", "scale", "size", "optimizer")}
 
 
 @dataclass(frozen=True)
@@ -75,7 +75,7 @@ class ChunkWork:
     def run(self, engine: Any, callback: Callable[[Any], Any] | None = None) -> tuple[str, int, Any, Any]:
         from .video import paint_video
 
-        result = paint_video([unpng(f) for f in self.frames], [unpng(s) for s in self.styles], self.settings,
+        result = paint_video([decode(f) for f in self.frames], [decode(s) for s in self.styles], self.settings,
                              self.video.replace(passes=1), machine=self.machine, engine=engine)
         frames = [(png(f.image), {**f.stats(), "index": self.first + f.index}) for f in result.frames]
         return ("done", self.job, frames, None)
@@ -112,20 +112,20 @@ class RefineWork:
         from .temporal import TemporalTerm
 
         started = time.perf_counter()
-        frame, own = unpng(self.frame), to_tensor(unpng(self.paint))
+        frame, own = decode(self.frame), to_tensor(decode(self.paint))
         terms, pull, weight = [], torch.zeros_like(own), torch.zeros_like(own[:, :1])
         for name, content, paint in self.neighbours:
-            backward, forward = flow_pair(frame, unpng(content), self.video.flow)
+            backward, forward = flow_pair(frame, decode(content), self.video.flow)
             mask = erode(reliability(backward, forward), round(EDGE_MARGIN * max(frame.size)))
-            warped = warp(to_tensor(unpng(paint)), backward)
+            warped = warp(to_tensor(decode(paint)), backward)
             terms.append(TemporalTerm(warped, mask, self.video.temporal_weight, name))
             pull, weight = pull + mask * (warped - own), weight + mask
         start = own + PASS_BLEND * pull / weight.clamp_min(1.0)
         flow_seconds = time.perf_counter() - started
-        result = stylize(frame, [unpng(s) for s in self.styles], self.settings, machine=self.machine,
+        result = stylize(frame, [decode(s) for s in self.styles], self.settings, machine=self.machine,
                          init_image=to_pil(start), extra_terms=terms, callback=callback, engine=engine)
         stats = {"index": self.index, "seconds": time.perf_counter() - started, "flow_seconds": flow_seconds,
-                 "steps": len(result.history), "losses": _best_losses(result)}
+                 "steps": len(result.history), "losses": best_losses(result)}
         return ("done", self.job, [(png(result.image), stats)], None)
 
 
@@ -309,7 +309,7 @@ class _Run:
             seconds = stats["seconds"] + (earlier.seconds if earlier else 0.0)
             flow_seconds = stats["flow_seconds"] + (earlier.flow_seconds if earlier else 0.0)
             steps = stats["steps"] + (earlier.steps if earlier else 0)
-            self.results[t] = FrameResult(t, unpng(data), seconds, flow_seconds, steps, stats["losses"],
+            self.results[t] = FrameResult(t, decode(data), seconds, flow_seconds, steps, stats["losses"],
                                           stats.get("temporal_error"), stats.get("content_error"))
         if self.on_stage is not None:
             self.on_stage(flight.stage, [r for r in self.results if r is not None and r.index in flight.stage.frames])
