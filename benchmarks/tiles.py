@@ -151,21 +151,80 @@ def part_budget() -> list[dict]:
     return [result]
 
 
-def part_big() -> list[dict]:
+def part_big(stop_after: float | None) -> list[dict]:
+    """A whole 4096x4096 default-preset run in an 8 GiB budget, through the CLI as a user runs it.
+
+    On a CPU without native bf16 the run takes hours, so it may be done in legs: ``--stop-after
+    SECONDS`` stops a leg as a scheduler would (SIGTERM: the CLI writes the best image and keeps its
+    checkpoint) and the next invocation goes on with ``--resume``. Each leg's time, peak RSS and CPU
+    are kept in ``big-legs.json``; the result is the sum of the times and the largest peak.
+    """
+    import signal
+
     from PIL import Image
 
-    result = run({"name": "4096 px default in 8 GiB", "settings": {"size": 4096, "max_memory": 8.0},
-                  "save": "print_4096.png"}, 6 * 3600)
-    if "image" in result:
-        full = Image.open(ROOT / result["image"])
+    folder = OUT / "run4096"
+    folder.mkdir(parents=True, exist_ok=True)
+    output, history = folder / "print_4096.png", folder / "history.json"
+    legs_file = folder / "big-legs.json"
+    legs = json.loads(legs_file.read_text()) if legs_file.exists() else []
+    argv = [sys.executable, "-m", "painterly", str(CONTENT), str(STYLE), "-o", str(output), "--size", "4096x4096",
+            "--max-memory", "8", "--history", str(history)]
+    if legs and legs[-1]["status"] == "stopped":
+        argv.append("--resume")
+    log = (folder / f"leg{len(legs) + 1}.log").open("w")
+    started = time.perf_counter()
+    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+    try:
+        child.wait(timeout=stop_after)
+    except subprocess.TimeoutExpired:
+        child.send_signal(signal.SIGTERM)
+        child.wait()
+    seconds = time.perf_counter() - started
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 2**30
+    steps = json.loads(history.read_text())["history"] if history.exists() else []
+    leg = {"leg": len(legs) + 1, "seconds": round(seconds, 1), "peak_rss_gib": round(peak, 2),
+           "cpu": _cpu(), "status": "done" if child.returncode == 0 else "stopped" if child.returncode == 130
+           else f"failed ({child.returncode})", "steps_so_far": len(steps),
+           "scale_reached": max((h["scale"] for h in steps), default=None)}
+    legs.append(leg)
+    legs_file.write_text(json.dumps(legs, indent=1))
+    result: dict = {"name": "4096x4096 default in 8 GiB (CLI)", "legs": legs,
+                    "seconds": round(sum(leg["seconds"] for leg in legs), 1),
+                    "peak_rss_gib": max(leg["peak_rss_gib"] for leg in legs), "status": leg["status"]}
+    if leg["status"] == "done":
+        full = Image.open(output)
         small = full.resize((1024, round(1024 * full.height / full.width)), Image.Resampling.LANCZOS)
         small.save(OUT / "print_4096_small.jpg", quality=90)
         w, h = full.size
         full.crop((w // 2 - 384, h // 2 - 256, w // 2 + 384, h // 2 + 256)).save(OUT / "print_4096_crop.png")
-        (ROOT / result["image"]).unlink()  # 30+ MB; the scaled copy and the crop stay
         result["image"] = "benchmarks/tiles/print_4096_small.jpg"
+        result["scale_seconds"] = _scale_seconds(steps)
     print(json.dumps(result), flush=True)
     return [result]
+
+
+def _cpu() -> str:
+    """The CPU's model and whether it computes bf16 natively (what decides the default's precision)."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "?")
+    flags = next((line for line in info.splitlines() if line.startswith("flags")), "")
+    native = [f for f in ("avx512_bf16", "amx_bf16") if f" {f}" in flags]
+    return f"{model} ({', '.join(native) if native else 'no native bf16'})"
+
+
+def _scale_seconds(steps: list[dict]) -> list[float]:
+    """Seconds spent in each scale, from the history's per-step clock (restarted by each leg)."""
+    spent: dict[int, float] = {}
+    last = 0.0
+    for h in steps:
+        step = h["seconds"] - last if h["seconds"] >= last else h["seconds"]  # a new leg's clock starts at 0
+        spent[h["scale"]] = spent.get(h["scale"], 0.0) + step
+        last = h["seconds"]
+    return [round(spent[k], 1) for k in sorted(spent)]
 
 
 def part_huge(steps: int) -> list[dict]:
@@ -197,6 +256,9 @@ def write(results: dict[str, list[dict]]) -> None:
         for r in old.get(part, []):
             if "error" in r:
                 lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
+            elif "legs" in r:
+                lines.append(f"| {r['name']} | {r['seconds']} ({len(r['legs'])} leg(s), {r['status']}) | | "
+                             f"4096x4096 | {r['peak_rss_gib']} |")
             elif "max_level_difference" in r:
                 lines.append(f"| {r['name']} | max {r['max_level_difference']} levels, "
                              f"mean {r['mean_level_difference']}, {r['share_over_1'] * 100:.4f}% over 1 | | | |")
@@ -214,6 +276,7 @@ def main() -> None:
     parser.add_argument("--part", choices=("steps", "match", "exact", "budget", "big", "huge"), action="append")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--huge-steps", type=int, default=3)
+    parser.add_argument("--stop-after", type=float, help="big: stop this leg after so many seconds (resumed next time)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -222,7 +285,8 @@ def main() -> None:
     OUT.mkdir(exist_ok=True)
     for part in args.part or ["steps", "match", "exact", "budget", "big", "huge"]:
         results = {"steps": lambda: part_steps(args.rounds), "match": part_match, "exact": part_exact,
-                   "budget": part_budget, "big": part_big, "huge": lambda: part_huge(args.huge_steps)}[part]()
+                   "budget": part_budget, "big": lambda: part_big(args.stop_after),
+                   "huge": lambda: part_huge(args.huge_steps)}[part]()
         write({part: results})
 
 

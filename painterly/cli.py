@@ -66,7 +66,10 @@ def flag_name(field_name: str) -> str:
 
 
 def _finite_float(text: str) -> float:
-    value = float(text)
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"takes a number, not {text!r}") from None
     if value != value:  # NaN: argparse would accept it
         raise argparse.ArgumentTypeError(f"NaN is not a number: {text}")
     return value

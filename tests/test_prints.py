@@ -82,6 +82,7 @@ def test_exact_and_print_sizes_from_the_command_line(cli, tmp_path: Path, conten
     (["--print-size", "3x2in", "--size", "80x40"], "either --size WxH or --print-size"),
     (["--bit-depth", "16"], "--bit-depth 16 writes .png or .tiff files"),
     (["--max-memory", "-2"], "--max-memory must be a positive number"),
+    (["--max-memory", "lots"], "argument --max-memory: takes a number, not 'lots'"),
     (["--tile-size", "100"], "--tile-size must be a multiple of 16"),
     (["--size", "80y40"], "takes the longer side in px"),
     (["--resume"], "--resume: there is no checkpoint for this output"),
