@@ -4,8 +4,9 @@
     python benchmarks/tiles.py --part match      # 1024 px default run, tiled vs untiled: pixel difference
     python benchmarks/tiles.py --part exact      # the same in fp32 (relative Gram); bf16 vs fp32 untiled
     python benchmarks/tiles.py --part budget     # 2048 px default run in 3.6 GiB: peak RSS against the budget
-    python benchmarks/tiles.py --part big        # 4096 px default run in 8 GiB: time, peak RSS, the picture
-    python benchmarks/tiles.py --part huge       # 8192 px: the plan in 16 GiB and a few full-size steps
+    python benchmarks/tiles.py --part big        # 4096x4096 default run in 8 GiB (CLI): time, peak RSS, picture
+    python benchmarks/tiles.py --part big --stop-after 7200   # the same in legs: stop, then resume next time
+    python benchmarks/tiles.py --part huge       # 8192x8192: the plan in 16 GiB and a few full-size steps
 
 Every configuration runs in a fresh process (its own peak RSS, nothing cached from another), one
 after the other in one invocation, so they are compared on the same machine at the same time.
@@ -50,8 +51,13 @@ def worker(spec: dict) -> dict:
         marks.append(time.perf_counter())
 
     started = time.perf_counter()
-    content = ROOT / "painterly" / "examples" / "content" / spec["content"] if "content" in spec else CONTENT
-    result = stylize(Image.open(content), Image.open(STYLE), settings, machine=Machine(**machine), callback=callback)
+    photo = ROOT / "painterly" / "examples" / "content" / spec["content"] if "content" in spec else CONTENT
+    content = Image.open(photo)
+    if spec.get("exact"):  # both sides fixed, as --size WxH does: the photo cropped to the shape
+        from painterly.prints import fit_exactly
+
+        content = fit_exactly(content, tuple(spec["exact"]))
+    result = stylize(content, Image.open(STYLE), settings, machine=Machine(**machine), callback=callback)
     seconds = time.perf_counter() - started
     assert result.plan is not None
     last = result.plan.scales[-1]
@@ -228,12 +234,18 @@ def _scale_seconds(steps: list[dict]) -> list[float]:
 
 
 def part_huge(steps: int) -> list[dict]:
+    import torch
+
     from painterly import DEFAULT
+    from painterly.devices import pick_precision
     from painterly.plan import make_plan
 
-    plan = make_plan(DEFAULT.replace(size=8192), (8192, 6144), "bf16", 16 * 2**30)
-    result = run({"name": f"8192 px: {steps} full-size steps in 16 GiB", "settings": {
-        "size": 8192, "start_size": 0, "steps": steps, "patience": 0, "max_memory": 16.0}}, 4 * 3600)
+    precision = pick_precision(DEFAULT.precision, torch.device("cpu"))
+    plan = make_plan(DEFAULT.replace(size=8192), (8192, 8192), precision, 16 * 2**30)
+    # The steps run in the tiles the whole run's last scale would use, so that their time extrapolates.
+    result = run({"name": f"8192x8192: {steps} full-size steps in 16 GiB", "exact": [8192, 8192], "settings": {
+        "size": 8192, "start_size": 0, "steps": steps, "patience": 0, "max_memory": 16.0,
+        "tile_size": plan.scales[-1].tile}}, 4 * 3600)
     if result.get("median_step_seconds"):
         last = plan.scales[-1]
         seconds_per_cost = result["median_step_seconds"] / (last.cost / last.steps)
