@@ -24,6 +24,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -75,6 +76,7 @@ def worker(spec: dict) -> dict:
         "precision": result.precision,
         "best_loss": result.best_loss,
         "plan_cost": result.plan.total_cost,
+        "cpu": _cpu(),
     }
     if spec.get("save"):
         path = OUT / spec["save"]
@@ -163,51 +165,108 @@ def part_big(stop_after: float | None) -> list[dict]:
     On a CPU without native bf16 the run takes hours, so it may be done in legs: ``--stop-after
     SECONDS`` stops a leg as a scheduler would (SIGTERM: the CLI writes the best image and keeps its
     checkpoint) and the next invocation goes on with ``--resume``. Each leg's time, peak RSS and CPU
-    are kept in ``big-legs.json``; the result is the sum of the times and the largest peak.
+    are kept in ``big-legs.json``; the result is the sum of the times and the largest peak. Once the
+    run is done, the part only reports it again (delete ``run4096`` to run it anew).
     """
     import signal
-
-    from PIL import Image
 
     folder = OUT / "run4096"
     folder.mkdir(parents=True, exist_ok=True)
     output, history = folder / "print_4096.png", folder / "history.json"
     legs_file = folder / "big-legs.json"
     legs = json.loads(legs_file.read_text()) if legs_file.exists() else []
-    argv = [sys.executable, "-m", "painterly", str(CONTENT), str(STYLE), "-o", str(output), "--size", "4096x4096",
-            "--max-memory", "8", "--history", str(history)]
-    if legs and legs[-1]["status"] == "stopped":
-        argv.append("--resume")
-    log = (folder / f"leg{len(legs) + 1}.log").open("w")
-    started = time.perf_counter()
-    child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    try:
-        child.wait(timeout=stop_after)
-    except subprocess.TimeoutExpired:
-        child.send_signal(signal.SIGTERM)
-        child.wait()
-    seconds = time.perf_counter() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 2**30
-    steps = json.loads(history.read_text())["history"] if history.exists() else []
-    leg = {"leg": len(legs) + 1, "seconds": round(seconds, 1), "peak_rss_gib": round(peak, 2),
-           "cpu": _cpu(), "status": "done" if child.returncode == 0 else "stopped" if child.returncode == 130
-           else f"failed ({child.returncode})", "steps_so_far": len(steps),
-           "scale_reached": max((h["scale"] for h in steps), default=None)}
-    legs.append(leg)
-    legs_file.write_text(json.dumps(legs, indent=1))
+    if not legs or legs[-1]["status"] != "done":
+        argv = [sys.executable, "-m", "painterly", str(CONTENT), str(STYLE), "-o", str(output), "--size",
+                "4096x4096", "--max-memory", "8", "--history", str(history)]
+        if legs and legs[-1]["status"] == "stopped":
+            argv.append("--resume")
+        log = (folder / f"leg{len(legs) + 1}.log").open("w")
+        started = time.perf_counter()
+        child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        peaks: dict[str, float] = {}
+        watcher = threading.Thread(target=_watch_scales, args=(child, Path(log.name), peaks), daemon=True)
+        watcher.start()
+        try:
+            child.wait(timeout=stop_after)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGTERM)
+            child.wait()
+        watcher.join()
+        seconds = time.perf_counter() - started
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 2**30
+        steps = json.loads(history.read_text())["history"] if history.exists() else []
+        legs.append({"leg": len(legs) + 1, "seconds": round(seconds, 1), "peak_rss_gib": round(peak, 2),
+                     "cpu": _cpu(), "status": "done" if child.returncode == 0 else "stopped"
+                     if child.returncode == 130 else f"failed ({child.returncode})", "steps_so_far": len(steps),
+                     "scale_reached": max((h["scale"] + 1 for h in steps), default=None),  # 1-based, as the CLI
+                     "scale_peaks_gib": peaks})
+        legs_file.write_text(json.dumps(legs, indent=1))
+    result = _big_result(legs, output, history)
+    print(json.dumps(result), flush=True)
+    return [result]
+
+
+def _watch_scales(child: subprocess.Popen, log: Path, peaks: dict[str, float]) -> None:
+    """Each scale's peak RSS of the running CLI, keyed by the scale its progress line shows (so a
+    scale's peak includes the setting up of the next one): the kernel's high-water mark (VmHWM),
+    read and reset (``clear_refs``) whenever the scale changes, and once more at the end."""
+    status, clear = Path(f"/proc/{child.pid}/status"), Path(f"/proc/{child.pid}/clear_refs")
+    current = "setup"
+
+    def high_water() -> float | None:
+        try:
+            line = next(x for x in status.read_text().splitlines() if x.startswith("VmHWM:"))
+        except (OSError, StopIteration):
+            return None
+        return int(line.split()[1]) / 2**20  # KiB to GiB
+
+    while child.poll() is None:
+        try:
+            tail = log.read_bytes()[-400:].decode(errors="replace").replace("\r", "\n")
+        except OSError:
+            tail = ""
+        shown = [word.split("/")[0] for line in tail.splitlines() for word in line.split()[2:3]
+                 if line.startswith("[") and "/" in word]
+        scale = shown[-1] if shown else current
+        peak = high_water()
+        if peak is not None:
+            peaks[current] = round(max(peaks.get(current, 0.0), peak), 2)
+            if scale != current:
+                try:
+                    clear.write_text("5")  # the high-water mark starts again from the current RSS
+                except OSError:
+                    pass
+                current = scale
+        time.sleep(0.5)
+
+
+def _big_result(legs: list[dict], output: Path, history: Path) -> dict:
+    """The big part's result from its legs: times summed, the largest peak, the plan's last scale and
+    peak (what the CLI planned), and once done the pictures and each scale's seconds."""
+    from PIL import Image
+
+    from painterly import DEFAULT
+    from painterly.plan import SECONDS_PER_COST, make_plan
+
+    precision = "bf16" if "no native bf16" not in legs[-1]["cpu"] else "fp32"  # what the default's auto picks
+    plan = make_plan(DEFAULT.replace(size=4096), (4096, 4096), precision, 8 * 2**30)
+    last = plan.scales[-1]
     result: dict = {"name": "4096x4096 default in 8 GiB (CLI)", "legs": legs,
                     "seconds": round(sum(leg["seconds"] for leg in legs), 1),
-                    "peak_rss_gib": max(leg["peak_rss_gib"] for leg in legs), "status": leg["status"]}
-    if leg["status"] == "done":
+                    "peak_rss_gib": max(leg["peak_rss_gib"] for leg in legs), "status": legs[-1]["status"],
+                    "planned_gib": round(plan.peak_bytes / 2**30, 2), "precision": precision,
+                    "last_scale": {"size": list(last.size), "tile": last.tile, "tiles": last.tiles,
+                                   "history": last.history},
+                    "planned_minutes": round(plan.seconds(SECONDS_PER_COST[("cpu", precision)]) / 60, 1)}
+    if legs[-1]["status"] == "done":
         full = Image.open(output)
         small = full.resize((1024, round(1024 * full.height / full.width)), Image.Resampling.LANCZOS)
         small.save(OUT / "print_4096_small.jpg", quality=90)
         w, h = full.size
         full.crop((w // 2 - 384, h // 2 - 256, w // 2 + 384, h // 2 + 256)).save(OUT / "print_4096_crop.png")
         result["image"] = "benchmarks/tiles/print_4096_small.jpg"
-        result["scale_seconds"] = _scale_seconds(steps)
-    print(json.dumps(result), flush=True)
-    return [result]
+        result["scale_seconds"] = _scale_seconds(json.loads(history.read_text())["history"])
+    return result
 
 
 def _cpu() -> str:
@@ -269,8 +328,11 @@ def write(results: dict[str, list[dict]]) -> None:
             if "error" in r:
                 lines.append(f"| {r['name']} | failed: {r['error']} | | | |")
             elif "legs" in r:
+                last = r.get("last_scale")
+                shape = f"{last['size'][0]}x{last['size'][1]} {last['tiles']} tiles of {last['tile']}, " \
+                    f"{last['history']} pairs" if last else "4096x4096"
                 lines.append(f"| {r['name']} | {r['seconds']} ({len(r['legs'])} leg(s), {r['status']}) | | "
-                             f"4096x4096 | {r['peak_rss_gib']} |")
+                             f"{shape} | {r['peak_rss_gib']} ({r.get('planned_gib', '?')}) |")
             elif "max_level_difference" in r:
                 lines.append(f"| {r['name']} | max {r['max_level_difference']} levels, "
                              f"mean {r['mean_level_difference']}, {r['share_over_1'] * 100:.4f}% over 1 | | | |")

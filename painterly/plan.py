@@ -20,25 +20,30 @@ from .validate import MIN_SIZE, check_resized
 #: nothing in the ETA.
 STEP_OVERHEAD_PIXELS = 16_000
 
-#: Seconds per unit of plan cost, measured with ``benchmarks/tiles.py --part steps`` on a 2-core
-#: Xeon with AVX512-BF16 (a 1024 px bf16 step: 2.9 s). Other machines differ; the ETA after the
-#: first steps is measured, this is only what the CLI says before them.
-SECONDS_PER_COST = {("cpu", "bf16"): 3.7e-6, ("cpu", "fp32"): 7.5e-6}
+#: Seconds per unit of plan cost, measured with ``benchmarks/tiles.py --part steps``: a 1024x768
+#: step of the default preset took 2.9 s in bf16 on a 2-core Xeon with AVX512-BF16, 9.9 s in fp32
+#: there and 9.1 s in fp32 on a 2-core AMD EPYC (AVX2). Larger steps cost more per pixel (53.5 s at
+#: 2048x1536 in fp32: 1.4x); the ETA after the first steps is measured, this is only what the CLI
+#: says before them.
+SECONDS_PER_COST = {("cpu", "bf16"): 3.7e-6, ("cpu", "fp32"): 1.2e-5}
 
 #: Bytes a pixel of the optimized image costs at the peak of an untiled step (VGG19 up to block5's
 #: maps, kept for the backward pass, their gradients, the float32 copies the style term makes),
 #: measured with ``benchmarks/tiles.py --part steps``: 6.1 GiB peak RSS at 2048x1536 in bf16 with
-#: the default preset. fp32 maps take twice as much of it, fp64 four times.
-BYTES_PER_PIXEL = {"bf16": 1600, "fp32": 2400, "fp64": 4800}
+#: the default preset (2-core Xeon); 8.76 GiB in fp32 (2-core AMD EPYC), about 2500 B/px.
+BYTES_PER_PIXEL = {"bf16": 1600, "fp32": 2500, "fp64": 5000}
 #: Bytes per pixel of one L-BFGS curvature pair: two float32 image-sized vectors (s and y).
 PAIR_BYTES_PER_PIXEL = 2 * 3 * 4
 #: What a process holds before the first step: torch, the weights, the inputs.
 BASE_BYTES = 1_200_000_000
 #: Bytes per pixel of the whole image that a tiled step holds besides its tile: the image, its
 #: gradient, the best image and L-BFGS's last point and gradient (float32), the content target (the
-#: block4 maps in bf16). Measured (benchmarks/tiles.py): 10.8 GiB peak at 8192x6144 with two pairs
-#: and tiles of 1536 px, about 70 B/px beyond the tile and the pairs; this keeps a margin.
-TILED_BYTES_PER_PIXEL = 120
+#: block4 maps), and what the allocator keeps of the tiles' freed maps. Measured as peak RSS less
+#: the rest of the estimate: bf16, 10.8 GiB at 8192x6144 with two pairs in tiles of 1536 px (2-core
+#: Xeon), about 70 B/px; fp32 (2-core AMD EPYC), 8.36 GiB at 4096x4096 with 8 pairs in tiles of 768
+#: px, 8.17 GiB at 2896x2896 with 14 pairs in tiles of 1024 px of the same run: up to 200 B/px (the
+#: previous 120 planned them at 7.9 and 7.8). Each keeps a margin.
+TILED_BYTES_PER_PIXEL = {"bf16": 120, "fp32": 160, "fp64": 400}
 #: Tile sizes the planner tries, largest first (interior px; each tile adds a halo of 80 px a side).
 TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
 #: A tiled step's time over an untiled one's. The tiles' halos are computed twice (a forward pass
@@ -51,8 +56,9 @@ TILED_STEP_FACTOR = 1.0
 HALO_COST = 0.6
 #: Seconds a run spends before its first step (torch, the weights, the targets), for the CLI's first estimate.
 SETUP_SECONDS = 3.0
-#: Fewest L-BFGS pairs the planner keeps when memory is short, before it refuses the run.
-MIN_HISTORY = 3
+#: Fewest L-BFGS pairs the planner keeps when memory is short, before it refuses the run (an
+#: 8192x6144 bf16 run with two pairs took steps as usual; in fp32, 8192x8192 fits 16 GiB with two).
+MIN_HISTORY = 2
 #: Pairs the planner tries to keep before it takes smaller tiles.
 GOOD_HISTORY = 8
 
@@ -156,7 +162,8 @@ def tiled_peak_bytes(size: tuple[int, int], precision: str, history: int, tile: 
     w, h = size
     outer = min(h, tile + 2 * halo) * min(w, tile + 2 * halo)
     per_pixel = BYTES_PER_PIXEL.get(precision, BYTES_PER_PIXEL["fp32"])
-    return BASE_BYTES + per_pixel * outer + (TILED_BYTES_PER_PIXEL + PAIR_BYTES_PER_PIXEL * history) * w * h
+    whole = TILED_BYTES_PER_PIXEL.get(precision, TILED_BYTES_PER_PIXEL["fp32"])
+    return BASE_BYTES + per_pixel * outer + (whole + PAIR_BYTES_PER_PIXEL * history) * w * h
 
 
 def _tiled_work(size: tuple[int, int], tile: int, halo: int) -> tuple[int, float]:
@@ -197,7 +204,7 @@ def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, bu
         count, factor = _tiled_work(size, tile, halo)
         return tile, count, int(pairs), tiled_peak_bytes(size, precision, int(pairs), tile, halo), factor
     least = tiled_peak_bytes(size, precision, floor, TILE_SIZES[-1], halo)
-    per_pixel = TILED_BYTES_PER_PIXEL + PAIR_BYTES_PER_PIXEL * floor
+    per_pixel = TILED_BYTES_PER_PIXEL.get(precision, TILED_BYTES_PER_PIXEL["fp32"]) + PAIR_BYTES_PER_PIXEL * floor
     room = budget - (least - per_pixel * size[0] * size[1])
     longer = int((max(0, room / per_pixel) * max(size) / min(size)) ** 0.5)  # the same shape, this many px
     raise SettingsError(

@@ -180,3 +180,58 @@ def test_sigterm_writes_the_best_image_and_keeps_the_checkpoint(tmp_path: Path, 
     assert process.returncode == EXIT_INTERRUPTED, err
     assert "stopped at step" in err and "--resume" in err and "Traceback" not in err
     assert Image.open(out).size == (64, 43) and path_for(out).exists()
+
+
+def test_a_resumed_run_measures_its_rate_from_its_own_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Steps run before a resume are done: the ETA after a resume counts only what is left, at the
+    rate of the steps this run timed (the first resumed 4096 px run said 26 min with 2 hours left)."""
+    from painterly import api
+    from painterly.plan import make_plan
+
+    plan = make_plan(TUTORIAL.replace(size=256, start_size=128, scale_factor=2.0, steps=10), (256, 256))
+    first, second = plan.scales
+    assert first.steps > 3
+    clock = [0.0]
+    monkeypatch.setattr(api.time, "perf_counter", lambda: clock[0])
+    events: list = []
+    tracker = api._Tracker(plan, "lbfgs", events.append)
+    rate = 1e-3  # seconds per unit of cost, what the machine does
+
+    before = first.steps - 3  # the checkpoint was written with 3 steps of the first scale left
+    report = tracker.reporter(0, lambda x: x, before)
+    for i in range(3):
+        clock[0] += rate * first.cost / first.steps
+        report(i, {"total": 1.0}, torch.zeros(1))
+    report = tracker.reporter(1, lambda x: x)
+    clock[0] += rate * second.cost / second.steps
+    report(0, {"total": 1.0}, torch.zeros(1))
+    left = second.cost * (second.steps - 1) / second.steps
+    assert events[-1].eta == pytest.approx(left * rate)
+
+
+def test_the_eta_times_tiled_steps_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiled steps cost what this machine makes them cost (0.8x to 1.9x an untiled step's per pixel,
+    by machine): once one has run, the ETA of the tiled scales comes from them."""
+    from painterly import api
+    from painterly.plan import make_plan
+
+    settings = TUTORIAL.replace(size=512, start_size=256, scale_factor=2.0, steps=4)
+    plan = make_plan(settings, (512, 512), tile_size=0, budget=int(1.5 * 2**30))
+    untiled, tiled = plan.scales
+    assert not untiled.tile and tiled.tile, plan.describe()
+    clock = [0.0]
+    monkeypatch.setattr(api.time, "perf_counter", lambda: clock[0])
+    events: list = []
+    tracker = api._Tracker(plan, "lbfgs", events.append)
+    rate = 1e-3
+    report = tracker.reporter(0, lambda x: x)
+    for i in range(untiled.steps):
+        clock[0] += rate * untiled.cost / untiled.steps
+        report(i, {"total": 1.0}, torch.zeros(1))
+    assert events[-1].eta == pytest.approx(rate * tiled.cost)  # nothing tiled timed yet: the untiled rate
+    report = tracker.reporter(1, lambda x: x)
+    for i in range(3):
+        clock[0] += 2 * rate * tiled.cost / tiled.steps  # tiled steps cost twice as much here
+        report(i, {"total": 1.0}, torch.zeros(1))
+    measured = (rate + 3 * 2 * rate) / 4  # one tiled step's worth of the untiled rate, then three measured
+    assert events[-1].eta == pytest.approx(measured * tiled.cost * (tiled.steps - 3) / tiled.steps)
