@@ -209,7 +209,7 @@ def part_big(stop_after: float | None) -> list[dict]:
 def _watch_scales(child: subprocess.Popen, log: Path, peaks: dict[str, float]) -> None:
     """Each scale's peak RSS of the running CLI, keyed by the scale its progress line shows (so a
     scale's peak includes the setting up of the next one): the kernel's high-water mark (VmHWM),
-    read and reset (``clear_refs``) whenever the scale changes, and once more at the end."""
+    read every half second and reset (``clear_refs``) whenever the scale changes."""
     status, clear = Path(f"/proc/{child.pid}/status"), Path(f"/proc/{child.pid}/clear_refs")
     current = "setup"
 
@@ -222,7 +222,9 @@ def _watch_scales(child: subprocess.Popen, log: Path, peaks: dict[str, float]) -
 
     while child.poll() is None:
         try:
-            tail = log.read_bytes()[-400:].decode(errors="replace").replace("\r", "\n")
+            with log.open("rb") as f:
+                f.seek(max(0, f.seek(0, 2) - 400))  # the last 400 bytes: the latest progress line
+                tail = f.read().decode(errors="replace").replace("\r", "\n")
         except OSError:
             tail = ""
         shown = [word.split("/")[0] for line in tail.splitlines() for word in line.split()[2:3]
@@ -248,7 +250,8 @@ def _big_result(legs: list[dict], output: Path, history: Path) -> dict:
     from painterly import DEFAULT
     from painterly.plan import SECONDS_PER_COST, make_plan
 
-    precision = "bf16" if "no native bf16" not in legs[-1]["cpu"] else "fp32"  # what the default's auto picks
+    record = json.loads(history.read_text())  # the CLI writes it when a leg ends, stopped or done
+    precision = record["precision"]  # what the default's auto picked for the run
     plan = make_plan(DEFAULT.replace(size=4096), (4096, 4096), precision, 8 * 2**30)
     last = plan.scales[-1]
     result: dict = {"name": "4096x4096 default in 8 GiB (CLI)", "legs": legs,
@@ -265,7 +268,7 @@ def _big_result(legs: list[dict], output: Path, history: Path) -> dict:
         w, h = full.size
         full.crop((w // 2 - 384, h // 2 - 256, w // 2 + 384, h // 2 + 256)).save(OUT / "print_4096_crop.png")
         result["image"] = "benchmarks/tiles/print_4096_small.jpg"
-        result["scale_seconds"] = _scale_seconds(json.loads(history.read_text())["history"])
+        result["scale_seconds"] = _scale_seconds(record["history"])
     return result
 
 

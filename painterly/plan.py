@@ -41,8 +41,10 @@ BASE_BYTES = 1_200_000_000
 #: block4 maps), and what the allocator keeps of the tiles' freed maps. Measured as peak RSS less
 #: the rest of the estimate: bf16, 10.8 GiB at 8192x6144 with two pairs in tiles of 1536 px (2-core
 #: Xeon), about 70 B/px; fp32 (2-core AMD EPYC), 8.36 GiB at 4096x4096 with 8 pairs in tiles of 768
-#: px, 8.17 GiB at 2896x2896 with 14 pairs in tiles of 1024 px of the same run: up to 200 B/px (the
-#: previous 120 planned them at 7.9 and 7.8). Each keeps a margin.
+#: px, about 145 B/px (the previous 120 planned it at 7.92). With 160, a whole 4096x4096 fp32 run
+#: in 8 GiB peaked at 7.69 GiB through its 2896 px scale (planned 7.88). That run's first try also
+#: peaked at 8.17 GiB somewhere in its first ten scales; were that the 2896 px tiled scale, it would
+#: take about 190 B/px.
 TILED_BYTES_PER_PIXEL = {"bf16": 120, "fp32": 160, "fp64": 400}
 #: Tile sizes the planner tries, largest first (interior px; each tile adds a halo of 80 px a side).
 TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
@@ -162,8 +164,12 @@ def tiled_peak_bytes(size: tuple[int, int], precision: str, history: int, tile: 
     w, h = size
     outer = min(h, tile + 2 * halo) * min(w, tile + 2 * halo)
     per_pixel = BYTES_PER_PIXEL.get(precision, BYTES_PER_PIXEL["fp32"])
-    whole = TILED_BYTES_PER_PIXEL.get(precision, TILED_BYTES_PER_PIXEL["fp32"])
-    return BASE_BYTES + per_pixel * outer + (whole + PAIR_BYTES_PER_PIXEL * history) * w * h
+    return BASE_BYTES + per_pixel * outer + (_whole_bytes(precision) + PAIR_BYTES_PER_PIXEL * history) * w * h
+
+
+def _whole_bytes(precision: str) -> int:
+    """Bytes per pixel of the whole image a tiled step holds besides its tile and the pairs."""
+    return TILED_BYTES_PER_PIXEL.get(precision, TILED_BYTES_PER_PIXEL["fp32"])
 
 
 def _tiled_work(size: tuple[int, int], tile: int, halo: int) -> tuple[int, float]:
@@ -204,7 +210,7 @@ def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, bu
         count, factor = _tiled_work(size, tile, halo)
         return tile, count, int(pairs), tiled_peak_bytes(size, precision, int(pairs), tile, halo), factor
     least = tiled_peak_bytes(size, precision, floor, TILE_SIZES[-1], halo)
-    per_pixel = TILED_BYTES_PER_PIXEL.get(precision, TILED_BYTES_PER_PIXEL["fp32"]) + PAIR_BYTES_PER_PIXEL * floor
+    per_pixel = _whole_bytes(precision) + PAIR_BYTES_PER_PIXEL * floor
     room = budget - (least - per_pixel * size[0] * size[1])
     longer = int((max(0, room / per_pixel) * max(size) / min(size)) ** 0.5)  # the same shape, this many px
     raise SettingsError(
