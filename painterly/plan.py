@@ -42,7 +42,8 @@ BASE_BYTES = 1_200_000_000
 #: the rest of the estimate: bf16, 10.8 GiB at 8192x6144 with two pairs in tiles of 1536 px (2-core
 #: Xeon), about 70 B/px; fp32 (2-core AMD EPYC), 8.36 GiB at 4096x4096 with 8 pairs in tiles of 768
 #: px, about 145 B/px (the previous 120 planned it at 7.92). With 160, a whole 4096x4096 fp32 run
-#: in 8 GiB peaked at 7.69 GiB through its 2896 px scale (planned 7.88). That run's first try also
+#: in 8 GiB peaked at 7.69 GiB at its 2896 px scale (planned 7.88) and 7.2 GiB through 14 steps of its
+#: 4096 px scale in tiles of 512 px (planned 7.7). That run's first try also
 #: peaked at 8.17 GiB somewhere in its first ten scales; were that the 2896 px tiled scale, it would
 #: take about 190 B/px.
 TILED_BYTES_PER_PIXEL = {"bf16": 120, "fp32": 160, "fp64": 400}
