@@ -47,8 +47,10 @@ MIN_SIZE = 32
 MIN_SIDE = 16
 #: Coarse-to-fine scales of one run; more only happens by mistake (a factor a hair above 1).
 MAX_SCALES = 32
-#: Largest accepted input, in pixels (w * h): larger files are refused as decompression bombs.
-MAX_INPUT_PIXELS = 64_000_000
+#: Largest accepted input, in pixels (w * h): larger files are refused as decompression bombs. It is
+#: the largest result's (MAX_SIZE squared, 67 MP), so that ``--size 8192x8192`` can hand the run its
+#: photo cropped and resized to that shape, and a result can be painted again.
+MAX_INPUT_PIXELS = MAX_SIZE * MAX_SIZE
 #: Most passes over a clip (Ruder et al. found 5-10 enough).
 MAX_PASSES = 20
 #: Dots per inch a print may have.

@@ -44,6 +44,14 @@ def test_fit_exactly_crops_about_the_centre() -> None:
     assert fit_exactly(Image.new("RGB", (64, 43)), (80, 40)).size == (80, 40)
 
 
+def test_the_largest_print_is_accepted_as_the_runs_photo() -> None:
+    from painterly.images import from_any
+    from painterly.validate import MAX_SIZE
+
+    photo = Image.new("RGB", (MAX_SIZE, MAX_SIZE))  # what --size 8192x8192 hands the run (fit_exactly's output)
+    assert from_any(photo, "content image").size == (MAX_SIZE, MAX_SIZE)
+
+
 @pytest.mark.parametrize("suffix", [".png", ".tiff"])
 def test_16_bit_files_keep_every_sample_the_record_and_the_dpi(tmp_path: Path, suffix: str) -> None:
     import cv2
