@@ -49,11 +49,15 @@ BASE_BYTES = 1_200_000_000
 TILED_BYTES_PER_PIXEL = {"bf16": 120, "fp32": 160, "fp64": 400}
 #: Tile sizes the planner tries, largest first (interior px; each tile adds a halo of 80 px a side).
 TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
-#: A tiled step's time over an untiled one's. The tiles' halos are computed twice (a forward pass
-#: without gradients, then forward and backward), but a tile's maps stay in the CPU's caches where
-#: the whole image's do not: at 2048x1536 in bf16 a step in 12 tiles of 512 px took 0.82x the
-#: untiled step, at 1024x768 in 4 tiles 1.06x (benchmarks/tiles.py --part steps).
-TILED_STEP_FACTOR = 1.0
+#: A tiled step's time over an untiled one's, by precision. The tiles' halos are computed twice (a
+#: forward pass without gradients, then forward and backward). In bf16 a tile's maps stay in the
+#: CPU's caches where the whole image's do not, which pays for that: on a 2-core Xeon at 2048x1536 a
+#: step in 12 tiles of 512 px took 0.82x the untiled step, at 1024x768 in 4 tiles 1.06x
+#: (benchmarks/tiles.py --part steps). In fp32 nothing pays for it: 1.62x at 1024x768 in 4 tiles on
+#: the Xeon; on a 2-core AMD EPYC (AVX2) the 4096x4096 default run (--part big) spent 2.5 to 2.7e-5 s
+#: per unit of untiled cost in its tiled scales, 2.1 to 2.3 times SECONDS_PER_COST's fp32 rate (its
+#: untiled scales 0.8 to 1.3 times), and took 4.6 hours where a factor of 1.0 had planned 2.2.
+TILED_STEP_FACTOR = {"bf16": 1.0, "fp32": 2.2, "fp64": 2.2}
 #: ... until the halos dominate: small tiles cost this much per pixel the network runs over (tile and
 #: halo), as a multiple of an untiled step's per pixel (fitted to the same two measurements).
 HALO_COST = 0.6
@@ -173,13 +177,13 @@ def _whole_bytes(precision: str) -> int:
     return TILED_BYTES_PER_PIXEL.get(precision, TILED_BYTES_PER_PIXEL["fp32"])
 
 
-def _tiled_work(size: tuple[int, int], tile: int, halo: int) -> tuple[int, float]:
-    """(tiles, cost of a tiled step as a multiple of an untiled one's)."""
+def _tiled_work(size: tuple[int, int], tile: int, halo: int, precision: str) -> tuple[int, float]:
+    """(tiles, cost of a tiled step as a multiple of an untiled one's in ``precision``)."""
     from .tiles import make_tiles
 
     tiles = make_tiles(size[1], size[0], tile, halo)
     outer = sum((t.outer[1] - t.outer[0]) * (t.outer[3] - t.outer[2]) for t in tiles) / (size[0] * size[1])
-    return len(tiles), max(TILED_STEP_FACTOR, HALO_COST * outer)
+    return len(tiles), max(TILED_STEP_FACTOR.get(precision, TILED_STEP_FACTOR["fp32"]), HALO_COST * outer)
 
 
 def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, budget: int | None,
@@ -192,7 +196,7 @@ def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, bu
     if tile_size > 0:
         if max(size) <= tile_size:
             return 0, 1, history, untiled, 1.0
-        count, factor = _tiled_work(size, tile_size, halo)
+        count, factor = _tiled_work(size, tile_size, halo, precision)
         return tile_size, count, history, tiled_peak_bytes(size, precision, history, tile_size, halo), factor
     assert budget is not None
     floor = min(history, MIN_HISTORY)
@@ -208,7 +212,7 @@ def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, bu
     usable = [c for c in choices if c[1] >= floor]
     if good or usable:
         tile, pairs = good[0] if good else max(usable, key=lambda c: c[1])
-        count, factor = _tiled_work(size, tile, halo)
+        count, factor = _tiled_work(size, tile, halo, precision)
         return tile, count, int(pairs), tiled_peak_bytes(size, precision, int(pairs), tile, halo), factor
     least = tiled_peak_bytes(size, precision, floor, TILE_SIZES[-1], halo)
     per_pixel = _whole_bytes(precision) + PAIR_BYTES_PER_PIXEL * floor
