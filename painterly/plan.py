@@ -8,6 +8,7 @@ and batch, tiling and video code sum it. Nothing else re-derives scales or style
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .errors import SettingsError
 from .images import fit_size
@@ -42,8 +43,8 @@ BASE_BYTES = 1_200_000_000
 #: the rest of the estimate: bf16, 10.8 GiB at 8192x6144 with two pairs in tiles of 1536 px (2-core
 #: Xeon), about 70 B/px; fp32 (2-core AMD EPYC), 8.36 GiB at 4096x4096 with 8 pairs in tiles of 768
 #: px, about 145 B/px (the previous 120 planned it at 7.92). With 160, a whole 4096x4096 fp32 run
-#: in 8 GiB peaked at 7.69 GiB at its 2896 px scale (planned 7.88) and 7.2 GiB through 14 steps of its
-#: 4096 px scale in tiles of 512 px (planned 7.7). That run's first try also
+#: in 8 GiB peaked at 7.69 GiB at its 2896 px scale (planned 7.88) and 7.2 GiB at its 4096 px scale
+#: in tiles of 512 px (planned 7.7), all 18 steps of it. That run's first try also
 #: peaked at 8.17 GiB somewhere in its first ten scales; were that the 2896 px tiled scale, it would
 #: take about 190 B/px.
 TILED_BYTES_PER_PIXEL = {"bf16": 120, "fp32": 160, "fp64": 400}
@@ -156,10 +157,18 @@ def style_size(longer: int, style_scale: float) -> int:
     return max(MIN_SIZE, round(longer * style_scale))
 
 
+_Figure = TypeVar("_Figure", int, float)
+
+
+def _measured(table: dict[str, _Figure], precision: str) -> _Figure:
+    """``table``'s figure for ``precision``; fp32's for a precision nothing was measured in."""
+    return table.get(precision, table["fp32"])
+
+
 def peak_bytes(size: tuple[int, int], precision: str, history: int) -> int:
     """Estimated peak memory of one step at ``size`` (w, h), with ``history`` L-BFGS pairs held."""
     pixels = size[0] * size[1]
-    per_pixel = BYTES_PER_PIXEL.get(precision, BYTES_PER_PIXEL["fp32"])
+    per_pixel = _measured(BYTES_PER_PIXEL, precision)
     return BASE_BYTES + (per_pixel + PAIR_BYTES_PER_PIXEL * history) * pixels
 
 
@@ -168,13 +177,13 @@ def tiled_peak_bytes(size: tuple[int, int], precision: str, history: int, tile: 
     image needs (:data:`TILED_BYTES_PER_PIXEL`) and the L-BFGS pairs."""
     w, h = size
     outer = min(h, tile + 2 * halo) * min(w, tile + 2 * halo)
-    per_pixel = BYTES_PER_PIXEL.get(precision, BYTES_PER_PIXEL["fp32"])
+    per_pixel = _measured(BYTES_PER_PIXEL, precision)
     return BASE_BYTES + per_pixel * outer + (_whole_bytes(precision) + PAIR_BYTES_PER_PIXEL * history) * w * h
 
 
 def _whole_bytes(precision: str) -> int:
     """Bytes per pixel of the whole image a tiled step holds besides its tile and the pairs."""
-    return TILED_BYTES_PER_PIXEL.get(precision, TILED_BYTES_PER_PIXEL["fp32"])
+    return _measured(TILED_BYTES_PER_PIXEL, precision)
 
 
 def _tiled_work(size: tuple[int, int], tile: int, halo: int, precision: str) -> tuple[int, float]:
@@ -183,7 +192,7 @@ def _tiled_work(size: tuple[int, int], tile: int, halo: int, precision: str) -> 
 
     tiles = make_tiles(size[1], size[0], tile, halo)
     outer = sum((t.outer[1] - t.outer[0]) * (t.outer[3] - t.outer[2]) for t in tiles) / (size[0] * size[1])
-    return len(tiles), max(TILED_STEP_FACTOR.get(precision, TILED_STEP_FACTOR["fp32"]), HALO_COST * outer)
+    return len(tiles), max(_measured(TILED_STEP_FACTOR, precision), HALO_COST * outer)
 
 
 def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, budget: int | None,
