@@ -1,14 +1,18 @@
-"""An independent judge of a stylized picture: a separate VGG19 pass in float32, not the optimizer's loss.
+"""An independent judge of a stylized picture: a separate VGG19 pass in float32, not the optimizer's loss,
+and a structure figure that shares nothing with the network (``measures.py``).
 
-Three figures, lower is better:
+Four figures, lower is better:
 
 * **style**: mean over ``block1_conv1 .. block5_conv1`` (after ReLU) of ``|G(out) - G(art)|_F / |G(art)|_F``
   with ``G = F^T F / (H W)``, the artwork resized so that its longer side equals the output's;
 * **colour**: sliced Wasserstein-1 distance between the output's and the artwork's RGB pixels in 0..1,
   over 64 random directions (fixed seed);
 * **content**: ``|F(out) - F(photo)| / |F(photo)|`` at ``block4_conv2``, the photo at the output's size.
+  It shares the optimizer's network, and it stayed flat while a face dissolved into the strokes: read it
+  beside **structure**;
+* **structure**: ``measures.structure_distance``, SSIM's structure term of the coarse luminances (no network).
 
-``python benchmarks/judge.py OUT.png PHOTO.jpg ART.jpg`` prints the three.
+``python benchmarks/judge.py OUT.png PHOTO.jpg ART.jpg`` prints the four.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 from functools import lru_cache
 
 import torch
+from measures import structure_distance  # noqa: E402  (benchmarks/ is the script's own folder)
 from PIL import Image
 
 from painterly.images import open_image, resize_longer, to_tensor
@@ -72,9 +77,9 @@ def content_distance(out: Image.Image, photo: Image.Image) -> float:
 
 
 def judge(out: Image.Image, photo: Image.Image, art: Image.Image) -> dict[str, float]:
-    """The three figures of ``out`` against its ``photo`` and ``art`` (RGB PIL images)."""
+    """The four figures of ``out`` against its ``photo`` and ``art`` (RGB PIL images)."""
     return {"style": style_distance(out, art), "colour": colour_distance(out, art),
-            "content": content_distance(out, photo)}
+            "content": content_distance(out, photo), "structure": structure_distance(out, photo)}
 
 
 def judge_gray(out: Image.Image, photo: Image.Image, art: Image.Image) -> dict[str, float]:

