@@ -6,6 +6,7 @@ Everything is accumulated in float32 even when the network ran in bf16 (float64 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import cast
 
@@ -253,3 +254,40 @@ def content_term(
             loss = loss / _wide(targets[layer]).pow(2).mean().clamp_min(1e-12)
         total = total + weight * loss
     return total
+
+
+#: Most positions of a layer's map that the nearest-neighbour style term compares, on each side: a map
+#: with more is average-pooled by a whole factor until it fits (see :func:`pooled_positions`).
+NEAREST_POSITIONS = 4096
+#: Output positions matched at once (a chunk's similarity matrix is chunk x style positions).
+_MATCH_CHUNK = 1024
+
+
+def pooled_positions(features: torch.Tensor, factor: int) -> torch.Tensor:
+    """(1, C, H, W) maps average-pooled by ``factor`` (windows of factor x factor positions, the last ones
+    partial) and read as positions x channels, (P, C), in float32 (float64)."""
+    _, c, _, _ = features.shape
+    x = F.avg_pool2d(_wide(features), factor, factor, ceil_mode=True) if factor > 1 else _wide(features)
+    return x.permute(0, 2, 3, 1).reshape(-1, c)
+
+
+def pooling_factor(height: int, width: int, most: int = NEAREST_POSITIONS) -> int:
+    """The smallest whole factor that pools an ``height`` x ``width`` map to at most ``most`` positions."""
+    factor = 1
+    while math.ceil(height / factor) * math.ceil(width / factor) > most:
+        factor += 1
+    return factor
+
+
+def nearest_matches(out: torch.Tensor, style: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """For each row of ``out`` (P, C), the index of the row of ``style`` (Q, C) nearest to it under the
+    cosine distance of both centred on ``centre`` (C,) (NNST's centred cosine), (P,) long."""
+    candidates = F.normalize(style - centre, dim=1)
+    found = [(F.normalize(part - centre, dim=1) @ candidates.T).argmax(dim=1)
+             for part in out.split(_MATCH_CHUNK)]
+    return torch.cat(found)
+
+
+def nearest_distance(out: torch.Tensor, targets: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """Mean centred cosine distance ``1 - cos(out - centre, target - centre)`` of matched rows (scalar)."""
+    return (1 - F.cosine_similarity(out - centre, targets - centre, dim=1)).mean()

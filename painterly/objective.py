@@ -19,10 +19,15 @@ from typing import Protocol, cast
 import torch
 
 from .losses import (
+    NEAREST_POSITIONS,
     StyleTarget,
     content_term,
     gram_matrix,
     moment_targets,
+    nearest_distance,
+    nearest_matches,
+    pooled_positions,
+    pooling_factor,
     sqrtm_psd,
     style_term,
     total_variation,
@@ -111,6 +116,72 @@ class MomentTerm:
 
     def __call__(self, image: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
         return wasserstein_term(features, self.targets, self.layer_weights)
+
+
+#: Steps between two matchings of the nearest-neighbour term (a matching costs a few steps' worth of
+#: matrix products at the finest scale; in between, the targets stay where they were).
+REMATCH_EVERY = 5
+#: The nearest-neighbour term's weight relative to the style weight (style_loss "nearest").
+NEAREST_SHARE = 1.0
+
+
+@dataclass
+class NearestTerm:
+    """Neural-neighbour style (after NNST, Kolkin et al. 2022): each region of the result is pulled toward
+    the artwork's feature nearest to what the region holds now, so the artwork's motifs land where they
+    fit the photo's layout instead of wherever a global statistic puts them.
+
+    Per style layer, the result's maps and the artwork's are average-pooled by one whole factor to at most
+    :data:`~painterly.losses.NEAREST_POSITIONS` positions (the artwork's then strided to as many); every
+    ``rematch_every`` calls each result position is matched to its nearest artwork position under the
+    cosine distance centred on the artwork's mean, and the term is the mean centred cosine distance to
+    the matched features. The matching is not differentiated (it is a target, as in NNST). Several
+    artworks pool their positions together. It has no tiled form (a match reads the whole image) and is
+    not captured in CUDA graphs (its targets change between calls).
+    """
+
+    styles: dict[str, list[torch.Tensor]]  # layer -> each artwork's maps (1, C, h, w)
+    layer_weights: dict[str, float]
+    weight: float
+    rematch_every: int = REMATCH_EVERY
+    name: str = "nearest"
+    graph_safe = False
+
+    def __post_init__(self) -> None:
+        self._calls = 0
+        self._matches: dict[str, torch.Tensor] = {}
+        self._pooled: dict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    @property
+    def layers(self) -> tuple[str, ...]:
+        return tuple(self.layer_weights)
+
+    def __call__(self, image: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
+        rematch = self._calls % self.rematch_every == 0
+        self._calls += 1
+        total: torch.Tensor | None = None
+        for layer, weight in self.layer_weights.items():
+            f = features[layer]
+            factor = pooling_factor(f.shape[-2], f.shape[-1])
+            out = pooled_positions(f, factor)
+            style, centre = self._style(layer, factor, out.dtype)
+            matches = self._matches.get(layer)
+            if rematch or matches is None or len(matches) != len(out):
+                with torch.no_grad():
+                    matches = self._matches[layer] = nearest_matches(out.detach(), style, centre)
+            value = weight * nearest_distance(out, style[matches], centre)
+            total = value if total is None else total + value
+        assert total is not None, "the nearest term needs at least one layer"
+        return total
+
+    def _style(self, layer: str, factor: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """The artworks' pooled positions (Q, C) at ``factor`` and their mean, made once per factor."""
+        key = (layer, factor)
+        if key not in self._pooled:
+            rows = torch.cat([pooled_positions(m, factor) for m in self.styles[layer]]).to(dtype)
+            rows = rows[:: max(1, -(-len(rows) // NEAREST_POSITIONS))]
+            self._pooled[key] = (rows, rows.mean(dim=0))
+        return self._pooled[key]
 
 
 @dataclass
@@ -270,7 +341,7 @@ def build_objective(
         key = None if cache is None or masks is not None else _style_key(net, settings, styles, autocast_dtype)
         if key is not None and cache is not None and key in cache:
             targets = cache[key]
-        elif settings.style_loss == "moments" and masks is None:
+        elif settings.style_loss in ("moments", "nearest") and masks is None:
             targets = _moment_targets(probe, settings, styles, measure)
         else:
             targets = style_targets(net, settings, styles, masks, autocast_dtype, measure)
@@ -278,6 +349,10 @@ def build_objective(
             cache[key] = targets
         if isinstance(targets, dict):
             terms.append(MomentTerm(targets, style_weights, style_weight))
+            if settings.style_loss == "nearest":
+                maps = [measure.maps(probe, s, settings.style_layers) for s in styles]
+                terms.append(NearestTerm({layer: [m[layer] for m in maps] for layer in settings.style_layers},
+                                         style_weights, style_weight * NEAREST_SHARE))
         else:
             terms.append(StyleTerm(targets, style_weights, style_weight,
                                    normalized=settings.style_loss != "gram"))
@@ -297,7 +372,7 @@ def _style_key(net: VGG19, settings: Settings, styles: Sequence[torch.Tensor],
     for s in styles:
         data = s.detach().cpu().contiguous()
         digests.append((tuple(data.shape), str(data.dtype), hashlib.sha1(data.numpy().tobytes()).hexdigest()))
-    return (id(net), tuple(digests), settings.style_layers, settings.style_loss == "moments",
+    return (id(net), tuple(digests), settings.style_layers, settings.style_loss in ("moments", "nearest"),
             settings.style_blend_weights, str(autocast_dtype))
 
 

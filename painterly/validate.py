@@ -33,7 +33,7 @@ SWITCHES = ("on", "off")
 INITS = ("content", "noise", "style")
 POOLINGS = ("max", "avg")
 COLOURS = ("none", "luminance", "histogram")
-STYLE_LOSSES = ("gram", "relative", "moments")
+STYLE_LOSSES = ("gram", "relative", "moments", "nearest")
 FLOW_PRESETS = ("ultrafast", "fast", "medium")  # OpenCV's DIS presets, least effort first
 
 # -- limits ----------------------------------------------------------------------------------
