@@ -176,7 +176,8 @@ def test_lists_become_tuples() -> None:
 
 
 def test_to_dict_from_dict_round_trip() -> None:
-    for original in [*PRESETS.values(), DEFAULT.replace(style_layer_weights=(1, 2, 3, 4, 5), seed=7)]:
+    weights = tuple(float(i) for i in range(1, len(DEFAULT.style_layers) + 1))
+    for original in [*PRESETS.values(), DEFAULT.replace(style_layer_weights=weights, seed=7)]:
         data = original.to_dict()
         assert set(data) == set(FIELD_NAMES)
         assert isinstance(data["style_layers"], list)
@@ -214,7 +215,7 @@ def test_scale_sizes_shrink_by_the_factor_down_to_start_size() -> None:
 def test_scale_sizes_reach_start_size_despite_float_rounding() -> None:
     # 512 / sqrt(2)^4 is 128 exactly but 127.99999999999997 in floats: the 128 px scale must stay.
     assert Settings(size=512, start_size=128).scale_sizes() == [128, 181, 256, 362, 512]
-    assert DEFAULT.scale_sizes()[0] == 128
+    assert DEFAULT.scale_sizes()[0] == DEFAULT.start_size == 256
 
 
 def test_scale_steps_decay_per_scale() -> None:
