@@ -148,28 +148,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("content", nargs="?", help="the photo to paint")
     parser.add_argument("styles", nargs="*", metavar="style", help="one or more artworks")
     parser.add_argument("-o", "--output", help="where to write the result (.png, .jpg, .webp, .tiff)")
-    parser.add_argument("--preset", default="default", help=f"starting settings: {', '.join(PRESETS)}")
+    parser.add_argument("--preset", default="default",
+                        help=f"starting settings ({', '.join(PRESETS)}); flags change them")
     parser.add_argument("--version", action="version", version=f"painterly {_version()}")
-    parser.add_argument("--history", metavar="FILE.json", help="write the run record (settings, losses per step)")
-    parser.add_argument("--report", metavar="DIR", help="write a report folder: pictures, animation, index.html")
+    parser.add_argument("--history", metavar="FILE.json", help="also write the run record: settings, losses per step")
+    parser.add_argument("--report", metavar="DIR", help="also write a report folder: pictures, animation, index.html")
     parser.add_argument("--again", action="store_true",
-                        help="rerun an image painterly made: 'painterly OLD.png --again -o NEW.png'")
-    parser.add_argument("--mask", nargs="+", metavar="FILE", help="one grayscale mask per style (white: that style)")
-    parser.add_argument("--mask-labels", metavar="FILE", help="a colour-label image assigning regions to styles")
+                        help="paint with the settings recorded in an image: painterly OLD.png --again -o NEW.png")
+    parser.add_argument("--mask", nargs="+", metavar="FILE",
+                        help="one grayscale mask per artwork: each paints where its mask is white")
+    parser.add_argument("--mask-labels", metavar="FILE", help="an image whose colours mark the region of each artwork")
     parser.add_argument("--mask-colours", nargs="+", metavar="COLOUR",
-                        help="with --mask-labels: the label colour of each style, in order (#ff0000, red, 255,0,0)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+                        help="the label colour of each artwork, in order (#ff0000, red, 255,0,0)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     prints = parser.add_argument_group("print settings")
     prints.add_argument("--print-size", metavar="WxH{cm,mm,in}",
-                        help="size of the print (30x20cm, 12x8in): sets the pixel size at --dpi; the photo is "
-                             "cropped to the print's shape")
+                        help="size of the print at --dpi (30x20cm, 12x8in); the photo is cropped to its shape")
     prints.add_argument("--dpi", type=_finite_float, metavar="N",
-                        help="dots per inch, written into the file (default with --print-size: 300)")
+                        help="dots per inch, written into the file (with --print-size: 300)")
     prints.add_argument("--bit-depth", type=int, choices=(8, 16), default=8,
-                        help="bits per channel of the result (16: .png or .tiff)")
+                        help="bits per channel: 16 for prints, in .png or .tiff")
     prints.add_argument("--resume", action="store_true",
-                        help="go on with a stopped run from its checkpoint (written beside the output at each "
-                             "scale's end and when stopped): same inputs and options")
+                        help="go on with a stopped run from its checkpoint beside the output (same inputs, options)")
     add_settings_options(parser)
     return parser
 

@@ -45,98 +45,148 @@ class Settings:
     """Everything that decides what a run computes. Frozen: derive variants with :meth:`replace`."""
 
     # -- size and length
-    size: int = field(default=512, metadata=_opt("longer side of the result in px", group="size"))
-    steps: int = field(default=1000, metadata=_opt("optimizer steps (per scale when multi-scale)", group="size"))
+    size: int = field(
+        default=512,
+        metadata=_opt("longer side of the result in px (larger: finer strokes, a longer run)", group="size"),
+    )
+    steps: int = field(
+        default=1000,
+        metadata=_opt("how long to paint: steps at the first scale (finer scales may run fewer)", group="size"),
+    )
     start_size: int = field(
         default=0,
-        metadata=_opt("coarse-to-fine: longer side of the first scale in px (0: one scale only)", group="size"),
+        metadata=_opt("paint coarse to fine from this size in px, much sooner (0: at full size only)", group="size"),
     )
-    scale_factor: float = field(default=math.sqrt(2), metadata=_opt("size ratio between scales", group="size"))
+    scale_factor: float = field(
+        default=math.sqrt(2),
+        metadata=_opt("size ratio from one scale to the next finer one", group="size"),
+    )
     scale_steps_decay: float = field(
-        default=1.0, metadata=_opt("each finer scale runs this fraction of the previous one's steps", group="size")
+        default=1.0, metadata=_opt("each finer scale runs this fraction of the previous scale's steps", group="size")
     )
     min_scale_steps: int = field(
         default=1,
-        metadata=_opt("fewest steps at any scale, so that large results still converge at full size", group="size"),
+        metadata=_opt("fewest steps at any scale, so that large pictures still finish at full size", group="size"),
     )
     # -- loss
     strength: float = field(
         default=-1.0,
-        metadata=_opt("how much of the artwork, from 0 (the photo) to 1 (the artwork's texture alone); it scales "
-                      "style_weight by strength and content_weight by 1 - strength (-1: off, the weights as given; "
-                      "setting either weight turns it off)", group="loss"),
+        metadata=_opt("how much of the artwork: 0 keeps the photo, 1 paints only the artwork (-1: off, "
+                      "the raw weights decide)", group="loss"),
     )
-    content_weight: float = field(default=1e3, metadata=_opt("weight of the content loss", group="loss"))
-    style_weight: float = field(default=1e-2, metadata=_opt("weight of the style loss", group="loss"))
+    content_weight: float = field(
+        default=1e3,
+        metadata=_opt("how strongly the photo's shapes are kept (a raw weight: turns strength off)", group="loss"),
+    )
+    style_weight: float = field(
+        default=1e-2,
+        metadata=_opt("how strongly the artwork's look is painted (a raw weight: turns strength off)", group="loss"),
+    )
     tv_weight: float = field(default=0.0,
-                             metadata=_opt("weight of the total-variation (smoothness) loss", group="loss"))
+                             metadata=_opt("smoothness: more removes specks and grain, and some fine detail",
+                                           group="loss"))
     content_layers: tuple[str, ...] = field(
-        default=("block5_conv2",), metadata=_opt("VGG19 layers compared with the content", group="loss")
+        default=("block5_conv2",),
+        metadata=_opt("network layers that hold the photo's shapes (deeper: looser shapes)", group="loss"),
     )
     content_layer_weights: tuple[float, ...] = field(
-        default=(), metadata=_opt("one weight per content layer (empty: equal, summing to 1)", group="loss")
+        default=(), metadata=_opt("one weight per content layer (empty: equal)", group="loss")
     )
     style_layers: tuple[str, ...] = field(
-        default=TUTORIAL_STYLE_LAYERS, metadata=_opt("VGG19 layers whose Gram matrices are matched", group="loss")
+        default=TUTORIAL_STYLE_LAYERS,
+        metadata=_opt("network layers that carry the artwork's look (early: colour and grain; deep: larger strokes)",
+                      group="loss"),
     )
     style_layer_weights: tuple[float, ...] = field(
-        default=(), metadata=_opt("one weight per style layer (empty: equal, summing to 1)", group="loss")
+        default=(),
+        metadata=_opt("one weight per style layer (empty: equal); more on early layers: more colour and grain",
+                      group="loss"),
     )
     style_loss: str = field(
         default="gram",
-        metadata=_opt("style distance per layer: gram (the tutorial's mean squared Gram difference), relative "
-                      "(Gram distance relative to the style's, the same for every layer's size), moments "
-                      "(Wasserstein-2 between the maps' means and covariances) or nearest (moments, and each region "
-                      "pulled toward the artwork's nearest feature, after NNST; no tiles)", STYLE_LOSSES,
+        metadata=_opt("how the artwork's look is compared: moments (closest to it), nearest (moments, and each "
+                      "region pulled toward the artwork's nearest feature; no tiles), relative, or gram (the "
+                      "tutorial's)", STYLE_LOSSES, group="loss"),
+    )
+    pooling: str = field(
+        default="max",
+        metadata=_opt("the network's pooling: max (the tutorial's) or avg (as Gatys et al. advise)", POOLINGS,
                       group="loss"),
     )
-    pooling: str = field(default="max", metadata=_opt("VGG19 pooling", POOLINGS, group="loss"))
     # -- optimizer
-    optimizer: str = field(default="adam", metadata=_opt("pixel optimizer", OPTIMIZERS, group="optimizer"))
-    lr: float = field(default=5.0, metadata=_opt("learning rate (step length for lbfgs)", group="optimizer"))
-    adam_beta1: float = field(default=0.99, metadata=_opt("Adam beta1", group="optimizer"))
-    adam_beta2: float = field(default=0.999, metadata=_opt("Adam beta2", group="optimizer"))
-    adam_eps: float = field(default=0.1, metadata=_opt("Adam epsilon (TensorFlow's rule)", group="optimizer"))
-    lbfgs_history: int = field(default=100, metadata=_opt("L-BFGS history size", group="optimizer"))
+    optimizer: str = field(
+        default="adam",
+        metadata=_opt("how the pixels are changed: lbfgs (fast) or adam (the tutorial's)",
+                      OPTIMIZERS, group="optimizer"),
+    )
+    lr: float = field(
+        default=5.0,
+        metadata=_opt("how far each step moves the pixels (adam: 5, lbfgs: 1)", group="optimizer"),
+    )
+    adam_beta1: float = field(default=0.99, metadata=_opt("Adam's momentum, beta1", group="optimizer"))
+    adam_beta2: float = field(
+        default=0.999,
+        metadata=_opt("Adam's average of squared gradients, beta2", group="optimizer"),
+    )
+    adam_eps: float = field(
+        default=0.1,
+        metadata=_opt("Adam's epsilon, in TensorFlow's rule (larger: smaller, steadier steps)", group="optimizer"),
+    )
+    lbfgs_history: int = field(
+        default=100,
+        metadata=_opt("past steps L-BFGS remembers (more: better steps, more memory)", group="optimizer"),
+    )
     lbfgs_max_step: float = field(
         default=128.0,
-        metadata=_opt("largest change of one pixel in one L-BFGS step, in levels of 0..255", group="optimizer"),
+        metadata=_opt("largest change of a pixel in one L-BFGS step, in levels of 0..255", group="optimizer"),
     )
     ema: float = field(
-        default=0.0, metadata=_opt("decay of the image's moving average, the output (0: off)", group="optimizer")
+        default=0.0,
+        metadata=_opt("keep a moving average of the picture, calmer (0: off; 0.9: about the last 10 steps)",
+                      group="optimizer"),
     )
     patience: int = field(
         default=0, metadata=_opt("stop a scale after this many steps without improvement (0: never)", group="optimizer")
     )
     min_improvement: float = field(
-        default=1e-3, metadata=_opt("relative loss drop that counts as improvement", group="optimizer")
+        default=1e-3, metadata=_opt("smallest relative drop of the loss that counts as improvement", group="optimizer")
     )
     # -- init and colour
     init: str = field(
         default="content",
-        metadata=_opt("start image: content, noise, style, or file (init_file); an image file's path is "
-                      "taken as init_file", group="image", metavar="INIT"),
+        metadata=_opt("what the painting starts from: content (the photo), noise, style, or an image file",
+                      group="image", metavar="INIT"),
     )
     init_file: str = field(
-        default="", metadata=_opt("the image to start from (with init file)", group="image", metavar="FILE"),
+        default="", metadata=_opt("the image to start from, with init file", group="image", metavar="FILE"),
     )
-    seed: int = field(default=0, metadata=_opt("random seed (noise init, reproducibility)", group="image"))
-    colour: str = field(default="none", metadata=_opt("keep the content's colours", COLOURS, group="image"))
+    seed: int = field(
+        default=0,
+        metadata=_opt("random seed of the noise start, so that a run can be repeated", group="image"),
+    )
+    colour: str = field(
+        default="none",
+        metadata=_opt("none paints in the artwork's colours; luminance or histogram keep the photo's",
+                      COLOURS, group="image"),
+    )
     style_scale: float = field(
-        default=1.0, metadata=_opt("style image's longer side relative to the result's", group="image")
+        default=1.0,
+        metadata=_opt("the artwork's size relative to the result: smaller paints finer brush strokes", group="image"),
     )
     style_blend_weights: tuple[float, ...] = field(
-        default=(), metadata=_opt("one weight per style image (empty: equal)", group="image")
+        default=(),
+        metadata=_opt("with several artworks: how much of each, one weight per artwork (empty: equal)", group="image"),
     )
     # -- network: these change the numbers, so they belong to the picture
     precision: str = field(
         default="auto",
-        metadata=_opt("network precision (auto: bf16 where the hardware is fast at it; fp64 for reference checks)",
+        metadata=_opt("number format: auto (bf16 where the hardware is fast at it), fp32, or fp64 for checks",
                       PRECISIONS, group="network"),
     )
     weights: str = field(
         default="",
-        metadata=_opt("VGG19 weights file (.bin or Keras .h5; empty: bundled)", group="network", metavar="FILE"),
+        metadata=_opt("VGG19 weights file, .bin or Keras .h5 (empty: the bundled weights)",
+                      group="network", metavar="FILE"),
     )
 
     def __post_init__(self) -> None:
@@ -248,22 +298,25 @@ class Machine:
     not here: it changes the numbers (a seeded fp32 run is reproduced exactly only in fp32), and
     ``auto`` already means this machine's."""
 
-    device: str = field(default="auto", metadata=_opt("where to run", DEVICES, group="machine"))
+    device: str = field(
+        default="auto",
+        metadata=_opt("where to run: cpu, cuda (an NVIDIA GPU), mps (Apple) or auto", DEVICES, group="machine"),
+    )
     cuda_graphs: str = field(
         default="on",
-        metadata=_opt("on CUDA, capture each scale's loss and gradient once as a CUDA graph and replay it every step",
+        metadata=_opt("on CUDA, replay each scale's step as a CUDA graph: faster, the same picture",
                       SWITCHES, group="machine"),
     )
-    threads: int = field(default=0, metadata=_opt("CPU threads (0: all cores)", group="machine"))
+    threads: int = field(default=0, metadata=_opt("CPU threads to use (0: all cores)", group="machine"))
     max_memory: float = field(
         default=0.0,
-        metadata=_opt("memory a run may use, in GiB (0: three quarters of what is free; on CUDA, 90% of the GPU's)",
+        metadata=_opt("memory a run may use in GiB; larger pictures are cut into tiles (0: 3/4 of free, GPU 90%)",
                       group="machine", metavar="GIB"),
     )
     tile_size: int = field(
         default=0,
-        metadata=_opt("cut each step into tiles of this many px (0: only where the step would not fit "
-                      "max_memory; -1: never); the result is the same", group="machine", metavar="PX"),
+        metadata=_opt("paint in tiles of this many px: the same picture in less memory (0: where needed, -1: never)",
+                      group="machine", metavar="PX"),
     )
 
     def __post_init__(self) -> None:
