@@ -54,7 +54,7 @@ from painterly.optimize import PixelLBFGS, capture_graph
 from painterly.samples import demo_paths
 
 HERE = Path(__file__).parent
-PARTS = ("steps", "quality", "compile", "presets", "memory", "cudagraph")
+PARTS = ("steps", "quality", "compile", "presets", "memory", "cudagraph", "profile")
 STYLE_LAYERS = TUTORIAL.style_layers
 LAYERS = (*STYLE_LAYERS, "block5_conv2")
 
@@ -295,7 +295,9 @@ def part_compile(repeat: int, device: torch.device) -> dict:
     return row
 
 
-def part_presets(repeat: int, device: torch.device) -> list[dict]:
+def part_presets(repeat: int, device: torch.device, precisions: list[str]) -> list[dict]:
+    """The demo and the default at 512 px as whole commands, in each of ``precisions`` (``fp32`` is what a
+    CPU without native bf16 runs: the common laptop), measured in turn ``repeat`` times."""
     import tempfile
 
     content, style = demo_paths()
@@ -303,19 +305,69 @@ def part_presets(repeat: int, device: torch.device) -> list[dict]:
         "demo (painterly, no arguments)": [],
         "default preset, 512 px": [str(content), str(style), "--size", "512"],
     }
-    rows = []
-    for name, args in commands.items():
-        times = []
-        for _ in range(repeat):
+    runs = [(name, args, precision) for name, args in commands.items() for precision in precisions]
+    times: dict[int, list[float]] = {i: [] for i in range(len(runs))}
+    for _ in range(repeat):
+        for i, (name, args, precision) in enumerate(runs):  # in turn, so a slow spell is shared
             with tempfile.TemporaryDirectory() as tmp:
-                out = ["-o", str(Path(tmp) / "out.png"), "-q", "--device", str(device)]
+                out = ["-o", str(Path(tmp) / "out.png"), "-q", "--device", str(device), "--precision", precision]
                 start = time.perf_counter()
                 subprocess.run([sys.executable, "-m", "painterly", *args, *out], check=True)
-                times.append(time.perf_counter() - start)
-        row = {"run": name, "seconds": statistics.median(times), "all": times}
+                times[i].append(time.perf_counter() - start)
+    rows = []
+    for i, (name, _, precision) in enumerate(runs):
+        row = {"run": name, "precision": precision, "seconds": statistics.median(times[i]), "all": times[i]}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
+
+
+#: How the profile sorts torch's operators: the network's passes, the style term's eigen-solves, the
+#: matrix products of the Grams and covariances; everything else is the optimizer, losses and Python.
+PROFILE_GROUPS = {
+    "network (convolutions, ReLU, pooling; forward and backward)": ("conv", "relu", "threshold", "max_pool",
+                                                                    "avg_pool"),
+    "style term eigen-solves": ("eigh", "eigvalsh"),
+    "Grams, covariances, matches (matrix products)": ("bmm", "mm", "matmul", "addmm", "addmv", "mv", "dot"),
+}
+
+
+def part_profile(device: torch.device, precision: str, size: int) -> dict:
+    """Where a default run's time goes: torch's profiler over one whole run at ``size`` (its overhead is
+    small at these sizes), each operator's own time sorted into :data:`PROFILE_GROUPS`, and each scale's
+    wall time and steps from the run's history."""
+    from torch.profiler import ProfilerActivity, profile
+
+    content, style = (open_image(p) for p in demo_paths())
+    settings = painterly.DEFAULT.replace(size=size, precision=precision)
+    stylize(content, style, settings.replace(size=128, start_size=0, steps=2), device=str(device))  # warm up
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        start = time.perf_counter()
+        result = stylize(content, style, settings, device=str(device))
+        wall = time.perf_counter() - start
+    groups = dict.fromkeys(PROFILE_GROUPS, 0.0)
+    total = 0.0
+    for event in prof.key_averages():
+        seconds = event.self_cpu_time_total / 1e6
+        total += seconds
+        name = event.key.lower()
+        for group, keys in PROFILE_GROUPS.items():
+            if any(k in name for k in keys):
+                groups[group] += seconds
+                break
+    scales: dict[int, dict] = {}
+    previous = 0.0
+    for row in result.history:
+        scale = scales.setdefault(row["scale"], {"size": row["size"], "steps": 0, "seconds": 0.0})
+        scale["steps"] += 1
+        scale["seconds"] += row["seconds"] - previous
+        previous = row["seconds"]
+    out = {"size": size, "precision": precision, "wall_seconds": round(wall, 2),
+           "setup_seconds": round(result.seconds_setup, 2), "operator_seconds": round(total, 2),
+           "groups": {k: round(v, 2) for k, v in groups.items()},
+           "scales": [{**v, "seconds": round(v["seconds"], 2)} for v in scales.values()]}
+    print(json.dumps(out), flush=True)
+    return out
 
 
 MEMORY_PROBE = """
@@ -412,9 +464,23 @@ def markdown(results: dict) -> str:
                   f"{c['compiled']:.3f} s (ratio {c['ratio']:.2f}), after {c['compile_seconds']:.0f} s of compiling.",
                   ""]
     if "presets" in results:
-        lines += ["| run (fresh process, whole command) | median seconds |", "|---|---|"]
+        lines += ["| run (fresh process, whole command) | precision | median seconds |", "|---|---|---|"]
         for r in results["presets"]:
-            lines.append(f"| {r['run']} | {r['seconds']:.1f} |")
+            lines.append(f"| {r['run']} | {r.get('precision', 'auto')} | {r['seconds']:.1f} |")
+        lines.append("")
+    if "profile" in results:
+        p = results["profile"]
+        lines += [f"Where the time goes: one default run at {p['size']} px in {p['precision']}, "
+                  f"{p['wall_seconds']:.1f} s (setting up the scales: {p['setup_seconds']:.1f} s), "
+                  f"{p['operator_seconds']:.1f} s in torch's operators:", "",
+                  "| operators | seconds | share of the run |", "|---|---|---|"]
+        for group, seconds in p["groups"].items():
+            lines.append(f"| {group} | {seconds:.1f} | {seconds / p['wall_seconds']:.0%} |")
+        lines += ["", "| scale | size | steps | seconds | seconds a step |", "|---|---|---|---|---|"]
+        for i, scale in enumerate(p["scales"]):
+            size = "x".join(str(v) for v in scale["size"])
+            lines.append(f"| {i + 1} | {size} | {scale['steps']} | {scale['seconds']:.1f} | "
+                         f"{scale['seconds'] / max(1, scale['steps']):.2f} |")
         lines.append("")
     if "memory" in results:
         gpu = any("peak_gpu_gib" in r for r in results["memory"])
@@ -443,6 +509,10 @@ def main() -> int:
     parser.add_argument("--tutorial-steps", type=int, default=1000)
     parser.add_argument("--repeat-presets", type=int, default=3)
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precisions", nargs="+", default=["auto", "fp32"],
+                        help="precisions of the presets part (fp32: a CPU without native bf16)")
+    parser.add_argument("--profile-precision", default="fp32", help="precision of the profile part")
+    parser.add_argument("--profile-size", type=int, default=512)
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args()
     device = pick_device(args.device)
@@ -464,11 +534,13 @@ def main() -> int:
     if "compile" in parts:
         results["compile"] = part_compile(args.repeat, device)
     if "presets" in parts:
-        results["presets"] = part_presets(args.repeat_presets, device)
+        results["presets"] = part_presets(args.repeat_presets, device, args.precisions)
     if "memory" in parts:
         results["memory"] = part_memory(device)
     if "cudagraph" in parts and device.type == "cuda":
         results["cudagraph"] = part_cudagraph(args.repeat, device)
+    if "profile" in parts:
+        results["profile"] = part_profile(device, args.profile_precision, args.profile_size)
     json_path.write_text(json.dumps(results, indent=1) + "\n")
     table = markdown(results)
     commands = sorted(set(results["commands"].values()))

