@@ -85,6 +85,18 @@ class VGG19(nn.Module):
         return F.max_pool2d(x, 2, 2)
 
 
+def work_per_pixel(layers: Iterable[str]) -> int:
+    """Multiply-adds per input pixel of a forward pass cut after the deepest of ``layers`` (each 3x3 conv
+    costs 9 x in x out at its block's resolution, a quarter of the previous block's): what a step's
+    arithmetic grows with, besides the pixels."""
+    last = CONV_LAYERS.index(deepest(layers))
+    total = 0
+    for name, (out_ch, in_ch) in list(conv_shapes().items())[: last + 1]:
+        block = int(name[5])
+        total += 9 * in_ch * out_ch // 4 ** (block - 1)
+    return total
+
+
 def deepest(layers: Iterable[str]) -> str:
     """The deepest of ``layers`` in network order."""
     return max(layers, key=CONV_LAYERS.index)

@@ -12,6 +12,7 @@ from typing import TypeVar
 
 from .errors import SettingsError
 from .images import fit_size
+from .network import work_per_pixel
 from .settings import Settings
 from .validate import MIN_SIZE, check_resized
 
@@ -27,6 +28,9 @@ STEP_OVERHEAD_PIXELS = 16_000
 #: 2048x1536 in fp32: 1.4x); the ETA after the first steps is measured, this is only what the CLI
 #: says before them.
 SECONDS_PER_COST = {("cpu", "bf16"): 3.7e-6, ("cpu", "fp32"): 1.2e-5}
+#: The layers those figures were measured with (the default preset's then, up to block5_conv1): a run
+#: whose network stops earlier costs its share of their arithmetic a pixel (block4_conv2: 0.77).
+CALIBRATED_LAYERS = ("block5_conv1",)
 
 #: Bytes a pixel of the optimized image costs at the peak of an untiled step (VGG19 up to block5's
 #: maps, kept for the backward pass, their gradients, the float32 copies the style term makes),
@@ -249,6 +253,7 @@ def make_plan(settings: Settings, content_size: tuple[int, int], precision: str 
 
     layers = [*settings.content_layers, *settings.style_layers]
     halo = halo_for(layers)
+    share = work_per_pixel(layers) / work_per_pixel(CALIBRATED_LAYERS) if layers else 1.0
     scales = []
     for index, (longer, steps) in enumerate(zip(settings.scale_sizes(), settings.scale_steps())):
         size = fit_size(content_size, longer)
@@ -256,5 +261,5 @@ def make_plan(settings: Settings, content_size: tuple[int, int], precision: str 
         history = 0 if settings.optimizer == "adam" else max(1, min(settings.lbfgs_history, steps - 1))
         tile, tiles, history, peak, factor = _fit(tile_size, size, precision, history, budget, halo)
         scales.append(ScalePlan(index, size, steps, style_size(longer, settings.style_scale), history,
-                                peak, steps * step_cost(size, factor, tiles), tile, tiles))
+                                peak, steps * step_cost(size, factor * share, tiles), tile, tiles))
     return Plan(tuple(scales), tuple(content_size))  # type: ignore[arg-type]

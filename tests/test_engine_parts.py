@@ -11,7 +11,7 @@ from painterly import DEFAULT, TUTORIAL, preset, stylize
 from painterly.api import Engine, build_network
 from painterly.errors import ImageError, SettingsError
 from painterly.losses import feature_moments, sqrtm_psd, wasserstein_term
-from painterly.network import VGG19
+from painterly.network import VGG19, work_per_pixel
 from painterly.objective import Objective, TVTerm, build_objective
 from painterly.plan import STEP_OVERHEAD_PIXELS, make_plan
 from painterly.weights import load_weights
@@ -24,6 +24,17 @@ def _rand(*shape: int, seed: int) -> torch.Tensor:
 # -- the plan ----------------------------------------------------------------------------------
 
 
+def test_a_network_cut_earlier_is_priced_at_its_share_of_the_arithmetic() -> None:
+    # 9 x in x out multiply-adds a pixel per conv, a quarter per block: block1_conv1 is 9 x 3 x 64.
+    assert work_per_pixel(["block1_conv1"]) == 9 * 3 * 64
+    assert work_per_pixel(["block1_conv2", "block1_conv1"]) == 9 * 3 * 64 + 9 * 64 * 64
+    assert work_per_pixel(["block2_conv1"]) == 9 * 3 * 64 + 9 * 64 * 64 + 9 * 64 * 128 // 4
+    one = DEFAULT.replace(start_size=0)
+    deep = make_plan(one.replace(content_layers=("block5_conv2",)), (512, 384)).scales[0]
+    short = make_plan(one, (512, 384)).scales[0]
+    assert short.cost < 0.8 * deep.cost
+
+
 def test_plan_follows_the_settings_scales_and_steps() -> None:
     plan = make_plan(DEFAULT, (1000, 750), "bf16")
     assert [max(s.size) for s in plan.scales] == DEFAULT.scale_sizes()
@@ -31,7 +42,8 @@ def test_plan_follows_the_settings_scales_and_steps() -> None:
     assert plan.size == (512, 384) and plan.total_steps == sum(DEFAULT.scale_steps())
     assert [s.style_size for s in plan.scales] == [max(s.size) for s in plan.scales]  # style_scale 1
     last = plan.scales[-1]
-    assert last.cost == last.steps * (512 * 384 + STEP_OVERHEAD_PIXELS)
+    share = work_per_pixel(["block4_conv2"]) / work_per_pixel(["block5_conv1"])  # the default's network, cut short
+    assert last.cost == pytest.approx(last.steps * (512 * 384 * share + STEP_OVERHEAD_PIXELS))
     assert plan.cost_done(len(plan.scales) - 1, last.steps) == pytest.approx(plan.total_cost)
     assert plan.peak_bytes == max(s.peak_bytes for s in plan.scales) == last.peak_bytes
     assert not plan.enlarged and make_plan(DEFAULT, (200, 150)).enlarged
