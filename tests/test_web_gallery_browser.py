@@ -173,6 +173,7 @@ def test_iterate_and_compare_on_a_desktop(browser, server: str, screens: Path) -
     page.click("#start")
     page.wait_for_selector("#run-status.done", timeout=RUN_MS)
     assert page.title().startswith("done")
+    assert page.evaluate("document.body.dataset.notified") == "done"  # a notification, where allowed
     # 2 steps at 64 px leave the photo as it was: the result says so and offers more steps.
     page.wait_for_selector("#result-hint:not([hidden])")
     assert "barely changed" in page.text_content("#result-hint")
@@ -224,9 +225,15 @@ def test_gallery_and_phone_layout(browser, server: str, screens: Path, tmp_path:
     # Many runs, made cheaply: a long one runs while the others wait and are cancelled.
     running = post_run(server, FAST)
     waiting = [post_run(server, {**FAST, "steps": 3}) for _ in range(13)]
+    page = open_page(browser, server, **PHONE)
+    # A running run shows its progress in the tab's title.
+    page.evaluate(f"follow('{running}')")
+    until(page, r"/^\d+% · .*painterly studio$/.test(document.title)")
     for job_id in [*waiting, running]:
         api(server, f"/api/jobs/{job_id}/cancel", "POST")
-    page = open_page(browser, server, **PHONE)
+    page.wait_for_selector("#run-status.cancelled", timeout=10_000)
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
 
     # The narrow-screen rules apply: one column of settings, nothing wider than the phone.
     columns = page.evaluate("getComputedStyle(document.querySelector('.setting')).gridTemplateColumns")

@@ -166,6 +166,29 @@ def test_a_two_step_run_reports_that_it_barely_changed(client: TestClient) -> No
     assert done["result"]["barely_changed"] is True and done["result"]["change"] < BARELY_CHANGED
 
 
+def events(client: TestClient, job_id: str) -> list[tuple[str, dict[str, Any]]]:
+    found, kind = [], None
+    with client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                kind = line[len("event: "):]
+            elif line.startswith("data: "):
+                found.append((kind, json.loads(line[len("data: "):])))
+    return found
+
+
+@pytest.mark.slow  # timing: run it on a machine that is not busy with other work
+def test_the_eta_is_right_within_30_percent_from_the_second_step(client: TestClient) -> None:
+    job_id = submit(client, {"size": 128, "steps": 16})
+    steps = [data for kind, data in events(client, job_id) if kind == "progress"]
+    assert steps[0]["step"] == 1 and steps[0]["eta"] is None  # one step is the warm-up: no guess
+    end = steps[-1]["elapsed"]
+    for step in steps[1:]:
+        left = end - step["elapsed"]
+        if left >= 0.25 * end:  # near the end a few milliseconds are a large share
+            assert abs(step["eta"] - left) <= 0.3 * left, (step["step"], step["eta"], left)
+
+
 # -- the gallery ------------------------------------------------------------------------------------
 
 

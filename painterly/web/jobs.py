@@ -7,7 +7,12 @@ settings embedded. Queued and running runs are also held in memory (with their l
 ones live only in the store. The worker runs :func:`painterly.stylize` and turns its
 :class:`~painterly.api.Progress` events into messages for subscribers (server-sent events) and, once
 a second, into the run's row. Its ETA comes from the run's plan: seconds per unit of the plan's cost,
-measured after the first step, times the cost left.
+measured from the end of the first step (which also pays for the warm-up) to the latest, times the cost
+left; after the first step alone there is none. The rate of the last finished run also times the plan
+the page shows before Start (:meth:`JobQueue.estimate_seconds`).
+
+A finished run's summary says how much the picture changed from the photo (``change``, the mean per
+pixel, 0..1) and whether that is so little that the run needs more steps (``barely_changed``).
 
 Cancel is immediate for the queue: the run's status says ``cancelled`` at once, the next run may
 start, and the worker stops at the next step; if it is in the middle of something longer (setup:
@@ -565,19 +570,20 @@ class JobQueue:
         return job.cancel.is_set()
 
     @staticmethod
-    def _eta(job: Job, event: Progress) -> float:
+    def _eta(job: Job, event: Progress) -> float | None:
         """Seconds left: the plan's cost left at the rate measured since the first step (which also
-        pays for warm-up, and would double the first estimates if it were counted)."""
+        pays for warm-up, and would double the first estimates if it were counted); None after the
+        first step, which alone cannot tell the rate."""
         if len(job.plan.scales) != event.scales:  # the engine planned differently: trust its estimate
             return round(event.eta, 3)
         done = job.plan.cost_done(event.scale, event.step - job.scale_start + 1)
         if job.first is None:
             job.first = (event.elapsed, done)
         first_elapsed, first_done = job.first
-        rate = (event.elapsed - first_elapsed) / (done - first_done) if done > first_done else event.elapsed / done
-        if done > first_done:
-            job.rate = rate
-        return round(max(0.0, rate * (job.plan.total_cost - done)), 3)
+        if done <= first_done:  # one step measures only the warm-up: no estimate until the second
+            return None
+        job.rate = (event.elapsed - first_elapsed) / (done - first_done)
+        return round(max(0.0, job.rate * (job.plan.total_cost - done)), 3)
 
     # -- helpers (lock held) ------------------------------------------------------------------
 

@@ -6,7 +6,9 @@ of the studio's own, offline) and ``/openapi.json``. What a request sends is che
 and the work budget of :mod:`painterly.web.budget`; runs are kept in the data folder
 (:mod:`painterly.web.store`). Only the studio's own address may use it (:mod:`painterly.web.origin`).
 A refused request gets a 4xx answer ``{"detail": "...", "field": "..."}`` naming the form field or
-setting.
+setting; a full queue's 503 says when to try again (``Retry-After``). ``POST /api/plan`` answers
+what a run would take (its plan, memory and time) and whether it would be refused, with the same
+checks as ``POST /api/jobs`` but without the images, so the page can show it before Start.
 """
 
 from __future__ import annotations

@@ -332,6 +332,7 @@ async function setContent(file, extra = {}) {
   const content = await readImage(file, "content", "content", extra);
   if (!content) return;
   state.content = content;
+  $("#from-run").hidden = true;  // no longer the run's photo
   clearError("content");
   renderPicked();
   formChanged();
@@ -571,12 +572,14 @@ function showProgress(p) {
   const size = p.size ? ` · ${p.size[0]}×${p.size[1]}` : "";
   const loss = p.losses && typeof p.losses.total === "number" ? ` · loss ${p.losses.total.toExponential(3)}` : "";
   $("#run-progress").textContent = total && p.step
-    ? `Step ${p.step} of ${total}${scale}${size}${loss} · ${clock(p.elapsed)} elapsed · ETA ${clock(p.eta)}`
+    ? `Step ${p.step} of ${total}${scale}${size}${loss} · ${clock(p.elapsed)} elapsed · `
+      + `${p.eta === null || p.eta === undefined ? "ETA after the next step" : `ETA ${clock(p.eta)}`}`
     : "Starting…";
   if (p.step) {
     $("#run-notice").hidden = true;
     if (state.shown) Object.assign(state.shown, { step: p.step });
-    document.title = `${Math.floor((100 * p.step) / Math.max(total, 1))}% · ETA ${clock(p.eta)} · ${TITLE}`;
+    const left = p.eta === null || p.eta === undefined ? "" : ` · ${clock(p.eta)} left`;
+    document.title = `${Math.floor((100 * p.step) / Math.max(total, 1))}%${left} · ${TITLE}`;
   }
   $("#run-bar").style.width = `${total ? (100 * p.step) / total : 0}%`;
   if (p.losses && !p.history) { chart.points.push(p.losses); chart.draw(); }
@@ -693,7 +696,7 @@ function showHint(job) {
   box.hidden = !(job.status === "done" && r && r.barely_changed);
   if (box.hidden) return;
   const steps = Math.min(state.schema.limits.max_steps, Math.max(100, job.settings.steps * 10));
-  box.replaceChildren(`The picture barely changed (${(100 * r.change).toFixed(1)}% on average): `
+  box.replaceChildren(`The picture barely changed (${(100 * r.change).toPrecision(2)}% on average): `
     + `${job.settings.steps} step${job.settings.steps === 1 ? " is" : "s are"} too few. `, el("button", {
     type: "button", class: "secondary", id: "more-steps", text: `Run again with ${steps} steps`,
     onclick: () => rerun(job.id, { steps }),
