@@ -35,7 +35,9 @@ STARTUP_SECONDS = 60
 RUN_MS = 90_000
 FAST = {"preset": "tutorial", "size": 64, "steps": 2000, "start_size": 0, "precision": "fp32",
         "content_layers": ["block2_conv2"], "style_layers": ["block1_conv1"]}
-PHONE = {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}
+WIDTHS = {"desktop": {"viewport": {"width": 1280, "height": 900}},
+          "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}}
+PAGE_SIZE = {"desktop": 12, "phone": 8}  # runs per page of the gallery (app.js)
 
 
 def missing(what: str) -> None:
@@ -156,8 +158,9 @@ def fast_settings(page, steps: int) -> None:
     page.click("#more-settings summary")
 
 
-def test_iterate_and_compare_on_a_desktop(browser, server: str, screens: Path) -> None:
-    page = open_page(browser, server)
+@pytest.mark.parametrize("width", WIDTHS)
+def test_iterate_and_compare(browser, server: str, screens: Path, width: str) -> None:
+    page = open_page(browser, server, **WIDTHS[width])
     page.set_input_files("#content-file", str(CONTENT))
     page.set_input_files("#style-file", str(STYLE))
     fast_settings(page, steps=2)
@@ -168,7 +171,7 @@ def test_iterate_and_compare_on_a_desktop(browser, server: str, screens: Path) -
     assert "at most 2000" in page.text_content("#plan-preview")
     page.fill("#setting-steps", "2")
     until(page, "document.querySelector('#plan-preview').dataset.steps === '2'", 20)
-    keep(page, screens, "desktop-1-form")
+    keep(page, screens, f"{width}-iterate-1-form")
 
     page.click("#start")
     page.wait_for_selector("#run-status.done", timeout=RUN_MS)
@@ -190,12 +193,12 @@ def test_iterate_and_compare_on_a_desktop(browser, server: str, screens: Path) -
     assert page.evaluate("getComputedStyle(document.querySelector('#before-after')).getPropertyValue('--split')") \
         .strip() == "30%"
     until(page, "document.querySelector('#ba-photo').naturalWidth === 64")
-    keep(page, screens, "desktop-2-result-before-after")
+    keep(page, screens, f"{width}-iterate-2-result-before-after")
     page.click("#zoom")
     page.wait_for_selector("#viewer[open]")
     page.click('#viewer [data-zoom="4"]')
     until(page, "document.querySelector('#viewer-image').getBoundingClientRect().width === 256")
-    keep(page, screens, "desktop-3-full-size")
+    keep(page, screens, f"{width}-iterate-3-full-size")
     page.click("#viewer-close")
 
     # The first run back in the form: its images and settings, changed and started again.
@@ -216,16 +219,17 @@ def test_iterate_and_compare_on_a_desktop(browser, server: str, screens: Path) -
     page.wait_for_selector("#compare-dialog[open]")
     assert page.locator("#side-by-side figure").count() == 2
     assert "steps: 5" in page.text_content("#side-by-side") and "steps: 2" in page.text_content("#side-by-side")
-    keep(page, screens, "desktop-4-side-by-side")
+    keep(page, screens, f"{width}-iterate-4-side-by-side")
     page.click("#compare-close")
     assert page.offsite == [] and page.errors == []
 
 
-def test_gallery_and_phone_layout(browser, server: str, screens: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("width", WIDTHS)
+def test_gallery_layout_and_keyboard(browser, server: str, screens: Path, tmp_path: Path, width: str) -> None:
     # Many runs, made cheaply: a long one runs while the others wait and are cancelled.
     running = post_run(server, FAST)
     waiting = [post_run(server, {**FAST, "steps": 3}) for _ in range(13)]
-    page = open_page(browser, server, **PHONE)
+    page = open_page(browser, server, **WIDTHS[width])
     # A running run shows its progress in the tab's title.
     page.evaluate(f"follow('{running}')")
     until(page, r"/^\d+% · .*painterly studio$/.test(document.title)")
@@ -235,27 +239,27 @@ def test_gallery_and_phone_layout(browser, server: str, screens: Path, tmp_path:
     page.reload()
     page.wait_for_selector("body[data-ready=true]")
 
-    # The narrow-screen rules apply: one column of settings, nothing wider than the phone.
+    # On a phone the narrow-screen rules apply: one column of settings, nothing wider than the phone.
     columns = page.evaluate("getComputedStyle(document.querySelector('.setting')).gridTemplateColumns")
-    assert len(columns.split()) == 1, columns
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert len(columns.split()) == (1 if width == "phone" else 2), columns
+    assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["viewport"]["width"]
     # The form stays at the top; the gallery is paged below it.
     form_top = page.evaluate("document.querySelector('#run-form').getBoundingClientRect().top")
     gallery_top = page.evaluate("document.querySelector('.history-card').getBoundingClientRect().top")
     assert form_top < gallery_top
-    total = api(server, "/api/jobs?limit=1")["total"]
-    assert page.locator("#history li").count() == 8 and f"page 1 of {-(-total // 8)}" in page.text_content(
-        "#page-info")
+    total, size = api(server, "/api/jobs?limit=1")["total"], PAGE_SIZE[width]
+    assert page.locator("#history li").count() == size
+    assert f"page 1 of {-(-total // size)}" in page.text_content("#page-info")
     # A run without a result shows its photo, not a grey blank.
     assert "/content" in page.locator(f'#history li[data-id="{waiting[-1]}"] img').get_attribute("src")
     height = page.evaluate("document.documentElement.scrollHeight")
-    keep(page, screens, "phone-1-gallery")
+    keep(page, screens, f"{width}-gallery-1")
     page.click("#page-older")
     until(page, "document.querySelector('#page-info').textContent.startsWith('page 2')")
     page.select_option("#filter", "cancelled")
     until(page, "document.querySelector('#page-info').textContent.startsWith('page 1')")
     assert set(page.locator("#history .badge").all_text_contents()) == {"cancelled"}
-    assert height < 6000, f"the page is {height} px tall on a phone"
+    assert height < 6000, f"the page is {height} px tall at {width} width"
 
     # Select several and delete them at once.
     for tick in page.locator("#history input.select").all()[:3]:
@@ -284,6 +288,6 @@ def test_gallery_and_phone_layout(browser, server: str, screens: Path, tmp_path:
     until(page, "document.querySelector('#content-examples .example').getAttribute('aria-pressed') === 'true'")
     assert page.text_content('[data-error-for="content"]') == ""
     page.keyboard.press("Tab")
-    keep(page, screens, "phone-2-form")
-    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    keep(page, screens, f"{width}-gallery-2-form")
+    assert page.evaluate("document.documentElement.scrollWidth") <= WIDTHS[width]["viewport"]["width"]
     assert page.offsite == [] and page.errors == []
