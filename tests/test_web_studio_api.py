@@ -29,6 +29,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from web_helpers import wait_for  # noqa: E402
 
 from painterly import metadata  # noqa: E402
+from painterly.errors import ImageError  # noqa: E402
 from painterly.settings import FIELD_NAMES, Settings  # noqa: E402
 from painterly.web.checks import display_name  # noqa: E402
 from painterly.web.jobs import BARELY_CHANGED  # noqa: E402
@@ -334,15 +335,34 @@ def test_a_killed_runs_image_keeps_its_settings(served: Served, tmp_path: Path) 
     served.start()
     job = served.get(f"/api/jobs/{job_id}")
     assert job["status"] == "interrupted"
-    saved = tmp_path / "interrupted.png"
-    with urllib.request.urlopen(served.url(f"/api/jobs/{job_id}/image?download=1"), timeout=10) as response:
-        saved.write_bytes(response.read())
-    record = metadata.read(saved)
+    record = saved_record(served, job_id, tmp_path / "interrupted.png")
     assert record["settings"]["steps"] == 2000 and record["settings"]["size"] == 64
     assert record["stopped"] is True and record["content"] == "chelsea.png"
 
 
-def test_sigterm_with_a_page_listening_stops_at_once_and_quietly(served: Served) -> None:
+def saved_record(served: Served, job_id: str, path: Path) -> dict[str, Any]:
+    with urllib.request.urlopen(served.url(f"/api/jobs/{job_id}/image?download=1"), timeout=10) as response:
+        path.write_bytes(response.read())
+    return metadata.read(path)
+
+
+def test_a_cancelled_runs_image_keeps_its_settings(client: TestClient, tmp_path: Path) -> None:
+    job_id = submit(client, LONG)
+    wait_for(client, job_id, lambda j: j["step"] >= 2, timeout=90)
+    client.post(f"/api/jobs/{job_id}/cancel")
+    saved, deadline = tmp_path / "cancelled.png", time.monotonic() + 30
+    while True:  # the worker writes the result a moment after the cancel
+        saved.write_bytes(client.get(f"/api/jobs/{job_id}/image?download=1").content)
+        try:
+            record = metadata.read(saved)
+            break
+        except ImageError:
+            assert time.monotonic() < deadline, "the cancelled run's image never had its settings"
+            time.sleep(0.1)
+    assert record["settings"]["steps"] == 2000 and record["stopped"] is True
+
+
+def test_sigterm_with_a_page_listening_stops_at_once_and_quietly(served: Served, tmp_path: Path) -> None:
     job_id = served.post_run(LONG)
     served.wait(job_id, lambda j: j["step"] >= 2)
     stream = urllib.request.urlopen(served.url(f"/api/jobs/{job_id}/events"), timeout=30)  # a page following it
@@ -357,3 +377,7 @@ def test_sigterm_with_a_page_listening_stops_at_once_and_quietly(served: Served)
     assert took < 1.0, f"SIGTERM took {took:.1f} s:\n{log}"
     assert "Traceback" not in log and "ERROR" not in log, log
     assert re.search(r"painterly studio: stopped", log)
+    served.start()  # the run is interrupted, its image kept with its settings
+    assert served.get(f"/api/jobs/{job_id}")["status"] == "interrupted"
+    record = saved_record(served, job_id, tmp_path / "stopped.png")
+    assert record["settings"]["steps"] == 2000 and record["stopped"] is True

@@ -190,9 +190,9 @@ class JobQueue:
         if not preview.is_file() or (folder / RESULT_FILE).is_file():
             return
         try:
-            job = self._job_from_state(state, None)  # type: ignore[arg-type]  # the record needs no plan
             with Image.open(preview) as image:
-                _save_stopped(job, image, self._record(job, None))
+                _save_stopped(Settings.from_dict(state["settings"]), folder, image,
+                              self._stopped_record(folder, state["inputs"], state["preset"]))
             preview.unlink()
         except Exception:  # a damaged preview: the run keeps it as it is
             log.exception("run %s: the interrupted image could not be kept with its settings", state["id"])
@@ -501,7 +501,7 @@ class JobQueue:
             job.interruptible = False
             if job.preview is not None:  # the image it got to
                 with Image.open(io.BytesIO(job.preview)) as image:
-                    _save_stopped(job, image, self._record(job, None))
+                    _save_stopped(job.settings, job.folder, image, self._record(job, None))
             return None, None
         except PainterlyError as exc:
             return None, str(exc)
@@ -513,19 +513,25 @@ class JobQueue:
         finally:
             job.interruptible = False
 
-    @staticmethod
-    def _record(job: Job, result: Any) -> dict[str, Any]:
+    @classmethod
+    def _record(cls, job: Job, result: Any) -> dict[str, Any]:
         """The run record embedded in the result (:mod:`painterly.record`): the display names of the
         inputs, not the server's paths, and the digests of the inputs as the run used them."""
-        folder, inputs = job.folder, job.inputs
-        names = {"content": inputs["content"], "styles": inputs["styles"], "masks": inputs["masks"] or None,
-                 "inputs": input_digests(folder / CONTENT_FILE,
-                                         [folder / style_file(i) for i in range(len(inputs["styles"]))],
-                                         [folder / mask_file(i) for i in range(len(inputs["masks"]))] or None),
-                 "made_with": "painterly serve"}
         if result is None:  # interrupted: the image it got to, without a Result
-            return {"preset": job.preset, **names, "stopped": True}
-        return make_record(result, preset=job.preset, extra=names)
+            return cls._stopped_record(job.folder, job.inputs, job.preset)
+        return make_record(result, preset=job.preset, extra=cls._names(job.folder, job.inputs))
+
+    @classmethod
+    def _stopped_record(cls, folder: Path, inputs: dict[str, Any], preset: str) -> dict[str, Any]:
+        return {"preset": preset, **cls._names(folder, inputs), "stopped": True}
+
+    @staticmethod
+    def _names(folder: Path, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"content": inputs["content"], "styles": inputs["styles"], "masks": inputs["masks"] or None,
+                "inputs": input_digests(folder / CONTENT_FILE,
+                                        [folder / style_file(i) for i in range(len(inputs["styles"]))],
+                                        [folder / mask_file(i) for i in range(len(inputs["masks"]))] or None),
+                "made_with": "painterly serve"}
 
     def _interrupt(self, job: Job) -> None:
         """Raise :class:`Interrupted` in the worker if it is still inside ``job``'s stylize call."""
@@ -659,10 +665,10 @@ class JobQueue:
                 used -= size
 
 
-def _save_stopped(job: Job, image: Image.Image, record: dict[str, Any]) -> None:
+def _save_stopped(settings: Settings, folder: Path, image: Image.Image, record: dict[str, Any]) -> None:
     """The image a stopped run got to, as its result, with its settings embedded like a finished run's."""
-    record = {"settings": job.settings.to_dict(), **record}
-    save_image(image.convert("RGB"), job.folder / RESULT_FILE, **save_params("PNG", record))
+    record = {"settings": settings.to_dict(), **record}
+    save_image(image.convert("RGB"), folder / RESULT_FILE, **save_params("PNG", record))
 
 
 def mean_change(before: Image.Image, after: Image.Image) -> float:

@@ -386,11 +386,14 @@ function buildExamples(examples) {
 }
 
 function markExamples() {
-  const chosen = new Set([state.content && state.content.example, ...state.styles.map((s) => s.example)]);
-  document.querySelectorAll("#content-examples .example").forEach((b) => b.setAttribute("aria-pressed",
-    String(!!state.content && state.content.example === b.dataset.example)));
-  document.querySelectorAll("#style-examples .example").forEach((b) => b.setAttribute("aria-pressed",
-    String(chosen.has(b.dataset.example) && state.styles.some((s) => s.example === b.dataset.example))));
+  const content = state.content && state.content.example;
+  const styles = new Set(state.styles.map((style) => style.example));
+  document.querySelectorAll("#content-examples .example").forEach((button) => {
+    button.setAttribute("aria-pressed", String(button.dataset.example === content));
+  });
+  document.querySelectorAll("#style-examples .example").forEach((button) => {
+    button.setAttribute("aria-pressed", String(styles.has(button.dataset.example)));
+  });
 }
 
 // -- errors next to their fields ---------------------------------------------------------------
