@@ -348,9 +348,9 @@ def saved_record(served: Served, job_id: str, path: Path) -> dict[str, Any]:
 
 def test_a_cancelled_runs_image_keeps_its_settings(client: TestClient, tmp_path: Path) -> None:
     job_id = submit(client, LONG)
-    wait_for(client, job_id, lambda j: j["step"] >= 2, timeout=90)
+    wait_for(client, job_id, lambda j: j["step"] >= 2, timeout=180)
     client.post(f"/api/jobs/{job_id}/cancel")
-    saved, deadline = tmp_path / "cancelled.png", time.monotonic() + 30
+    saved, deadline = tmp_path / "cancelled.png", time.monotonic() + 90
     while True:  # the worker writes the result a moment after the cancel
         saved.write_bytes(client.get(f"/api/jobs/{job_id}/image?download=1").content)
         try:
