@@ -80,13 +80,19 @@ def parse_settings(text: str, n_styles: int, config: WebConfig) -> tuple[str, Se
         settings = preset(name)
     except SettingsError as exc:
         raise ApiError(422, str(exc), "preset") from None
+    return name, apply_changes(settings, data, n_styles, config)
+
+
+def apply_changes(settings: Settings, data: dict[str, Any], n_styles: int, config: WebConfig) -> Settings:
+    """``settings`` with the request's changes ``data`` (checked as :func:`parse_settings` checks a
+    new run's), within the server's size and step limits; :class:`ApiError` 422 if refused."""
     for key, value in data.items():
         if key in REFUSED:
             raise ApiError(422, f"{key} cannot be set from the web: {REFUSED[key]}", key)
         if key in FIELD_NAMES:
             check_type(key, value)
         if key == "init" and value not in INITS:
-            raise ApiError(422, f"init must be one of {', '.join(INITS)} here, got {value!r}", key)
+            raise ApiError(422, f"init must be one of {', '.join(INITS)} here, got {_kind(value)}", key)
     settings = _apply(settings, data)
     if settings.size > config.max_size:
         raise ApiError(422, f"size must be at most {config.max_size} px on this server, got {settings.size}", "size")
@@ -97,7 +103,7 @@ def parse_settings(text: str, n_styles: int, config: WebConfig) -> tuple[str, Se
         check_styles(n_styles, settings.style_blend_weights)
     except (SettingsError, ImageError) as exc:
         raise ApiError(422, str(exc), "style_blend_weights" if isinstance(exc, SettingsError) else "style") from None
-    return name, settings
+    return settings
 
 
 def parse_json(text: str) -> dict[str, Any]:
@@ -335,11 +341,27 @@ def _opened(upload: Upload) -> Iterator[Image.Image]:
 
 
 def display_name(filename: str | None, fallback: str) -> str:
-    """The upload's file name for display only (it never becomes a path): no folders, no control or
-    bidi characters (a right-to-left override would show ``gnp.exe`` as ``exe.png``), 80 characters."""
-    name = re.split(r"[\\/]", filename or "")[-1]
-    name = "".join(c for c in unicodedata.normalize("NFC", name) if unicodedata.category(c) not in HIDDEN_CATEGORIES)
+    """The upload's file name for display only (it never becomes a path): the form's escapes decoded
+    first, then its last path component only, without control or bidi characters (a right-to-left
+    override would show ``gnp.exe`` as ``exe.png``), 80 characters.
+
+    Browsers send ``"``, CR and LF of a file name as ``%22``, ``%0D`` and ``%0A`` (the HTML form
+    encoding); only those are decoded, so a name that really holds ``%41`` keeps it.
+    """
+    name = FORM_ESCAPES.sub(lambda m: chr(int(m.group(1), 16)), filename or "")
+    name = unicodedata.normalize("NFC", name)
+    name = re.split(r"[\\/]", name)[-1]
+    name = "".join(c for c in name if unicodedata.category(c) not in HIDDEN_CATEGORIES)
     return name.strip()[:80] or fallback
+
+
+#: What a browser escapes in a multipart file name (the HTML standard's form-data encoding).
+FORM_ESCAPES = re.compile(r"%(22|0[dDaA])")
+
+
+def safe_text(text: str) -> str:
+    """``text`` that can be written as UTF-8: a lone surrogate (JSON's ``"\\ud800"``) becomes ``\\ud800``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class BodyLimit:

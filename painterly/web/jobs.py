@@ -7,7 +7,12 @@ settings embedded. Queued and running runs are also held in memory (with their l
 ones live only in the store. The worker runs :func:`painterly.stylize` and turns its
 :class:`~painterly.api.Progress` events into messages for subscribers (server-sent events) and, once
 a second, into the run's row. Its ETA comes from the run's plan: seconds per unit of the plan's cost,
-measured after the first step, times the cost left.
+measured from the end of the first step (which also pays for the warm-up) to the latest, times the cost
+left; after the first step alone there is none. The rate of the last finished run also times the plan
+the page shows before Start (:meth:`JobQueue.estimate_seconds`).
+
+A finished run's summary says how much the picture changed from the photo (``change``, the mean per
+pixel, 0..1) and whether that is so little that the run needs more steps (``barely_changed``).
 
 Cancel is immediate for the queue: the run's status says ``cancelled`` at once, the next run may
 start, and the worker stops at the next step; if it is in the middle of something longer (setup:
@@ -32,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageChops, ImageStat
 
 from ..api import Progress, stylize
 from ..errors import PainterlyError
@@ -55,6 +60,9 @@ SWEEP_SECONDS = 30.0  # the idle worker sweeps this often
 SWEEP_EVERY = 5.0  # requests sweep at most this often
 SAVE_SECONDS = 1.0  # a running job's row (and preview file) is written at most this often
 CANCEL_GRACE = 0.3  # seconds a cancelled run has to stop at a step before it is interrupted
+#: Below this mean change per pixel (0..1) from the photo, a result says it barely changed.
+BARELY_CHANGED = 0.02
+RETRY_SECONDS = (5, 600)  # the range of a full queue's Retry-After
 
 
 class QueueFull(Exception):
@@ -112,6 +120,7 @@ class Job:
     last_saved: float = 0.0
     scale_start: int = 0  # global step at which the current scale began
     first: tuple[float, float] | None = None  # (elapsed, cost done) after the first step
+    rate: float | None = None  # seconds per unit of plan cost since the first step
     interruptible: bool = False  # the worker is inside stylize: Interrupted may be raised there
     stop_lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -161,10 +170,38 @@ class JobQueue:
         self._closed = False
         self._worker: threading.Thread | None = None
         self._swept = 0.0
+        self._stopping = False  # the server is stopping: streams end at once
+        self._rate: float | None = None  # seconds per unit of plan cost, measured on the last run that finished
 
     def recover(self) -> None:
-        """At start: runs that were going are interrupted, queued ones are queued again (see :meth:`Store.recover`)."""
-        for state in self.store.recover(time.time()):
+        """At start: runs that were going are interrupted, queued ones are queued again (see :meth:`Store.recover`).
+
+        An interrupted run whose server was killed (no shutdown, so no result written) gets its last
+        saved image as the result, with the run's settings embedded like any other result's.
+        """
+        queued = self.store.recover(time.time())
+        for state in self.store.interrupted:
+            self._keep_preview(state)
+        self._queue_again(queued)
+
+    def _keep_preview(self, state: dict[str, Any]) -> None:
+        folder = self.store.folder_of(state["id"])
+        preview = folder / PREVIEW_FILE
+        if not preview.is_file() or (folder / RESULT_FILE).is_file():
+            return
+        try:
+            with Image.open(preview) as image:
+                _save_stopped(Settings.from_dict(state["settings"]), folder, image,
+                              self._stopped_record(folder, state["inputs"], state["preset"]))
+            preview.unlink()
+        except Exception:  # a damaged preview: the run keeps it as it is
+            log.exception("run %s: the interrupted image could not be kept with its settings", state["id"])
+            return
+        state["disk_bytes"] = folder_bytes(folder)
+        self.store.save(state)
+
+    def _queue_again(self, queued: list[dict[str, Any]]) -> None:
+        for state in queued:
             folder = self.store.folder_of(state["id"])
             try:
                 with Image.open(folder / CONTENT_FILE) as content:
@@ -256,11 +293,34 @@ class JobQueue:
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         """The newest runs, newest first, without their loss histories."""
+        return self.recent_page(limit)[0]
+
+    def recent_page(self, limit: int, offset: int = 0, statuses: tuple[str, ...] = ()) -> tuple[
+            list[dict[str, Any]], int]:
+        """A page of runs, newest first (only those in ``statuses`` if given), and how many match in all."""
         self.sweep()
         with self._lock:
             live = {job.id: self._snapshot_locked(job) for job in self._jobs.values()}
-        rows = [live.get(state["id"]) or self._shown(state, None) for state in self.store.recent(limit)]
-        return [{k: v for k, v in row.items() if k != "history"} for row in rows]
+        states = self.store.recent(limit, offset, statuses)
+        rows = [live.get(state["id"]) or self._shown(state, None) for state in states]
+        return [{k: v for k, v in row.items() if k != "history"} for row in rows], self.store.count(statuses)
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: until the running run should end, within :data:`RETRY_SECONDS`."""
+        with self._lock:
+            eta = self._current.eta if self._current is not None else None
+        low, high = RETRY_SECONDS
+        return int(min(high, max(low, math.ceil(eta if eta is not None else 30))))
+
+    def estimate_seconds(self, plan: Plan, device: str, precision: str) -> float | None:
+        """A run's time before it starts: at the rate the last finished run measured on this server,
+        else the planner's figure for the device (None where there is none)."""
+        with self._lock:
+            rate = self._rate
+        if rate is not None:
+            return round(plan.total_cost * rate, 1)
+        estimate = plan.estimate_seconds(device, precision)
+        return None if estimate is None else round(estimate, 1)
 
     def listeners(self, job_id: str) -> int:
         with self._lock:
@@ -327,6 +387,13 @@ class JobQueue:
             if force or time.monotonic() - self._swept >= SWEEP_EVERY:
                 self._sweep_locked()
 
+    def end_streams(self) -> None:
+        """The server is stopping: end every live stream now (later ones end after their first status)."""
+        with self._lock:
+            self._stopping = True
+            for job in self._jobs.values():
+                self._publish_locked(job, "close", None)
+
     async def stream(self, job_id: str) -> AsyncIterator[str]:
         """Server-sent events for one run: ``status`` first, then ``progress``/``image``/``status``.
 
@@ -339,7 +406,8 @@ class JobQueue:
             if job is not None:
                 job.listeners.append(listener)
                 first = self._snapshot_locked(job)
-        if job is None:
+            stopping = self._stopping
+        if job is None or stopping:
             yield "retry: 2000\n" + _sse("status", self.snapshot(job_id))
             return
         try:
@@ -424,15 +492,16 @@ class JobQueue:
                 return None, ("the loss overflowed (it became infinite or not a number); lower content_weight, "
                               "style_weight or tv_weight")
             write_outputs(result, job.folder / RESULT_FILE, self._record(job, result))
+            change = mean_change(content, result.image)
             return {"seconds": round(result.seconds, 3), "best_step": result.best_step,
                     "best_loss": result.best_loss, "width": result.image.width, "height": result.image.height,
-                    "device": result.device, "precision": result.precision, "stopped": result.stopped}, None
+                    "device": result.device, "precision": result.precision, "stopped": result.stopped,
+                    "change": round(change, 4), "barely_changed": change < BARELY_CHANGED}, None
         except Interrupted:
             job.interruptible = False
             if job.preview is not None:  # the image it got to
                 with Image.open(io.BytesIO(job.preview)) as image:
-                    record = {"settings": job.settings.to_dict(), **self._record(job, None)}
-                    save_image(image.convert("RGB"), job.folder / RESULT_FILE, **save_params("PNG", record))
+                    _save_stopped(job.settings, job.folder, image, self._record(job, None))
             return None, None
         except PainterlyError as exc:
             return None, str(exc)
@@ -444,19 +513,25 @@ class JobQueue:
         finally:
             job.interruptible = False
 
-    @staticmethod
-    def _record(job: Job, result: Any) -> dict[str, Any]:
+    @classmethod
+    def _record(cls, job: Job, result: Any) -> dict[str, Any]:
         """The run record embedded in the result (:mod:`painterly.record`): the display names of the
         inputs, not the server's paths, and the digests of the inputs as the run used them."""
-        folder, inputs = job.folder, job.inputs
-        names = {"content": inputs["content"], "styles": inputs["styles"], "masks": inputs["masks"] or None,
-                 "inputs": input_digests(folder / CONTENT_FILE,
-                                         [folder / style_file(i) for i in range(len(inputs["styles"]))],
-                                         [folder / mask_file(i) for i in range(len(inputs["masks"]))] or None),
-                 "made_with": "painterly serve"}
         if result is None:  # interrupted: the image it got to, without a Result
-            return {"preset": job.preset, **names, "stopped": True}
-        return make_record(result, preset=job.preset, extra=names)
+            return cls._stopped_record(job.folder, job.inputs, job.preset)
+        return make_record(result, preset=job.preset, extra=cls._names(job.folder, job.inputs))
+
+    @classmethod
+    def _stopped_record(cls, folder: Path, inputs: dict[str, Any], preset: str) -> dict[str, Any]:
+        return {"preset": preset, **cls._names(folder, inputs), "stopped": True}
+
+    @staticmethod
+    def _names(folder: Path, inputs: dict[str, Any]) -> dict[str, Any]:
+        return {"content": inputs["content"], "styles": inputs["styles"], "masks": inputs["masks"] or None,
+                "inputs": input_digests(folder / CONTENT_FILE,
+                                        [folder / style_file(i) for i in range(len(inputs["styles"]))],
+                                        [folder / mask_file(i) for i in range(len(inputs["masks"]))] or None),
+                "made_with": "painterly serve"}
 
     def _interrupt(self, job: Job) -> None:
         """Raise :class:`Interrupted` in the worker if it is still inside ``job``'s stylize call."""
@@ -501,17 +576,20 @@ class JobQueue:
         return job.cancel.is_set()
 
     @staticmethod
-    def _eta(job: Job, event: Progress) -> float:
+    def _eta(job: Job, event: Progress) -> float | None:
         """Seconds left: the plan's cost left at the rate measured since the first step (which also
-        pays for warm-up, and would double the first estimates if it were counted)."""
+        pays for warm-up, and would double the first estimates if it were counted); None after the
+        first step, which alone cannot tell the rate."""
         if len(job.plan.scales) != event.scales:  # the engine planned differently: trust its estimate
             return round(event.eta, 3)
         done = job.plan.cost_done(event.scale, event.step - job.scale_start + 1)
         if job.first is None:
             job.first = (event.elapsed, done)
         first_elapsed, first_done = job.first
-        rate = (event.elapsed - first_elapsed) / (done - first_done) if done > first_done else event.elapsed / done
-        return round(max(0.0, rate * (job.plan.total_cost - done)), 3)
+        if done <= first_done:  # one step measures only the warm-up: no estimate until the second
+            return None
+        job.rate = (event.elapsed - first_elapsed) / (done - first_done)
+        return round(max(0.0, job.rate * (job.plan.total_cost - done)), 3)
 
     # -- helpers (lock held) ------------------------------------------------------------------
 
@@ -524,6 +602,8 @@ class JobQueue:
             job.error = "the server stopped during this run; rerun it to start again"
         elif job.status == "running":
             job.status, job.finished = ("failed" if error else "done"), time.time()
+            if job.status == "done" and job.rate is not None:
+                self._rate = job.rate
         (job.folder / PREVIEW_FILE).unlink(missing_ok=True)
         job.disk_bytes = folder_bytes(job.folder)
         self._jobs.pop(job.id, None)
@@ -583,6 +663,19 @@ class JobQueue:
             if self.store.load(job_id) is not None:
                 self.store.delete(job_id)
                 used -= size
+
+
+def _save_stopped(settings: Settings, folder: Path, image: Image.Image, record: dict[str, Any]) -> None:
+    """The image a stopped run got to, as its result, with its settings embedded like a finished run's."""
+    record = {"settings": settings.to_dict(), **record}
+    save_image(image.convert("RGB"), folder / RESULT_FILE, **save_params("PNG", record))
+
+
+def mean_change(before: Image.Image, after: Image.Image) -> float:
+    """Mean absolute change per pixel and channel from ``before`` to ``after`` (0..1), at ``after``'s size."""
+    a = before.convert("RGB").resize(after.size, Image.Resampling.BILINEAR)
+    diff = ImageChops.difference(a, after.convert("RGB"))
+    return sum(ImageStat.Stat(diff).mean) / (3 * 255)
 
 
 def _sse(kind: str, data: Any) -> str:

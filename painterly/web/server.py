@@ -6,7 +6,9 @@ of the studio's own, offline) and ``/openapi.json``. What a request sends is che
 and the work budget of :mod:`painterly.web.budget`; runs are kept in the data folder
 (:mod:`painterly.web.store`). Only the studio's own address may use it (:mod:`painterly.web.origin`).
 A refused request gets a 4xx answer ``{"detail": "...", "field": "..."}`` naming the form field or
-setting.
+setting; a full queue's 503 says when to try again (``Retry-After``). ``POST /api/plan`` answers
+what a run would take (its plan, memory and time) and whether it would be refused, with the same
+checks as ``POST /api/jobs`` but without the images, so the page can show it before Start.
 """
 
 from __future__ import annotations
@@ -14,9 +16,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging
+import os
 import re
+import signal
 import socket
 import sys
+import threading
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,16 +46,17 @@ try:
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel
+    from pydantic import BaseModel, Field
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as exc:
     raise MissingExtra(f"the web studio needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
                        "pip install 'painterly[web]'") from exc
 
-from .checks import REFUSED, ApiError, BodyLimit  # noqa: E402
-from .intake import Intake  # noqa: E402
-from .jobs import ACTIVE, JobQueue, QueueFull, StorageFull  # noqa: E402
+from .budget import plan_summary  # noqa: E402
+from .checks import REFUSED, ApiError, BodyLimit, apply_changes, parse_json, parse_settings, safe_text  # noqa: E402
+from .intake import Intake, check_counts  # noqa: E402
+from .jobs import ACTIVE, FINISHED, JobQueue, QueueFull, StorageFull  # noqa: E402
 from .origin import SameOrigin, normal_origin  # noqa: E402
 from .store import DataFolderBusy, Store, default_data_folder  # noqa: E402
 
@@ -133,6 +140,21 @@ class JobOut(BaseModel):
     rerun_of: str | None
 
 
+class PlanIn(BaseModel):
+    """A run's settings (the JSON text ``POST /api/jobs`` takes), its content image's size and number of artworks."""
+
+    settings: str = "{}"
+    width: int = Field(ge=1, le=1_000_000)
+    height: int = Field(ge=1, le=1_000_000)
+    styles: int = Field(default=1, ge=1, le=1000)
+
+
+class RerunIn(BaseModel):
+    """Changes to the stored run's settings, as JSON text: ``{"strength": 0.7}``."""
+
+    settings: str = "{}"
+
+
 ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (403, 404, 409, 413, 415, 422, 503,
                                                                                   507)}
 
@@ -143,6 +165,7 @@ def create_app(config: WebConfig | None = None) -> FastAPI:
 
     config = config or WebConfig()
     store = Store(config.data_folder())
+    device = pick_device(config.device).type
     intake = Intake(config, pick_precision("auto", pick_device(config.device)))
     jobs = JobQueue(store, ttl=config.job_ttl, max_disk_bytes=int(config.max_disk_mb * 2**20),
                     max_queued=config.max_queued, preview_interval=config.preview_interval,
@@ -218,16 +241,41 @@ def create_app(config: WebConfig | None = None) -> FastAPI:
         try:
             job_id = await run_in_threadpool(jobs.submit, settings, preset, plan, content, styles, masks, rerun_of)
         except QueueFull as exc:
-            raise ApiError(503, str(exc)) from None
+            error = ApiError(503, str(exc))
+            error.headers = {"Retry-After": str(jobs.retry_after())}
+            raise error from None
         except StorageFull as exc:
             raise ApiError(507, str(exc)) from None
         snapshot = find(job_id)
         return {"id": job_id, "status": snapshot["status"], "position": snapshot["position"],
                 "url": f"/api/jobs/{job_id}", "plan": snapshot["plan"]}
 
-    @app.get("/api/jobs", summary="The newest runs, newest first (without loss histories)")
-    def list_jobs(limit: int = 50) -> dict[str, Any]:
-        return {"jobs": jobs.recent(max(1, min(limit, 200)))}
+    @app.get("/api/jobs", summary="The newest runs, newest first (without loss histories), a page at a time",
+             responses=ERRORS)
+    def list_jobs(limit: int = 50, offset: int = 0, status: str = "") -> dict[str, Any]:
+        """``status``: only runs in these states (comma-separated, e.g. ``done,interrupted``);
+        ``total``: how many runs match, for paging with ``offset``."""
+        statuses = tuple(s for s in status.split(",") if s)
+        unknown = [s for s in statuses if s not in (*ACTIVE, *FINISHED)]
+        if unknown:
+            raise ApiError(422, f"status takes {', '.join((*ACTIVE, *FINISHED))}, got {unknown[0][:40]!r}", "status")
+        page, total = jobs.recent_page(max(1, min(limit, 200)), max(0, offset), statuses)
+        return {"jobs": page, "total": total}
+
+    @app.post("/api/plan", summary="What a run would cost, and whether this server would take it", responses=ERRORS)
+    def post_plan(request: PlanIn) -> dict[str, Any]:
+        """The same checks as ``POST /api/jobs`` on the settings, the content image's size and the
+        number of artworks, without the images: ``refused`` is ``{"detail", "field"}`` or null."""
+        try:
+            check_counts(request.styles, None, config)
+            preset, settings = parse_settings(request.settings, request.styles, config)
+            plan = intake.plan(settings, (request.width, request.height))
+        except ApiError as exc:
+            return {"preset": None, "plan": None, "seconds": None,
+                    "refused": {"detail": safe_text(str(exc.detail)), "field": exc.field and safe_text(exc.field)}}
+        precision = intake.precision if settings.precision == "auto" else settings.precision
+        return {"preset": preset, "plan": plan_summary(plan), "seconds": jobs.estimate_seconds(plan, device, precision),
+                "refused": None}
 
     @app.get("/api/jobs/{job_id}", response_model=JobOut, summary="A run's state", responses=ERRORS)
     def get_job(job_id: str) -> dict[str, Any]:
@@ -285,11 +333,16 @@ def create_app(config: WebConfig | None = None) -> FastAPI:
 
     @app.post("/api/jobs/{job_id}/rerun", status_code=202, summary="Run a stored run again, as a new run",
               responses=ERRORS)
-    async def rerun_job(job_id: str) -> dict[str, Any]:
+    async def rerun_job(job_id: str, changes: RerunIn | None = None) -> dict[str, Any]:
+        """With a body ``{"settings": {"strength": 0.7}}``, the new run has those settings changed
+        (checked as a new run's are)."""
         find(job_id)
         given = await run_in_threadpool(jobs.rerun_inputs, job_id)
         if given is None:
             raise ApiError(404, "no such run (it may have been deleted)", "id")
+        if changes is not None and changes.settings:
+            data = parse_json(changes.settings)
+            given["settings"] = apply_changes(given["settings"], data, len(given["styles"]), config)
         plan = intake.plan(given["settings"], given["content"][1].size)  # today's limits apply
         return await _queue(given["settings"], given["preset"], plan, given["content"], given["styles"],
                             given["masks"], rerun_of=job_id)
@@ -340,8 +393,9 @@ def settings_schema(config: WebConfig) -> dict[str, Any]:
 
 
 async def _http_error(request, exc: StarletteHTTPException) -> JSONResponse:
-    return JSONResponse({"detail": exc.detail, "field": getattr(exc, "field", None)}, exc.status_code,
-                        headers=getattr(exc, "headers", None))
+    field = getattr(exc, "field", None)
+    return JSONResponse({"detail": safe_text(str(exc.detail)), "field": field and safe_text(field)},
+                        exc.status_code, headers=getattr(exc, "headers", None))
 
 
 async def _validation_error(request, exc: RequestValidationError) -> JSONResponse:
@@ -349,7 +403,7 @@ async def _validation_error(request, exc: RequestValidationError) -> JSONRespons
     where = [str(part) for part in first.get("loc", ()) if part not in ("body", "query", "path")]
     field = where[0] if where else None
     detail = f"{field} is missing" if first.get("type") == "missing" else f"{field}: {first.get('msg')}"
-    return JSONResponse({"detail": detail, "field": field}, 422)
+    return JSONResponse({"detail": safe_text(detail), "field": field and safe_text(field)}, 422)
 
 
 def _type_name(hint: Any) -> str:
@@ -405,20 +459,53 @@ def serve_main(argv: Sequence[str]) -> int:
         return 1
     host, port = sock.getsockname()[:2]
     url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
+    server.jobs = app.state.jobs
+    # uvicorn stops on SIGTERM as on Ctrl-C, then raises the signal again under the handler it found:
+    # this one makes that a clean stop (exit 0, "stopped") rather than death by the signal.
+    sigterm = signal.signal(signal.SIGTERM, _stopped_by_signal)
+    by_signal = False
     try:
         print(f"painterly studio: {url}  (API docs: {url}docs; runs kept in {config.data_folder()}; Ctrl-C to stop)",
               flush=True)
         if host not in ("127.0.0.1", "::1"):
             print("painterly: warning: the studio is reachable from other machines; it has no login", flush=True)
         server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
-        pass
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C (and SIGTERM, above) once it has shut down cleanly
+        by_signal = True
     finally:
+        signal.signal(signal.SIGTERM, sigterm)
         with contextlib.suppress(Exception):
             app.state.jobs.close()  # in case Ctrl-C came before uvicorn ran the app's shutdown
     print("painterly studio: stopped", flush=True)
+    if by_signal:
+        _exit_now(0)
     return 0
+
+
+def _exit_now(code: int) -> None:
+    """End the process without the interpreter's teardown, which takes 0.5-1 s once torch is loaded
+    (the runs are saved and the store is closed by now; a stop asked for by a signal ends here)."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _stopped_by_signal(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, which on Ctrl-C or SIGTERM first ends the live streams: uvicorn waits for open
+    connections to close before it stops, and a page's event stream would hold it for the whole grace
+    period, then be cancelled with a traceback."""
+
+    jobs: JobQueue
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        threading.Thread(target=self.jobs.end_streams, name="painterly-stop", daemon=True).start()  # no lock here
+        super().handle_exit(sig, frame)
 
 
 def _listen(host: str, port: int) -> socket.socket:

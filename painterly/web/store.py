@@ -68,6 +68,7 @@ class Store:
         self.folder = Path(folder)
         self.runs = self.folder / RUNS_DIR
         self.runs.mkdir(parents=True, exist_ok=True)
+        self.interrupted: list[dict[str, Any]] = []  # marked by the last recover()
         self._lock_handle = open(self.folder / LOCK_FILE, "w")
         try:
             fcntl.flock(self._lock_handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -97,11 +98,19 @@ class Store:
             row = self._db.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
         return json.loads(row[0]) if row else None
 
-    def recent(self, limit: int) -> list[dict[str, Any]]:
-        """The ``limit`` newest runs, newest first."""
+    def recent(self, limit: int, offset: int = 0, statuses: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+        """The ``limit`` newest runs after the ``offset`` newest, newest first; only those in ``statuses`` if given."""
+        where, values = _status_filter(statuses)
         with self._lock:
-            rows = self._db.execute("SELECT state FROM runs ORDER BY created DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(f"SELECT state FROM runs {where} ORDER BY created DESC LIMIT ? OFFSET ?",
+                                    (*values, limit, offset)).fetchall()
         return [json.loads(state) for (state,) in rows]
+
+    def count(self, statuses: tuple[str, ...] = ()) -> int:
+        """How many runs there are (in ``statuses``, if given)."""
+        where, values = _status_filter(statuses)
+        with self._lock:
+            return self._db.execute(f"SELECT COUNT(*) FROM runs {where}", values).fetchone()[0]
 
     def finished(self, statuses: tuple[str, ...]) -> list[tuple[str, float, int]]:
         """(id, finished, disk_bytes) of the runs in ``statuses``, oldest finished first."""
@@ -122,10 +131,11 @@ class Store:
 
     def recover(self, when: float) -> list[dict[str, Any]]:
         """At start: mark runs that were going as interrupted, clean leftovers; returns the queued runs,
-        oldest first."""
+        oldest first. The runs it marked are in :attr:`interrupted` afterwards."""
         with self._lock:
             rows = self._db.execute("SELECT state FROM runs ORDER BY created").fetchall()
         known, queued = set(), []
+        self.interrupted = []
         for (text,) in rows:
             state = json.loads(text)
             known.add(state["id"])
@@ -133,6 +143,7 @@ class Store:
                 state.update(status="interrupted", finished=when, eta=None,
                              error="the server stopped during this run; rerun it to start again")
                 self.save(state)
+                self.interrupted.append(state)
             elif state["status"] == "queued":
                 queued.append(state)
         for path in list(self.runs.iterdir()):
@@ -147,6 +158,12 @@ class Store:
         with self._lock:
             self._db.close()
         self._lock_handle.close()  # releases the flock
+
+
+def _status_filter(statuses: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    if not statuses:
+        return "", ()
+    return f"WHERE status IN ({','.join('?' * len(statuses))})", statuses
 
 
 def folder_bytes(folder: Path) -> int:

@@ -7,12 +7,20 @@ const FINAL = ["done", "failed", "cancelled", "interrupted"];
 const LABELS = { strength: "strength", colour: "colour mode", style_blend_weights: "blend weights" };
 const NOT_LOSSES = ["step", "seconds", "scale", "size", "optimizer"];
 const COLOURS = ["#4c6ef5", "#2f9e44", "#ae3ec9", "#1098ad", "#f08c00", "#868e96"];
+const TITLE = "painterly studio";
+const PAGE_SIZE = { wide: 12, narrow: 8 };  // runs per page of the gallery
+const NARROW = window.matchMedia("(max-width: 600px)");
+const NUDGE = 0.15;  // how far "more / less artwork" moves the strength
+const NOTICE_AFTER_MS = 1500;  // the loading notice shows when the first step has not come by then
+const ACCEPTED = "PNG, JPEG, WebP, GIF, BMP, TIFF";
 
 // edited: settings the user changed (kept across preset changes); active: the run last started
 // from this form ({id, signature, status}), so that the same request is not started twice.
 const state = {
   schema: null, content: null, styles: [], jobId: null, source: null, history: [],
   edited: new Set(), active: null, online: true,
+  page: 0, total: 0, filter: "", selected: new Set(), planTimer: null, planAsked: 0, noticeTimer: null,
+  shown: null,  // the run shown in the run card, as last received
 };
 const $ = (selector) => document.querySelector(selector);
 
@@ -31,6 +39,10 @@ async function getJSON(url) {
   const response = await fetch(url);
   if (!response.ok) throw Object.assign(new Error(response.statusText), { status: response.status });
   return response.json();
+}
+
+function duration(seconds) {
+  return seconds < 1 ? "under a second" : `about ${clock(seconds)}`;
 }
 
 function clock(seconds) {
@@ -192,6 +204,43 @@ function formChanged() {
   const same = active && !FINAL.includes(active.status) && signature() === active.signature;
   button.disabled = !!same || button.dataset.sending === "true";
   $("#start-note").textContent = same ? "This run is already going; change something to start another." : "";
+  schedulePlan();
+}
+
+// -- what the run will take, before Start (POST /api/plan: the server's own checks) ------------
+
+function schedulePlan() {
+  clearTimeout(state.planTimer);
+  state.planTimer = setTimeout(showPlan, 250);
+}
+
+async function showPlan() {
+  const box = $("#plan-preview");
+  const size = state.content && state.content.size;
+  if (!size) {
+    box.className = "plan-preview";
+    box.textContent = state.content ? "" : "Pick a photo and an artwork to see what the run will take.";
+    return;
+  }
+  let settings;
+  try { settings = collectSettings(); } catch (error) { return; }  // the field's own error says it
+  const asked = ++state.planAsked;
+  let answer;
+  try {
+    const response = await fetch("/api/plan", {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ settings: JSON.stringify(settings), width: size[0], height: size[1],
+        styles: Math.max(1, state.styles.length) }),
+    });
+    answer = await response.json();
+    if (!response.ok) answer = { refused: answer };
+  } catch { return; }
+  if (asked !== state.planAsked) return;  // a later change asked again
+  box.className = answer.refused ? "plan-preview refused" : "plan-preview";
+  box.dataset.steps = answer.plan ? String(answer.plan.total_steps) : "";
+  box.textContent = answer.refused
+    ? `This server would refuse this run: ${answer.refused.detail}`
+    : `${planText(answer.plan)}${answer.seconds === null ? "" : ` · ${duration(answer.seconds)}`}`;
 }
 
 // -- picking images ------------------------------------------------------------------------
@@ -211,9 +260,11 @@ function renderPicked() {
     e.preventDefault();
     state.styles.splice(i, 1);
     renderPicked();
+    formChanged();
   })));
   $("#style-drop").classList.toggle("has", state.styles.length > 0);
   renderMasks();
+  markExamples();
   const blend = document.getElementById("setting-style_blend_weights");
   if (blend) {  // blending needs several artworks
     blend.closest(".setting").hidden = state.styles.length < 2;
@@ -235,16 +286,39 @@ function renderMasks() {
   }));
 }
 
-function setMask(index, file) {
-  if (tooBig(file, "mask")) return;
-  state.styles[index].mask = picked(file, file.name || "mask");
+async function setMask(index, file) {
+  const mask = await readImage(file, "mask", "mask");
+  if (!mask) return;
+  state.styles[index].mask = mask;
   clearError("mask");
   renderPicked();
   formChanged();
 }
 
-function picked(blob, name) {
-  return { blob, name, url: URL.createObjectURL(blob) };
+function picked(blob, name, extra = {}) {
+  return { blob, name, url: URL.createObjectURL(blob), ...extra };
+}
+
+async function imageSize(blob) {
+  try {
+    const bitmap = await createImageBitmap(blob);
+    const size = [bitmap.width, bitmap.height];
+    bitmap.close();
+    return size;
+  } catch { return null; }
+}
+
+async function readImage(file, field, what, extra = {}) {
+  // Refused here, before Start, when it is too large or not an image; TIFF, which browsers do not
+  // show, goes to the server as it is (it reads TIFF).
+  if (tooBig(file, field)) return null;
+  const size = await imageSize(file);
+  const tiff = file.type === "image/tiff" || /\.tiff?$/i.test(file.name || "");
+  if (!size && !tiff) {
+    showError(field, `${file.name || what} is not an image the studio reads (accepted: ${ACCEPTED})`);
+    return null;
+  }
+  return picked(file, file.name || what, { size, ...extra });
 }
 
 function tooBig(file, field) {
@@ -254,22 +328,25 @@ function tooBig(file, field) {
   return true;
 }
 
-function setContent(file) {
-  if (tooBig(file, "content")) return;
-  state.content = picked(file, file.name || "content");
+async function setContent(file, extra = {}) {
+  const content = await readImage(file, "content", "content", extra);
+  if (!content) return;
+  state.content = content;
+  $("#from-run").hidden = true;  // no longer the run's photo
   clearError("content");
   renderPicked();
   formChanged();
 }
 
-function addStyles(files) {
+async function addStyles(files, extra = {}) {
   for (const file of files) {
-    if (tooBig(file, "style")) return;
     if (state.styles.length >= state.schema.limits.max_styles) {
       showError("style", `at most ${state.schema.limits.max_styles} artworks per run`);
       return;
     }
-    state.styles.push(picked(file, file.name || "style"));
+    const style = await readImage(file, "style", "style", extra);
+    if (!style) return;
+    state.styles.push(style);
   }
   clearError("style");
   renderPicked();
@@ -278,6 +355,8 @@ function addStyles(files) {
 
 function wireDrop(zone, input, onFiles) {
   input.addEventListener("change", () => { onFiles([...input.files]); input.value = ""; });
+  input.addEventListener("focus", () => zone.classList.add("focused"));
+  input.addEventListener("blur", () => zone.classList.remove("focused"));
   zone.addEventListener("dragover", (e) => { e.preventDefault(); zone.classList.add("over"); });
   zone.addEventListener("dragleave", () => zone.classList.remove("over"));
   zone.addEventListener("drop", (e) => {
@@ -288,14 +367,33 @@ function wireDrop(zone, input, onFiles) {
 }
 
 function buildExamples(examples) {
+  // Labelled buttons; aria-pressed says which are in the form (an artwork's second click takes it out).
   const add = (box, items, use) => box.append(...items.map((item) => el("button", {
-    type: "button", class: "example", title: item.name, onclick: async () => {
+    type: "button", class: "example", "data-example": item.name, "aria-pressed": "false",
+    title: item.name, onclick: async () => {
       const blob = await (await fetch(item.url)).blob();
-      use(new File([blob], `${item.name}.jpg`, { type: blob.type }));
+      use(new File([blob], `${item.name}.jpg`, { type: blob.type }), item.name);
     },
-  }, el("img", { src: item.url, alt: item.name, loading: "lazy" }))));
-  add($("#content-examples"), examples.content, setContent);
-  add($("#style-examples"), examples.styles, (file) => addStyles([file]));
+  }, el("img", { src: item.url, alt: "", loading: "lazy" }), el("span", { text: item.name.replaceAll("_", " ") }))));
+  add($("#content-examples"), examples.content, (file, name) => setContent(file, { example: name }));
+  add($("#style-examples"), examples.styles, (file, name) => {
+    const at = state.styles.findIndex((style) => style.example === name);
+    if (at < 0) return addStyles([file], { example: name });
+    state.styles.splice(at, 1);
+    renderPicked();
+    formChanged();
+  });
+}
+
+function markExamples() {
+  const content = state.content && state.content.example;
+  const styles = new Set(state.styles.map((style) => style.example));
+  document.querySelectorAll("#content-examples .example").forEach((button) => {
+    button.setAttribute("aria-pressed", String(button.dataset.example === content));
+  });
+  document.querySelectorAll("#style-examples .example").forEach((button) => {
+    button.setAttribute("aria-pressed", String(styles.has(button.dataset.example)));
+  });
 }
 
 // -- errors next to their fields ---------------------------------------------------------------
@@ -346,6 +444,7 @@ async function start(event) {
   for (const style of state.styles) form.append("style", style.blob, style.name);
   if (masked) for (const style of state.styles) form.append("mask", style.mask.blob, style.mask.name);
   form.append("settings", JSON.stringify(settings));
+  askToNotify();
   const button = $("#start");
   const sent = signature();
   button.dataset.sending = "true";
@@ -381,8 +480,12 @@ function follow(id) {
   $("#live-figure").hidden = false;
   $("#settings-details").hidden = true;
   $("#preview").removeAttribute("src");
-  for (const button of ["#download", "#rerun", "#delete"]) $(button).hidden = true;
+  for (const button of RUN_BUTTONS) $(button).hidden = true;
   $("#run-error").textContent = "";
+  $("#result-hint").hidden = true;
+  $("#run-notice").hidden = true;
+  clearTimeout(state.noticeTimer);
+  state.shown = null;
   $("#cancel").disabled = false;
   const source = new EventSource(`/api/jobs/${id}/events`);
   state.source = source;
@@ -401,13 +504,18 @@ function follow(id) {
   $("#run").scrollIntoView({ behavior: "smooth", block: "start" });
 }
 
+const RUN_BUTTONS = ["#download", "#zoom", "#less", "#more", "#open-form", "#rerun", "#delete"];
+
 function showStatus(job, source) {
+  const was = state.shown && state.shown.id === job.id ? state.shown.status : null;
+  state.shown = job;
   const badge = $("#run-status");
   badge.textContent = job.status;
   badge.className = `badge ${job.status}`;
   $("#run-title").textContent = `${job.inputs.content} × ${job.inputs.styles.join(" + ")}`;
   $("#cancel").hidden = FINAL.includes(job.status);
-  $("#rerun").hidden = !["interrupted", "failed", "cancelled"].includes(job.status);
+  $("#rerun").hidden = !FINAL.includes(job.status);
+  $("#open-form").hidden = !FINAL.includes(job.status);
   $("#delete").hidden = !FINAL.includes(job.status);
   $("#run-plan").textContent = planText(job.plan);
   if (state.active && state.active.id === job.id) { state.active.status = job.status; formChanged(); }
@@ -427,7 +535,38 @@ function showStatus(job, source) {
     source.close();
     showResult(job);
     refreshHistory();
+    document.title = `${job.status} · ${TITLE}`;
+    if (was && !FINAL.includes(was)) notifyEnd(job);
+  } else if (job.status === "queued") {
+    document.title = `waiting · ${TITLE}`;
   }
+  showNotice(job);
+}
+
+function showNotice(job) {
+  // The first step can take a while (the network loads once per server start): say so if it does.
+  clearTimeout(state.noticeTimer);
+  const waiting = job.status === "running" && !job.step;
+  if (!waiting) { $("#run-notice").hidden = true; return; }
+  state.noticeTimer = setTimeout(() => {
+    if (state.shown && state.shown.id === job.id && state.shown.status === "running" && !state.shown.step) {
+      $("#run-notice").hidden = false;
+    }
+  }, NOTICE_AFTER_MS);
+}
+
+function askToNotify() {
+  // Asked on Start (a click), never on load: a notification says when a run in a background tab ends.
+  if ("Notification" in window && Notification.permission === "default") {
+    Notification.requestPermission().catch(() => {});
+  }
+}
+
+function notifyEnd(job) {
+  const what = `${job.inputs.content} × ${job.inputs.styles.join(" + ")}`;
+  document.body.dataset.notified = job.status;  // what the page would have said (for tests)
+  if (!("Notification" in window) || Notification.permission !== "granted" || !document.hidden) return;
+  try { new Notification(`painterly: run ${job.status}`, { body: what, tag: job.id }); } catch { /* not here */ }
 }
 
 function showProgress(p) {
@@ -436,8 +575,15 @@ function showProgress(p) {
   const size = p.size ? ` · ${p.size[0]}×${p.size[1]}` : "";
   const loss = p.losses && typeof p.losses.total === "number" ? ` · loss ${p.losses.total.toExponential(3)}` : "";
   $("#run-progress").textContent = total && p.step
-    ? `Step ${p.step} of ${total}${scale}${size}${loss} · ${clock(p.elapsed)} elapsed · ETA ${clock(p.eta)}`
+    ? `Step ${p.step} of ${total}${scale}${size}${loss} · ${clock(p.elapsed)} elapsed · `
+      + `${p.eta === null || p.eta === undefined ? "ETA after the next step" : `ETA ${clock(p.eta)}`}`
     : "Starting…";
+  if (p.step) {
+    $("#run-notice").hidden = true;
+    if (state.shown) Object.assign(state.shown, { step: p.step });
+    const left = p.eta === null || p.eta === undefined ? "" : ` · ${clock(p.eta)} left`;
+    document.title = `${Math.floor((100 * p.step) / Math.max(total, 1))}%${left} · ${TITLE}`;
+  }
   $("#run-bar").style.width = `${total ? (100 * p.step) / total : 0}%`;
   if (p.losses && !p.history) { chart.points.push(p.losses); chart.draw(); }
 }
@@ -453,8 +599,15 @@ function showResult(job) {
     ...(masks[i] ? [el("img", { class: "mask", src: `/api/jobs/${id}/masks/${i}`, alt: `mask for ${name}` })] : []),
     el("figcaption", { text: masks[i] ? `${name} · mask ${masks[i]}` : name }))));
   const hasImage = job.image_version > 0 && job.step > 0;
-  $("#result-image").hidden = !hasImage;
-  if (hasImage) $("#result-image").src = `/api/jobs/${id}/image?v=${job.image_version}`;
+  $("#before-after").hidden = !hasImage;
+  $(".ba-split").hidden = !hasImage;
+  if (hasImage) {
+    $("#result-image").src = `/api/jobs/${id}/image?v=${job.image_version}`;
+    $("#ba-photo").src = `/api/jobs/${id}/content`;
+  }
+  $("#zoom").hidden = !hasImage;
+  showNudges(job);
+  showHint(job);
   const r = job.result;
   $("#result-caption").textContent = job.status === "done" && r
     ? `result · ${r.width}×${r.height} · ${r.seconds.toFixed(1)} s · best loss ${r.best_loss?.toExponential(3)} at step ${r.best_step}`
@@ -514,9 +667,208 @@ async function cancel() {
   await post(`/api/jobs/${state.jobId}/cancel`);
 }
 
-async function rerun(id) {
-  const answer = await post(`/api/jobs/${id}/rerun`);
+async function rerun(id, changes = null) {
+  // changes: settings to change in the new run, e.g. {strength: 0.65} (checked by the server).
+  const options = changes ? {
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ settings: JSON.stringify(changes) }),
+  } : {};
+  askToNotify();
+  const answer = await post(`/api/jobs/${id}/rerun`, options);
   if (answer) { follow(answer.id); refreshHistory(); }
+}
+
+// -- iterating on a result ---------------------------------------------------------------------
+
+function showNudges(job) {
+  // "More / less artwork": the same run at another strength, in one click.
+  const strength = job.settings.strength;
+  const can = job.status === "done" && strength >= 0;
+  $("#less").hidden = !can || strength <= 0;
+  $("#more").hidden = !can || strength >= 1;
+  const step = (sign) => Math.round(Math.min(1, Math.max(0, strength + sign * NUDGE)) * 100) / 100;
+  $("#less").dataset.strength = String(step(-1));
+  $("#more").dataset.strength = String(step(1));
+  $("#less").title = `run it again at strength ${step(-1)} (now ${strength})`;
+  $("#more").title = `run it again at strength ${step(1)} (now ${strength})`;
+}
+
+function showHint(job) {
+  // A result that is nearly the photo (too few steps for the size) says so, with a way on.
+  const box = $("#result-hint");
+  const r = job.result;
+  box.hidden = !(job.status === "done" && r && r.barely_changed);
+  if (box.hidden) return;
+  const steps = Math.min(state.schema.limits.max_steps, Math.max(100, job.settings.steps * 10));
+  box.replaceChildren(`The picture barely changed (${(100 * r.change).toPrecision(2)}% on average): `
+    + `${job.settings.steps} step${job.settings.steps === 1 ? " is" : "s are"} too few. `, el("button", {
+    type: "button", class: "secondary", id: "more-steps", text: `Run again with ${steps} steps`,
+    onclick: () => rerun(job.id, { steps }),
+  }));
+}
+
+async function fetchImage(url, name, extra = {}) {
+  const response = await fetch(url);
+  if (!response.ok) throw Object.assign(new Error(`${name} is gone`), { status: response.status });
+  const blob = await response.blob();
+  return picked(new File([blob], name, { type: blob.type }), name, { size: await imageSize(blob), ...extra });
+}
+
+async function openInForm(id) {
+  // The run's images and settings back in the form, to change and start again.
+  let job;
+  let content;
+  try {
+    job = await getJSON(`/api/jobs/${id}`);
+    const base = `/api/jobs/${id}`;
+    content = await fetchImage(`${base}/content`, job.inputs.content);
+    const styles = await Promise.all(job.inputs.styles.map((name, i) => fetchImage(`${base}/styles/${i}`, name)));
+    const masks = job.inputs.masks || [];
+    for (const [i, name] of masks.entries()) styles[i].mask = await fetchImage(`${base}/masks/${i}`, name);
+    Object.assign(state, { content, styles });
+  } catch (error) {
+    showError(null, error.status === 404 ? "this run is no longer on the server" : `could not open the run (${error.message})`);
+    return;
+  }
+  setControls(job);
+  clearErrors();
+  renderPicked();
+  const note = $("#from-run");
+  note.hidden = false;
+  note.replaceChildren(`Opened from the run ${job.inputs.content} × ${job.inputs.styles.join(" + ")} `
+    + `(${new Date(job.created * 1000).toLocaleString()}): change anything, then Start. The photo is the run's copy `
+    + `(${content.size ? content.size.join("×") : "?"} px).`);
+  formChanged();
+  $("#run-form").scrollIntoView({ behavior: "smooth", block: "start" });
+  $("#setting-preset").focus({ preventScroll: true });
+}
+
+function setControls(job) {
+  // The preset of the run, then every setting where the run differs from it, marked as an edit.
+  const presetSelect = $("#setting-preset");
+  presetSelect.value = job.preset in state.schema.presets ? job.preset : state.schema.default_preset;
+  const base = presetValues();
+  state.edited = new Set();
+  for (const field of state.schema.fields) {
+    const value = job.settings[field.name];
+    if (value === undefined || JSON.stringify(value) === JSON.stringify(base[field.name])) continue;
+    if (field.name === "strength" && value < 0) continue;
+    state.edited.add(field.name);
+  }
+  applyPreset();  // the preset's values where the run kept them
+  for (const name of state.edited) {
+    const control = document.getElementById(`setting-${name}`);
+    const value = job.settings[name];
+    control.value = Array.isArray(value) ? value.join(", ") : String(value);
+    if (control.update) control.update();
+  }
+  applyPreset();  // says which settings are the run's own
+}
+
+// -- looking closely: full size, and two runs side by side -------------------------------------
+
+function openViewer(src, title) {
+  $("#viewer-image").src = src;
+  $("#viewer-title").textContent = title;
+  zoomViewer("fit");
+  $("#viewer").showModal();
+}
+
+function zoomViewer(zoom) {
+  const image = $("#viewer-image");
+  const box = $("#viewer-box");
+  box.dataset.zoom = zoom;
+  if (zoom === "fit") {
+    image.style.width = "";
+    image.classList.remove("zoomed");
+    return;
+  }
+  image.style.width = `${image.naturalWidth * Number(zoom)}px`;
+  image.classList.add("zoomed");
+}
+
+function runLabel(job) {
+  return `${job.inputs.content} × ${job.inputs.styles.join(" + ")}`;
+}
+
+function compareRuns(jobs) {
+  // What differs between the two runs' settings is listed under each.
+  const [a, b] = jobs;
+  const differs = Object.keys(a.settings).filter((k) => JSON.stringify(a.settings[k]) !== JSON.stringify(b.settings[k]));
+  const shown = (v) => (Array.isArray(v) ? v.join(", ") : String(v));
+  $("#side-by-side").replaceChildren(...jobs.map((job) => {
+    const hasImage = job.image_version > 0 && job.step > 0;
+    const src = hasImage ? `/api/jobs/${job.id}/image?v=${job.image_version}` : `/api/jobs/${job.id}/content`;
+    return el("figure", { "data-id": job.id },
+      el("button", { type: "button", class: "plain", title: "full size", onclick: () => openViewer(src, runLabel(job)) },
+        el("img", { src, alt: `result of ${runLabel(job)}` })),
+      el("figcaption", {}, el("strong", { text: `${runLabel(job)} · ${job.status}` }), el("ul", {},
+        ...(differs.length ? differs : ["preset"]).map((k) => el("li", { text: `${k}: ${shown(k === "preset" && !differs.length ? job.preset : job.settings[k])}` })))));
+  }));
+  $("#compare-dialog").showModal();
+}
+
+// -- the gallery of runs (kept on the server) ----------------------------------------------------
+
+function selectionChanged() {
+  const n = state.selected.size;
+  $("#selected-count").textContent = n ? `${n} selected` : "Tick runs to compare two or delete several.";
+  $("#compare-selected").disabled = n !== 2;
+  $("#delete-selected").disabled = n === 0;
+  $("#clear-selection").hidden = n === 0;
+}
+
+async function compareSelected() {
+  try {
+    compareRuns(await Promise.all([...state.selected].map((id) => getJSON(`/api/jobs/${id}`))));
+  } catch (error) {
+    showError(null, "one of these runs is no longer on the server");
+    refreshHistory();
+  }
+}
+
+async function deleteSelected() {
+  const ids = [...state.selected];
+  if (!window.confirm(`Delete ${ids.length} run${ids.length > 1 ? "s" : ""} and their images from the studio?`)) return;
+  for (const id of ids) {
+    try {
+      const response = await fetch(`/api/jobs/${id}`, { method: "DELETE" });
+      if (response.ok || response.status === 404) state.selected.delete(id);
+    } catch { setOnline(false); break; }
+    if (state.jobId === id) { if (state.source) state.source.close(); state.jobId = null; $("#run").hidden = true; }
+  }
+  selectionChanged();
+  refreshHistory();
+}
+
+function galleryTile(job) {
+  const hasImage = job.image_version > 0 && job.step > 0;
+  const src = hasImage ? `/api/jobs/${job.id}/image?v=${job.image_version}` : `/api/jobs/${job.id}/content`;
+  const what = runLabel(job);
+  const when = new Date(job.created * 1000).toLocaleString();
+  const strength = job.settings.strength >= 0 ? ` · strength ${job.settings.strength}` : "";
+  const detail = `${when} · ${job.settings.size} px · ${job.step}/${job.total_steps} steps${strength}`;
+  const tick = el("input", { type: "checkbox", class: "select", "aria-label": `select ${what}` });
+  tick.checked = state.selected.has(job.id);
+  tick.disabled = !FINAL.includes(job.status);
+  tick.addEventListener("change", () => {
+    if (tick.checked) state.selected.add(job.id); else state.selected.delete(job.id);
+    tick.closest("li").classList.toggle("selected", tick.checked);
+    selectionChanged();
+  });
+  const actions = el("span", { class: "row-actions" });
+  if (FINAL.includes(job.status)) {
+    actions.append(
+      el("button", { type: "button", class: "secondary edit", text: "edit", title: "open in the form", onclick: () => openInForm(job.id) }),
+      el("button", { type: "button", class: "secondary rerun", text: "rerun", onclick: () => rerun(job.id) }),
+      el("button", { type: "button", class: "secondary delete", text: "delete", onclick: () => remove(job.id) }));
+  }
+  return el("li", { "data-id": job.id, class: `tile${tick.checked ? " selected" : ""}` },
+    el("button", { type: "button", class: "open", title: what, onclick: () => follow(job.id) },
+      el("span", { class: `pic${hasImage ? "" : " photo-only"}` }, el("img", { src, alt: "" }),
+        ...(hasImage ? [] : [el("span", { class: "no-result", text: "no result: the photo" })])),
+      el("span", { class: "what", text: what }), el("span", { class: `badge ${job.status}`, text: job.status }),
+      el("small", { text: detail })),
+    el("label", { class: "tick" }, tick), actions);
 }
 
 async function remove(id) {
@@ -583,31 +935,27 @@ const chart = {
 // -- the studio's runs (kept on the server) -----------------------------------------------------
 
 async function refreshHistory() {
-  let jobs;
-  try { jobs = (await getJSON("/api/jobs")).jobs; } catch (error) {
+  let answer;
+  const size = NARROW.matches ? PAGE_SIZE.narrow : PAGE_SIZE.wide;
+  const query = `limit=${size}&offset=${state.page * size}${state.filter ? `&status=${state.filter}` : ""}`;
+  try { answer = await getJSON(`/api/jobs?${query}`); } catch (error) {
     if (error.status === undefined) setOnline(false);  // the network, not an answer
     return;
   }
   setOnline(true);
+  const pages = Math.max(1, Math.ceil(answer.total / size));
+  if (state.page >= pages && state.page > 0) { state.page = pages - 1; return refreshHistory(); }
+  const jobs = answer.jobs;
   state.history = jobs;
+  state.total = answer.total;
   $("#history-empty").hidden = jobs.length > 0;
-  $("#history").replaceChildren(...jobs.map((job) => {
-    const image = job.image_version > 0 && job.step > 0
-      ? el("img", { src: `/api/jobs/${job.id}/image?v=${job.image_version}`, alt: "" }) : el("span", { class: "noimg" });
-    const when = new Date(job.created * 1000).toLocaleString();
-    const what = `${job.inputs.content} × ${job.inputs.styles.join(" + ")}`;
-    const detail = `${when} · ${job.preset} · ${job.settings.size} px · ${job.step}/${job.total_steps} steps`;
-    const actions = el("span", { class: "row-actions" });
-    if (["interrupted", "failed", "cancelled"].includes(job.status)) {
-      actions.append(el("button", { type: "button", class: "secondary rerun", text: "rerun", onclick: () => rerun(job.id) }));
-    }
-    if (FINAL.includes(job.status)) {
-      actions.append(el("button", { type: "button", class: "secondary delete", text: "delete", onclick: () => remove(job.id) }));
-    }
-    return el("li", { "data-id": job.id }, el("button", { type: "button", class: "open", onclick: () => follow(job.id) }, image,
-      el("span", { class: "what", text: what }), el("span", { class: `badge ${job.status}`, text: job.status }),
-      el("small", { text: detail })), actions);
-  }));
+  $("#history-empty").textContent = state.filter ? "No runs in this state." : "None yet.";
+  $("#history-count").textContent = `${answer.total} run${answer.total === 1 ? "" : "s"}`;
+  $("#page-info").textContent = `page ${state.page + 1} of ${pages}`;
+  $("#page-newer").disabled = state.page === 0;
+  $("#page-older").disabled = state.page + 1 >= pages;
+  $(".pager").hidden = pages < 2;
+  $("#history").replaceChildren(...jobs.map(galleryTile));
 }
 
 // Polls now and then: the list while runs are going (or the server was lost), else a light ping,
@@ -631,9 +979,32 @@ async function init() {
   $("#cancel").addEventListener("click", cancel);
   $("#rerun").addEventListener("click", () => rerun(state.jobId));
   $("#delete").addEventListener("click", () => remove(state.jobId));
+  $("#open-form").addEventListener("click", () => openInForm(state.jobId));
+  for (const nudge of ["#less", "#more"]) {
+    $(nudge).addEventListener("click", () => rerun(state.jobId, { strength: Number($(nudge).dataset.strength) }));
+  }
+  const openResult = () => state.shown && openViewer($("#result-image").src, runLabel(state.shown));
+  $("#zoom").addEventListener("click", openResult);
+  $("#result-image").addEventListener("click", openResult);
+  $("#ba-split").addEventListener("input", (e) => $("#before-after").style.setProperty("--split", `${e.target.value}%`));
+  document.querySelectorAll("[data-zoom]").forEach((b) => b.addEventListener("click", () => zoomViewer(b.dataset.zoom)));
+  $("#viewer-image").addEventListener("click", () => zoomViewer($("#viewer-box").dataset.zoom === "fit" ? "1" : "fit"));
+  $("#viewer-close").addEventListener("click", () => $("#viewer").close());
+  $("#compare-close").addEventListener("click", () => $("#compare-dialog").close());
+  $("#filter").addEventListener("change", (e) => { state.filter = e.target.value; state.page = 0; refreshHistory(); });
+  $("#page-newer").addEventListener("click", () => { state.page = Math.max(0, state.page - 1); refreshHistory(); });
+  $("#page-older").addEventListener("click", () => { state.page += 1; refreshHistory(); });
+  $("#compare-selected").addEventListener("click", compareSelected);
+  $("#delete-selected").addEventListener("click", deleteSelected);
+  $("#clear-selection").addEventListener("click", () => {
+    state.selected.clear();
+    document.querySelectorAll("#history .select").forEach((t) => { t.checked = false; t.closest("li").classList.remove("selected"); });
+    selectionChanged();
+  });
   window.addEventListener("online", refreshHistory);
   chart.draw();
   await refreshHistory();
+  selectionChanged();
   document.body.dataset.ready = "true";
 }
 
