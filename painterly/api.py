@@ -211,7 +211,9 @@ def stylize(
                          tracker.reporter(scale.index, to_rgb, before),
                          gradient=gradient, history=scale.history or None, reuse_start=True,
                          cuda_graphs=machine.cuda_graphs == "on")
-        if done.stopped and done.steps_run == 0 and outcome is not None:
+        if done.stopped and done.steps_run == 0:
+            if outcome is None:  # Ctrl-C in the run's first step: nothing painted yet (not a loss of inf)
+                raise KeyboardInterrupt
             # Stopped before this scale's first step was whole: the previous scale's result stands.
             interrupted, image = True, outcome.image
             break

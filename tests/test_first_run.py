@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -183,6 +184,34 @@ def test_a_finished_run_leaves_no_checkpoint(cli, tmp_path: Path, content_path: 
     code, _, err = cli([content_path, style_path, "-o", out, *fast_args, *THREE_SCALES, "--steps", "2"])
     assert code == 0, err
     assert _hidden_files(tmp_path) == [] and "checkpoint" not in err
+
+
+def test_sigint_in_a_real_process_says_enlarged_from_and_names_the_checkpoint(
+        tmp_path: Path, content_path: Path, style_path: Path, fast_args: list[str]) -> None:
+    out = tmp_path / "out.png"
+    argv = [sys.executable, "-m", "painterly", str(content_path), str(style_path), "-o", str(out), *fast_args,
+            *THREE_SCALES, "--steps", "400", "--patience", "0"]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not path_for(out).exists():  # the first scale has ended
+        time.sleep(0.05)
+    assert path_for(out).exists(), "the first scale did not end in 4 minutes"
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == EXIT_INTERRUPTED and "Traceback" not in err, err
+    assert "enlarged from 64x43 px (scale 2 of 3, where it stopped) to 128x86" in err
+    assert f"the checkpoint is {path_for(out)} (" in err and path_for(out).is_file()
+    assert Image.open(out).size == (128, 86)
+
+
+def test_ctrl_c_in_the_first_step_writes_nothing(cli, tmp_path: Path, content_path: Path, style_path: Path,
+                                                fast_args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Stopped before any step was whole, there is nothing to write (it once said the loss was not finite)."""
+    _interrupt_on_call(monkeypatch, 1)
+    code, _, err = cli([content_path, style_path, "-o", tmp_path / "out.png", *fast_args])
+    assert code == EXIT_INTERRUPTED
+    assert err == "painterly: interrupted before the first step; nothing was written\n"
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- 3. painterly video without the video extra -----------------------------------------------------
