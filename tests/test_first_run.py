@@ -190,7 +190,8 @@ def test_sigint_in_a_real_process_says_enlarged_from_and_names_the_checkpoint(
         tmp_path: Path, content_path: Path, style_path: Path, fast_args: list[str]) -> None:
     out = tmp_path / "out.png"
     argv = [sys.executable, "-m", "painterly", str(content_path), str(style_path), "-o", str(out), *fast_args,
-            *THREE_SCALES, "--steps", "400", "--patience", "0"]
+            *THREE_SCALES, "--steps", "5", "--scale-steps-decay", "4", "--patience", "0",  # 5, 20, 80 steps
+            "--threads", "1"]
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not path_for(out).exists():  # the first scale has ended
@@ -199,7 +200,8 @@ def test_sigint_in_a_real_process_says_enlarged_from_and_names_the_checkpoint(
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
     assert process.returncode == EXIT_INTERRUPTED and "Traceback" not in err, err
-    assert "enlarged from 64x43 px (scale 2 of 3, where it stopped) to 128x86" in err
+    # Stopped in the second scale, or in its set-up or first step (then the first scale's image stands).
+    assert re.search(r"enlarged from (32x22|64x43) px \(scale [12] of 3, where it stopped\) to 128x86", err), err
     assert f"the checkpoint is {path_for(out)} (" in err and path_for(out).is_file()
     assert Image.open(out).size == (128, 86)
 
