@@ -211,7 +211,9 @@ def stylize(
                          tracker.reporter(scale.index, to_rgb, before),
                          gradient=gradient, history=scale.history or None, reuse_start=True,
                          cuda_graphs=machine.cuda_graphs == "on")
-        if done.stopped and done.steps_run == 0 and outcome is not None:
+        if done.stopped and done.steps_run == 0:
+            if outcome is None:  # Ctrl-C in the run's first step: nothing painted yet (not a loss of inf)
+                raise KeyboardInterrupt
             # Stopped before this scale's first step was whole: the previous scale's result stands.
             interrupted, image = True, outcome.image
             break
@@ -280,17 +282,25 @@ def _set_up_scale(scale: ScalePlan, image: torch.Tensor | None, content_img: Ima
 class _Tracker:
     """Turns the loop's per-step reports into history entries, ETAs and :class:`Progress` events.
 
-    The ETA is the plan's cost still to come times the seconds per unit of cost, measured apart for
-    untiled and tiled scales: a tiled step's cost per pixel differs from an untiled one's by machine
-    (0.8x to 1.9x measured), so the rate of the untiled scales alone promised a 4096 px run's tiled
-    scales in a third of their time. The untiled rate starts from ``prior_rate`` (the plan's measured
-    seconds per cost on this kind of device, where known) and moves to the rate measured as the run
-    goes, the run's first step (which warms caches up) left out; the tiled rate starts from the
-    untiled one and moves to the tiled steps' own from the first of them.
+    The ETA prices the plan's steps still to come by this run's own steps. A step's plan cost has two
+    parts, :attr:`~painterly.plan.ScalePlan.step_parts`: the per-step part (launching the network's
+    layers, the losses, the optimizer) and the per-pixel part; each gets its own seconds per unit.
+    On a loaded machine the per-step part grows most (the threads wait on each other at every
+    layer), so one rate measured on the small first scales priced the large last ones far too high:
+    a run the plan put at 59 s said 13:49 with 2:43 left. Until :attr:`MEASURED_STEPS` untiled steps
+    have been timed, both parts take ``prior_rate`` (the plan's measured seconds per cost on this
+    kind of device, where known); from then on only the timed steps count: one rate while they are
+    all of one size, the two parts fitted by least squares once two sizes have run. The run's first
+    step (which warms caches up) is not timed.
+
+    Tiled steps are timed apart: their cost over an untiled step's differs by machine (0.8x to 1.9x
+    measured), so the untiled steps alone promised a 4096 px run's tiled scales in a third of their
+    time. Their time over what the untiled prices predict for them starts at 1 (one tiled step's
+    worth) and moves to the tiled steps' own from the first of them.
     """
 
-    #: How much measured cost, as a fraction of the whole plan's, counts as much as the prior.
-    PRIOR_WEIGHT = 0.05
+    #: Untiled steps this run must have timed before its ETA comes from them alone.
+    MEASURED_STEPS = 3
 
     def __init__(self, plan: Plan, optimizer: str, callback: Callback | None,
                  prior_rate: float | None = None) -> None:
@@ -300,28 +310,69 @@ class _Tracker:
         self.start = time.perf_counter()
         self.setup_seconds = 0.0
         self.last: float | None = None  # working seconds at the previous report (None: none yet)
-        self.timed = {False: [0.0, 0.0], True: [0.0, 0.0]}  # untiled, tiled: [seconds, cost] of the steps timed
-        tiled = [s.cost / max(s.steps, 1) for s in plan.scales if s.tile]
-        self.tiled_weight = tiled[0] if tiled else 0.0  # a tiled step's cost counts as much as the prior
+        # Untiled steps timed: their count, seconds, cost, the sizes they ran at, and the sums least
+        # squares needs (o: per-step part, p: per-pixel part, t: seconds): o*o, o*p, p*p, o*t, p*t.
+        self.untiled_steps, self.untiled_seconds, self.untiled_cost = 0, 0.0, 0.0
+        self.sizes: set[tuple[int, int]] = set()
+        self.sums = [0.0] * 5
+        self.tiled = [0.0, 0.0, 0.0]  # tiled steps timed: seconds, per-step part, per-pixel part
+        tiled = [s.step_parts for s in plan.scales if s.tile]
+        self.tiled_weight = tiled[0] if tiled else (0.0, 0.0)  # counts as much as a prediction of 1
 
-    def rates(self, first: float) -> dict[bool, float]:
-        """Seconds per unit of cost of untiled and tiled steps; ``first`` where nothing is known."""
-        seconds, cost = self.timed[False]
-        if self.prior_rate is not None:
-            weight = self.PRIOR_WEIGHT * self.plan.total_cost
-            untiled = (self.prior_rate * weight + seconds) / (weight + cost)
+    def prices(self, first: float) -> tuple[float, float, float]:
+        """(seconds per unit of a step's per-step cost, per unit of its per-pixel cost, tiled steps'
+        time over what those two predict for them); ``first`` where nothing is known."""
+        if self.untiled_steps >= self.MEASURED_STEPS or (self.untiled_steps > 0 and self.prior_rate is None):
+            per_step, per_pixel = self._fitted()
         else:
-            untiled = seconds / cost if cost else first
-        seconds, cost = self.timed[True]
-        tiled = (untiled * self.tiled_weight + seconds) / (self.tiled_weight + cost) if cost else untiled
-        return {False: untiled, True: tiled}
+            per_step = per_pixel = self.prior_rate if self.prior_rate is not None else first
+        seconds, step_part, pixel_part = self.tiled
+        if not seconds:
+            return per_step, per_pixel, 1.0
+        weight = per_step * self.tiled_weight[0] + per_pixel * self.tiled_weight[1]
+        return per_step, per_pixel, (weight + seconds) / (weight + per_step * step_part + per_pixel * pixel_part)
+
+    def _fitted(self) -> tuple[float, float]:
+        """The untiled steps' prices: seconds over cost while they ran at one size, else the least
+        squares fit of seconds = per_step * o + per_pixel * p, neither price below 0."""
+        rate = self.untiled_seconds / self.untiled_cost
+        oo, op, pp, ot, pt = self.sums
+        det = oo * pp - op * op
+        if len(self.sizes) < 2 or self.untiled_steps < self.MEASURED_STEPS or det <= 1e-9 * oo * pp:
+            return rate, rate
+        per_step, per_pixel = (ot * pp - pt * op) / det, (pt * oo - ot * op) / det
+        if per_step < 0:  # the best fit on the boundary: all of a step's time is its pixels'
+            return 0.0, pt / pp
+        if per_pixel < 0:
+            return ot / oo, 0.0
+        return per_step, per_pixel
+
+    def time_step(self, scale: ScalePlan, seconds: float) -> None:
+        """Count a step of ``scale`` that took ``seconds``."""
+        step_part, pixel_part = scale.step_parts
+        if scale.tile:
+            for i, value in enumerate((seconds, step_part, pixel_part)):
+                self.tiled[i] += value
+            return
+        self.untiled_steps += 1
+        self.untiled_seconds += seconds
+        self.untiled_cost += step_part + pixel_part
+        self.sizes.add(scale.size)
+        for i, value in enumerate((step_part * step_part, step_part * pixel_part, pixel_part * pixel_part,
+                                   step_part * seconds, pixel_part * seconds)):
+            self.sums[i] += value
 
     def eta(self, scale: int, steps_done: int, first: float) -> float:
         """Seconds still to come after ``steps_done`` steps of ``scale``."""
-        rates = self.rates(first)
+        per_step, per_pixel, tiled = self.prices(first)
+
+        def step_seconds(s: ScalePlan) -> float:
+            step_part, pixel_part = s.step_parts
+            return (per_step * step_part + per_pixel * pixel_part) * (tiled if s.tile else 1.0)
+
         current = self.plan.scales[scale]
-        left = rates[bool(current.tile)] * current.cost * max(0, current.steps - steps_done) / max(current.steps, 1)
-        return left + sum(rates[bool(s.tile)] * s.cost for s in self.plan.scales[scale + 1:])
+        left = step_seconds(current) * max(0, current.steps - steps_done)
+        return left + sum(step_seconds(s) * s.steps for s in self.plan.scales[scale + 1:])
 
     def reporter(self, scale: int, to_rgb: Callable[[torch.Tensor], torch.Tensor], before: int = 0):
         """The ``report`` function :func:`run_scale` calls at ``scale``, of which ``before`` steps
@@ -339,9 +390,7 @@ class _Tracker:
                                  "size": list(size), "optimizer": self.optimizer})
             working = now - self.setup_seconds
             if self.last is not None:
-                timed = self.timed[bool(plan_scale.tile)]
-                timed[0] += working - self.last
-                timed[1] += step_cost
+                self.time_step(plan_scale, working - self.last)
             first = self.prior_rate if self.prior_rate is not None else working / max(step_cost, 1e-9)
             self.last = working
             if self.callback is None:

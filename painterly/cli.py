@@ -2,7 +2,7 @@
 
 Options are built from the fields of :class:`~painterly.settings.Settings` (the picture) and
 :class:`~painterly.settings.Machine` (where it is computed); ``painterly`` with no
-arguments runs the demo. Subcommands: ``painterly info IMAGE``, ``painterly serve``.
+arguments runs the demo. Other commands (:data:`COMMANDS`): ``info``, ``serve``, ``batch``, ``video``.
 Errors end in one line on stderr and a non-zero exit; no traceback, no half-written file.
 """
 
@@ -16,10 +16,14 @@ import time
 import typing
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .errors import ImageError, OutputError, PainterlyError, SettingsError
 from .settings import DEFAULT, PRESETS, Machine, Settings, preset
+
+if TYPE_CHECKING:
+    from .api import Result
+    from .plan import Plan
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
@@ -27,6 +31,26 @@ EXIT_INTERRUPTED = 130
 DEMO_OUTPUT = "painterly-demo.png"
 #: Flags whose name differs from the field's (kept short or matching the peers' names).
 FLAG_NAMES = {"style_blend_weights": "--style-weights"}
+#: The commands besides painting, as ``painterly --help`` lists them: name -> (arguments, what it does).
+COMMANDS = {
+    "info": ("IMAGE", "how an image was made: the settings it holds"),
+    "serve": ("", "the web studio, in a browser"),
+    "batch": ("MANIFEST -o DIR", "a manifest's pictures, or photos x artworks"),
+    "video": ("IN STYLE -o OUT", "a video or frames folder, without flicker"),
+}
+#: A run planned past either figure is far beyond the usual: the CLI says so before the first step
+#: and, on a terminal, asks before starting it (``--yes``: not asked; in a script it goes on).
+UNUSUAL_SECONDS = 3600
+UNUSUAL_MEMORY = 0.8  # of the memory the run may use
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, except that a text of several lines (the list of commands) keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "\n".join(indent + line for line in text.splitlines())
+        return super()._fill_text(text, width, indent)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -142,8 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="painterly",
         description="Paint a photo in the style of one or more artworks (Gatys neural style transfer). "
         "With no arguments: the demo, the tutorial's turtle painted as Hokusai's Great Wave.",
-        epilog="Other commands: 'painterly info IMAGE' prints how an image was made; "
-        "'painterly serve' starts the web studio.",
+        epilog=_commands_help(),
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("content", nargs="?", help="the photo to paint")
     parser.add_argument("styles", nargs="*", metavar="style", help="one or more artworks")
@@ -170,8 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
                         help="bits per channel: 16 for prints, in .png or .tiff")
     prints.add_argument("--resume", action="store_true",
                         help="go on with a stopped run from its checkpoint beside the output (same inputs, options)")
+    parser.add_argument("--yes", action="store_true",
+                        help=help_text(f"start a run planned far beyond the usual (over {UNUSUAL_SECONDS // 3600} "
+                                       f"h, or {UNUSUAL_MEMORY:.0%} of the memory allowed) without asking"))
     add_settings_options(parser)
     return parser
+
+
+def _commands_help() -> str:
+    """The list of :data:`COMMANDS` that ends ``painterly --help``, one line each."""
+    usages = {name: f"painterly {name} {arguments}".rstrip() for name, (arguments, _) in COMMANDS.items()}
+    width = max(map(len, usages.values()))
+    lines = [f"  {usages[name].ljust(width)}  {what}" for name, (_, what) in COMMANDS.items()]
+    return "\n".join(["Other commands (each with its own --help):", *lines])
 
 
 def settings_from_args(args: argparse.Namespace, base: Settings) -> Settings:
@@ -212,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     except PainterlyError as exc:
         # Painting takes settings as flags; batch manifests and grids name them as fields.
-        subcommand = bool(argv) and argv[0] in ("info", "serve", "batch", "video")
+        subcommand = bool(argv) and argv[0] in COMMANDS
         print(f"painterly: error: {exc if subcommand else flags_in(str(exc))}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
@@ -349,6 +384,8 @@ def _paint(argv: list[str]) -> int:
     if any(s.tile for s in plan.scales):
         intro += [f"painterly: plan: {line}" for line in plan.describe().splitlines() if "tiles of" in line]
     intro += _size_notes(content.size, plan.size, settings.size)
+    if not args.resume:  # a resumed run was started, and warned about, before
+        _confirm_unusual(plan, guess, budget, asked=not args.yes and interactive())
     bar = ProgressBar(sys.stderr, enabled=not args.quiet, intro="\n".join(intro))
     recorder = None
     if args.report:
@@ -374,12 +411,8 @@ def _paint(argv: list[str]) -> int:
     extras = "".join(f"; {what} {where}" for what, where in (("history", args.history), ("report", args.report))
                      if where)
     if result.stopped:
-        scale = plan.scales[result.scale_reached]
-        origin = "" if result.scale_reached == len(plan.scales) - 1 else (
-            f" from scale {result.scale_reached + 1} of {len(plan.scales)} ({scale.size[0]}x{scale.size[1]}), "
-            f"upsampled to {plan.size[0]}x{plan.size[1]}")
-        say(f"painterly: stopped at step {len(result.history)} of {plan.total_steps}; wrote the best image so far"
-            f"{origin} to {output}{extras}; --resume goes on from there")
+        for line in _stopped(result, plan, output, extras, saved):
+            say(line)
         return EXIT_INTERRUPTED
     step, of = result.best_step_of_scale
     scale_note = f" of the last scale's {of}" if len(plan.scales) > 1 else f" of {of}"
@@ -389,6 +422,49 @@ def _paint(argv: list[str]) -> int:
         say("painterly: the turtle photo is \"Green Sea Turtle grazing seagrass\" by P. Lindgren, CC BY-SA 3.0; "
             "share the result under the same licence")
     return 0
+
+
+def interactive() -> bool:
+    """True when a person is at the terminal to answer a question: stdin and stderr are terminals."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty() and sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed streams
+        return False
+
+
+def _confirm_unusual(plan: Plan, guess: float | None, budget: int, asked: bool) -> None:
+    """Say so when the run is planned far beyond the usual (:data:`UNUSUAL_SECONDS`,
+    :data:`UNUSUAL_MEMORY`); when ``asked``, start it only if the answer on stdin is yes."""
+    far = []
+    if guess is not None and guess > UNUSUAL_SECONDS:
+        far.append(f"about {_duration(guess)}")
+    if plan.peak_bytes > UNUSUAL_MEMORY * budget:
+        far.append(f"{plan.peak_bytes / 2**30:.1f} of the {budget / 2**30:.1f} GiB of memory allowed")
+    if not far:
+        return
+    print(f"painterly: warning: this run is planned at {' and '.join(far)}, far beyond a usual run (over "
+          f"{UNUSUAL_SECONDS // 3600} h or {UNUSUAL_MEMORY:.0%} of the memory allowed); a smaller --size is "
+          "quicker and lighter", file=sys.stderr)
+    if not asked:
+        return
+    print("painterly: start it? [y/N] ", end="", file=sys.stderr, flush=True)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
+        raise SettingsError("not started (answer y, or give --yes, to start it); nothing was written")
+
+
+def _stopped(result: Result, plan: Plan, output: Path, extras: str, saved: Path) -> list[str]:
+    """What a stopped run says: where its image went (and, stopped at a coarse scale, that it was
+    enlarged from that scale's size), and where its checkpoint is."""
+    scale = plan.scales[result.scale_reached]
+    enlarged = "" if result.scale_reached == len(plan.scales) - 1 else (
+        f", enlarged from {scale.size[0]}x{scale.size[1]} px (scale {result.scale_reached + 1} of "
+        f"{len(plan.scales)}, where it stopped) to {plan.size[0]}x{plan.size[1]}, so it looks soft")
+    lines = [f"painterly: stopped at step {len(result.history)} of {plan.total_steps}; wrote the best image so far "
+             f"to {output}{enlarged}{extras}"]
+    if saved.exists():
+        lines.append(f"painterly: the checkpoint is {saved} ({saved.stat().st_size / 1e6:.1f} MB): the same command "
+                     "with --resume goes on from there; delete that file if you will not resume")
+    return lines
 
 
 def _duration(seconds: float) -> str:

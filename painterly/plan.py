@@ -93,6 +93,13 @@ class ScalePlan:
     def pixels(self) -> int:
         return self.size[0] * self.size[1]
 
+    @property
+    def step_parts(self) -> tuple[float, float]:
+        """A step's cost in its two parts: (the per-step overhead of its tiles, the rest: its pixels,
+        times a tiled step's factor). The ETA prices them apart."""
+        overhead = STEP_OVERHEAD_PIXELS * self.tiles
+        return overhead, self.cost / max(self.steps, 1) - overhead
+
 
 @dataclass(frozen=True)
 class Plan:

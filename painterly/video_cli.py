@@ -99,6 +99,7 @@ def main(argv: list[str]) -> int:
     source = Path(args.input)
     output = Path(args.output)
     kind = _check_output(output, [source, *map(Path, args.styles)])
+    check_extras(video_files=kind == "video" or not source.is_dir())
     if args.fps is not None and args.fps <= 0:
         raise SettingsError(f"--fps must be > 0, got {args.fps}")
     if args.history and Path(args.history).suffix.lower() != ".json":
@@ -181,6 +182,23 @@ def main(argv: list[str]) -> int:
     say(f"painterly video: done in {result.seconds:.1f} s ({per_frame:.1f} s a frame); temporal error "
         f"{result.temporal_error:.1f} (the content frames: {result.content_error:.1f}); wrote {output}")
     return 0
+
+
+def check_extras(video_files: bool) -> None:
+    """Refuse, before any work, a run the ``video`` extra is missing for: OpenCV computes the optical
+    flow of every clip, PyAV reads and writes ``video_files`` (a frames folder in and out needs none)."""
+    import importlib
+
+    needed = {"cv2": "OpenCV (the optical flow)", **({"av": "PyAV (video files)"} if video_files else {})}
+    missing = []
+    for module, what in needed.items():
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(what)
+    if missing:
+        raise SettingsError(f"painterly video needs {' and '.join(missing)}, not installed: "
+                            "pip install 'painterly[video]'")
 
 
 def _check_output(output: Path, inputs: list[Path]) -> str:
