@@ -254,7 +254,7 @@ def graphed_gradient(objective: Objective, image: torch.Tensor, enabled: bool = 
     """
     if not enabled or image.device.type != "cuda":
         return None
-    if any(getattr(t, "graph_safe", True) is False for t in objective.terms):
+    if any(getattr(t, "graph_safe", True) is False for t in getattr(objective, "terms", ())):
         return None  # a term whose targets change between calls (the nearest-neighbour style)
     try:
         return GraphedGradient(objective, image)

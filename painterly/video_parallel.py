@@ -319,7 +319,7 @@ class _Run:
         stage = flight.stage
         share = self.costs[stage.name] / (len(stage.frames) if not stage.chunk else 1)
         self.cost_done += share
-        self.cost_left -= share
+        self.cost_left = max(0.0, self.cost_left - share)  # costs are fractional: no -1e-17 at the end
         if self.callback is None:
             return False
         elapsed = time.perf_counter() - self.start

@@ -322,10 +322,11 @@ def test_the_eta_follows_the_measured_steps_on_a_loaded_machine(monkeypatch: pyt
     second = plan.scales[0].steps
     for k in range(second, len(steps)):
         assert events[k].eta == pytest.approx(truth[k], rel=1e-6), (k, events[k].eta, truth[k])
-    # One rate from the first scale would have said three times what was left.
+    # One rate from the first scale would have said nearly twice what was left (1.9x with the default's
+    # 24/14/10 steps and its network cut at block4_conv2).
     timed = steps[1:second]
     one_rate = sum(clock.step_seconds(s.size) for s in timed) / sum(s.cost / s.steps for s in timed)
-    assert one_rate * (plan.total_cost - plan.cost_done(1, 0)) > 2.5 * truth[second - 1]
+    assert one_rate * (plan.total_cost - plan.cost_done(1, 0)) > 1.5 * truth[second - 1]
 
 
 def test_the_progress_line_eta_comes_from_the_runs_own_steps(cli, tmp_path: Path, content_path: Path,

@@ -197,6 +197,9 @@ def test_creative_controls_and_masks_are_sent(page, server: str, tmp_path: Path)
     choose_inputs_and_fast_settings(page, steps=3)
     assert page.is_hidden("#setting-style_blend_weights")  # blending needs several artworks
     page.set_input_files("#style-file", str(STYLE2))
+    # The page decodes a picked file before taking it (a file that is not an image is refused at once):
+    # the artwork joins the form a moment after the pick.
+    page.wait_for_selector("#setting-style_blend_weights", state="visible", timeout=10_000)
     assert page.is_visible("#setting-style_blend_weights")
 
     page.select_option("#setting-colour", "luminance")
