@@ -120,7 +120,7 @@ def contact_sheet(rows: list[list[tuple[Image.Image, str]]], path: Path, height:
         for t in row:
             sheet.paste(t, (x, r * row_height))
             x += t.width + 4
-    sheet.save(path, quality=88)
+    sheet.save(path, quality=80)  # 18 rows: under 2 MiB in the repository
 
 
 def _figures(j: dict, seconds: float) -> str:
@@ -375,9 +375,10 @@ def part_sweep(args: argparse.Namespace, out: Path) -> dict:
     import tradeoff
 
     def run(tool: str, photo: str, artwork: str, value: float, file: Path) -> float:
-        if tool == "painterly":
+        if tool in ("painterly", "nearest"):
+            loss = ["--style-loss", "nearest"] if tool == "nearest" else []
             return run_painterly(photo_path(photo), art_path(artwork), "default", args.size, file,
-                                 "--strength", str(value))
+                                 "--strength", str(value), *loss)
         return run_pastiche(photo_path(photo), art_path(artwork), args.size, file, 0.0,
                             "--content-weight", str(value))[0]
 
@@ -399,7 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--part", choices=("pairs", "modes", "sweep"), default="pairs")
     parser.add_argument("--pairs", nargs="+", default=[], metavar="PHOTO:ARTWORK",
                         help="the sweep's pairs (default: tradeoff.PAIRS), as astronaut:great_wave")
-    parser.add_argument("--tools", nargs="+", choices=("painterly", "pastiche"), default=["painterly", "pastiche"],
+    parser.add_argument("--tools", nargs="+", choices=("painterly", "nearest", "pastiche"),
+                        default=["painterly", "nearest", "pastiche"],
                         help="the sweep's tools")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
