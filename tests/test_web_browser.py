@@ -8,7 +8,6 @@ variable CI is set: there a missing browser is a failure, so CI never passes by 
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -20,13 +19,12 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from web_helpers import chromium  # noqa: E402
 
 from painterly.settings import PRESETS
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
 STYLE = DATA / "styles" / "great_wave.png"
@@ -42,13 +40,6 @@ document.addEventListener("load", (event) => {
   }
 }, true);
 """
-
-
-def missing(what: str) -> None:
-    """Skip, or fail under CI: the browser tests must run there."""
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {what} is missing; the browser tests must run in CI")
-    pytest.skip(f"{what} is missing")
 
 
 @pytest.fixture(scope="module")
@@ -79,16 +70,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        missing(str(CHROMIUM) + " (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("Playwright for Python (pip install playwright)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from web_helpers import chromium  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
 STYLE = DATA / "styles" / "great_wave.png"
@@ -38,12 +37,6 @@ FAST = {"preset": "tutorial", "size": 64, "steps": 2000, "start_size": 0, "preci
 WIDTHS = {"desktop": {"viewport": {"width": 1280, "height": 900}},
           "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True}}
 PAGE_SIZE = {"desktop": 12, "phone": 8}  # runs per page of the gallery (app.js)
-
-
-def missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {what} is missing; the browser tests must run in CI")
-    pytest.skip(f"{what} is missing")
 
 
 @pytest.fixture(scope="module")
@@ -68,16 +61,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        missing(str(CHROMIUM) + " (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("Playwright for Python (pip install playwright)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture(scope="module")

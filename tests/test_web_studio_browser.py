@@ -7,7 +7,6 @@ Needs Debian's ``chromium`` and Playwright for Python, like ``test_web_browser.p
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import signal
@@ -18,22 +17,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from web_helpers import chromium  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
 STYLE = DATA / "styles" / "great_wave.png"
 STARTUP_SECONDS = 60
 RUN_MS = 90_000
-
-
-def missing(what: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {what} is missing; the browser tests must run in CI")
-    pytest.skip(f"{what} is missing")
 
 
 class Studio:
@@ -79,16 +71,8 @@ def studio(tmp_path: Path) -> Iterator[Studio]:
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        missing(str(CHROMIUM) + " (apt-get install -y chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        missing("Playwright for Python (pip install playwright)")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def open_page(browser, url: str, path: str = "", **context):

@@ -2,11 +2,41 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
+import pytest
+
 TIMEOUT = 60.0
+#: Debian's Chromium, driven by Playwright (which cannot download browsers here).
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-gpu"]
+
+
+def missing(what: str) -> None:
+    """Skip, or fail under CI: the browser tests must run there."""
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set but {what} is missing; the browser tests must run in CI")
+    pytest.skip(f"{what} is missing")
+
+
+@contextmanager
+def chromium() -> Iterator[Any]:
+    """Headless Chromium through Playwright, closed at the end (skips, or fails under CI, if missing)."""
+    if not CHROMIUM.exists():
+        missing(str(CHROMIUM) + " (apt-get install -y chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        missing("Playwright for Python (pip install playwright)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 def wait_for(client: Any, job_id: str, ok: Callable[[dict[str, Any]], bool],
