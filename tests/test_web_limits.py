@@ -20,11 +20,11 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient
-from web_helpers import wait_for  # noqa: E402
+from web_helpers import app_clients, wait_for  # noqa: E402
 
 from painterly.web import jobs as jobs_module
 from painterly.web.checks import display_name, json_depth
-from painterly.web.server import WebConfig, create_app
+from painterly.web.server import WebConfig
 
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
@@ -36,19 +36,8 @@ TIMEOUT = 60.0
 
 @pytest.fixture
 def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    opened: list[TestClient] = []
-
-    def make(**changes: Any) -> TestClient:
-        config = WebConfig(**{"preview_interval": 0.0, "threads": 1, "data": str(tmp_path / f"data{len(opened)}"),
-                              **changes})
-        client = TestClient(create_app(config))
-        client.__enter__()
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        client.__exit__(None, None, None)
+    with app_clients(tmp_path) as make:
+        yield make
 
 
 @pytest.fixture

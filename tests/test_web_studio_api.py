@@ -26,14 +26,14 @@ pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from web_helpers import wait_for  # noqa: E402
+from web_helpers import app_clients, wait_for  # noqa: E402
 
 from painterly import metadata  # noqa: E402
 from painterly.errors import ImageError  # noqa: E402
 from painterly.settings import FIELD_NAMES, Settings  # noqa: E402
 from painterly.web.checks import display_name  # noqa: E402
 from painterly.web.jobs import BARELY_CHANGED  # noqa: E402
-from painterly.web.server import REFUSED, WebConfig, create_app  # noqa: E402
+from painterly.web.server import REFUSED  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
@@ -46,19 +46,8 @@ STARTUP_SECONDS = 60
 
 @pytest.fixture
 def make_client(tmp_path: Path) -> Iterator[Callable[..., TestClient]]:
-    opened: list[TestClient] = []
-
-    def make(**changes: Any) -> TestClient:
-        config = WebConfig(**{"preview_interval": 0.0, "threads": 1, "data": str(tmp_path / f"data{len(opened)}"),
-                              **changes})
-        client = TestClient(create_app(config))
-        client.__enter__()
-        opened.append(client)
-        return client
-
-    yield make
-    for client in opened:
-        client.__exit__(None, None, None)
+    with app_clients(tmp_path) as make:
+        yield make
 
 
 @pytest.fixture

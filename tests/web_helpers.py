@@ -50,3 +50,29 @@ def wait_for(client: Any, job_id: str, ok: Callable[[dict[str, Any]], bool],
             return job
         time.sleep(0.05)
     raise AssertionError(f"job {job_id} never got there; last state: {job}")
+
+
+@contextmanager
+def app_clients(folder: Path) -> Iterator[Callable[..., Any]]:
+    """``make(**changes)`` starts the studio's app under a TestClient with those :class:`WebConfig`
+    changes (no preview throttle, one thread, its own data folder under ``folder``); every app started
+    is shut down at the end."""
+    from fastapi.testclient import TestClient
+
+    from painterly.web.server import WebConfig, create_app
+
+    opened: list[Any] = []
+
+    def make(**changes: Any) -> Any:
+        config = WebConfig(**{"preview_interval": 0.0, "threads": 1, "data": str(folder / f"data{len(opened)}"),
+                              **changes})
+        client = TestClient(create_app(config))
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in opened:
+            client.__exit__(None, None, None)
