@@ -118,6 +118,8 @@ class MomentTerm:
         return wasserstein_term(features, self.targets, self.layer_weights)
 
 
+#: Style losses whose targets are each layer's mean and covariance (nearest adds its own term beside them).
+MOMENT_LOSSES = ("moments", "nearest")
 #: Steps between two matchings of the nearest-neighbour term (a matching costs a few steps' worth of
 #: matrix products at the finest scale; in between, the targets stay where they were).
 REMATCH_EVERY = 5
@@ -341,7 +343,7 @@ def build_objective(
         key = None if cache is None or masks is not None else _style_key(net, settings, styles, autocast_dtype)
         if key is not None and cache is not None and key in cache:
             targets = cache[key]
-        elif settings.style_loss in ("moments", "nearest") and masks is None:
+        elif settings.style_loss in MOMENT_LOSSES and masks is None:
             targets = _moment_targets(probe, settings, styles, measure)
         else:
             targets = style_targets(net, settings, styles, masks, autocast_dtype, measure)
@@ -372,7 +374,7 @@ def _style_key(net: VGG19, settings: Settings, styles: Sequence[torch.Tensor],
     for s in styles:
         data = s.detach().cpu().contiguous()
         digests.append((tuple(data.shape), str(data.dtype), hashlib.sha1(data.numpy().tobytes()).hexdigest()))
-    return (id(net), tuple(digests), settings.style_layers, settings.style_loss in ("moments", "nearest"),
+    return (id(net), tuple(digests), settings.style_layers, settings.style_loss in MOMENT_LOSSES,
             settings.style_blend_weights, str(autocast_dtype))
 
 
