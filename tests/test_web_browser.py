@@ -8,18 +8,15 @@ variable CI is set: there a missing browser is a failure, so CI never passes by 
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from web_helpers import chromium  # noqa: E402
+from web_helpers import chromium, start_serve, until  # noqa: E402
 
 from painterly.settings import PRESETS
 
@@ -29,7 +26,6 @@ DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
 STYLE = DATA / "styles" / "great_wave.png"
 STYLE2 = DATA / "styles" / "starry_night.png"
-STARTUP_SECONDS = 60
 RUN_MS = 90_000
 #: Records every image the live preview loads, with the run's status at that moment.
 RECORD_PREVIEWS = """
@@ -47,17 +43,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``painterly serve`` on a free 127.0.0.1 port (it prints the address); yields the URL."""
     pytest.importorskip("fastapi")
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [sys.executable, "-m", "painterly", "serve", "--port", "0", "--preview-interval", "0",
-               "--threads", "1", "--data", str(tmp_path_factory.mktemp("data"))]
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    process, url = start_serve(["--port", "0", "--preview-interval", "0", "--threads", "1",
+                                "--data", str(tmp_path_factory.mktemp("data"))], log)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not (found := re.search(r"http://127\.0\.0\.1:\d+/", log.read_text())):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"painterly serve did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield found.group(0)
+        yield url
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -93,15 +82,6 @@ def page(browser, server: str):
     yield page
     context.close()
     assert page.errors == []
-
-
-def until(page, expression: str, timeout: float = RUN_MS / 1000) -> None:
-    """Poll a JavaScript expression until it is true (the page's CSP forbids wait_for_function's eval)."""
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never true: {expression}")
-        time.sleep(0.05)
 
 
 def choose_inputs_and_fast_settings(page, steps: int) -> None:

@@ -11,26 +11,21 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from web_helpers import chromium  # noqa: E402
+from web_helpers import chromium, start_serve, until  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
 STYLE = DATA / "styles" / "great_wave.png"
-STARTUP_SECONDS = 60
 RUN_MS = 90_000
 FAST = {"preset": "tutorial", "size": 64, "steps": 2000, "start_size": 0, "precision": "fp32",
         "content_layers": ["block2_conv2"], "style_layers": ["block1_conv1"]}
@@ -43,17 +38,10 @@ PAGE_SIZE = {"desktop": 12, "phone": 8}  # runs per page of the gallery (app.js)
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("fastapi")
     log = tmp_path_factory.mktemp("server") / "server.log"
-    command = [sys.executable, "-m", "painterly", "serve", "--port", "0", "--preview-interval", "0",
-               "--threads", "1", "--max-queued", "40", "--data", str(tmp_path_factory.mktemp("data"))]
-    with open(log, "w") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    process, url = start_serve(["--port", "0", "--preview-interval", "0", "--threads", "1", "--max-queued", "40",
+                                "--data", str(tmp_path_factory.mktemp("data"))], log)
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not (found := re.search(r"http://127\.0\.0\.1:\d+/", log.read_text())):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"painterly serve did not start:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield found.group(0)
+        yield url
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=15)
@@ -96,14 +84,6 @@ def open_page(browser, url: str, **context: Any):
     page.goto(url)
     page.wait_for_selector("body[data-ready=true]")
     return page
-
-
-def until(page, expression: str, timeout: float = RUN_MS / 1000) -> None:
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never true: {expression}")
-        time.sleep(0.05)
 
 
 def api(url: str, path: str, method: str = "GET", body: bytes | None = None, headers: dict | None = None) -> Any:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from web_helpers import chromium  # noqa: E402
+from web_helpers import chromium, until  # noqa: E402
 
 pytestmark = pytest.mark.browser
 
@@ -88,14 +88,6 @@ def open_page(browser, url: str, path: str = "", **context):
     page.goto(url + path)
     page.wait_for_selector("body[data-ready=true]")
     return page
-
-
-def until(page, expression: str, timeout: float = RUN_MS / 1000) -> None:
-    deadline = time.monotonic() + timeout
-    while not page.evaluate(expression):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"never true: {expression}")
-        time.sleep(0.05)
 
 
 def fast_settings(page, steps: int, start_size: int = 0) -> None:

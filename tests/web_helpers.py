@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -76,3 +79,32 @@ def app_clients(folder: Path) -> Iterator[Callable[..., Any]]:
     finally:
         for client in opened:
             client.__exit__(None, None, None)
+
+
+#: How long a browser test waits for a condition on the page by default (a short run's result).
+UNTIL_SECONDS = 90.0
+#: How long ``painterly serve`` may take to print its address.
+STARTUP_SECONDS = 60.0
+
+
+def until(page: Any, expression: str, timeout: float = UNTIL_SECONDS) -> None:
+    """Poll a JavaScript expression until it is true (the page's CSP forbids wait_for_function's eval)."""
+    deadline = time.monotonic() + timeout
+    while not page.evaluate(expression):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never true: {expression}")
+        time.sleep(0.05)
+
+
+def start_serve(options: list[str], log: Path) -> tuple[subprocess.Popen, str]:
+    """``painterly serve OPTIONS`` in a subprocess writing to ``log``; (the process, the URL it prints)."""
+    command = [sys.executable, "-m", "painterly", "serve", *options]
+    with open(log, "w") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while not (found := re.search(r"http://127\.0\.0\.1:\d+/", log.read_text())):
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            raise AssertionError(f"painterly serve did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+    return process, found.group(0)
