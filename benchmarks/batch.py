@@ -12,7 +12,7 @@ machine does not fall on one part only; the tables give medians and each round.
   torch and VGG19 and computes its style targets again;
 * ``batch-1``: one ``painterly batch ... --workers 1`` command: one process loads the network once
   and reuses the style targets across jobs;
-* ``local-1``, ``local-2`` and ``ray-2``: :func:`painterly.batch_run.run_batch` in this process
+* ``local-1``, ``local-2`` and ``ray-2``: :func:`painterly.batch.run.run_batch` in this process
   with one and two local worker processes against two Ray actors on a local cluster of this machine's CPUs (started
   before the clock; the actors' start-up is timed, as the local processes' is). The Ray overhead per
   job is (ray-2 - local-2) / jobs; the steady figure leaves start-up out (seconds per job from the
@@ -69,8 +69,8 @@ def batch_command(work: Path, extra: list[str], workers: int) -> float:
 
 
 def in_process(work: Path, extra: list[str], make_pool, steady: list[float]) -> float:
-    from painterly.batch import build_parser, make_folders, plan_jobs
-    from painterly.batch_run import run_batch
+    from painterly.batch.jobs import build_parser, make_folders, plan_jobs
+    from painterly.batch.run import run_batch
 
     args = build_parser().parse_args(["--contents", *map(str, CONTENTS), "--styles", *map(str, STYLES),
                                       "-o", str(work), *extra])
@@ -122,13 +122,13 @@ def run_part(part: str, work: Path, extra: list[str], steady: list[float]) -> fl
     if part == "batch-1":
         return batch_command(work, extra, 1)
     if part.startswith("local-"):
-        from painterly.batch_run import LocalPool
+        from painterly.batch.run import LocalPool
 
         return in_process(work, extra, lambda: LocalPool(int(part.split("-")[1])), steady)
     if part == "ray-2":
         import ray
 
-        from painterly.batch_ray import RayPool
+        from painterly.workers.ray_pool import RayPool
 
         ray.init(num_cpus=os.cpu_count(), include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         try:

@@ -46,11 +46,11 @@ import torch
 
 import painterly
 from painterly import TUTORIAL, Machine, stylize
-from painterly.api import build_network
-from painterly.devices import cpu_has_fast_bf16, keep_freed_memory, pick_device
-from painterly.images import open_image, resize_longer, to_tensor
-from painterly.objective import build_objective
-from painterly.optimize import PixelLBFGS, capture_graph
+from painterly.engine.devices import cpu_has_fast_bf16, keep_freed_memory, pick_device
+from painterly.engine.images import open_image, resize_longer, to_tensor
+from painterly.engine.objective import build_objective
+from painterly.engine.optimize import PixelLBFGS, capture_graph
+from painterly.engine.run import build_network
 from painterly.samples import demo_paths
 
 HERE = Path(__file__).parent
@@ -372,7 +372,7 @@ def part_profile(device: torch.device, precision: str, size: int) -> dict:
 
 MEMORY_PROBE = """
 import resource, sys, torch, painterly
-from painterly.images import open_image
+from painterly.engine.images import open_image
 from painterly.samples import demo_paths
 c, s = [open_image(p) for p in demo_paths()]
 size, device = int(sys.argv[1]), sys.argv[2]

@@ -24,9 +24,9 @@ import torch
 from measures import structure_distance  # noqa: E402  (benchmarks/ is the script's own folder)
 from PIL import Image
 
-from painterly.images import open_image, resize_longer, to_tensor
-from painterly.network import VGG19
-from painterly.weights import load_weights
+from painterly.engine.images import open_image, resize_longer, to_tensor
+from painterly.engine.network import VGG19
+from painterly.engine.weights import load_weights
 
 STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1")
 CONTENT_LAYER = "block4_conv2"

@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from judge import judge, judge_gray  # noqa: E402
 from measures import face_kept  # noqa: E402
 
-from painterly.images import open_image  # noqa: E402
+from painterly.engine.images import open_image  # noqa: E402
 from painterly.samples import SAMPLES as EXAMPLES  # noqa: E402
 
 PHOTOS = ("chelsea", "astronaut", "coffee", "green_sea_turtle", "grace_hopper", "rocket")

@@ -17,7 +17,7 @@ import time
 from PIL import Image
 
 import painterly
-from painterly.report import Recorder
+from painterly.output.report import Recorder
 from painterly.samples import demo_paths
 
 

@@ -40,8 +40,8 @@ def worker(spec: dict) -> dict:
     from PIL import Image
 
     from painterly import DEFAULT, Machine, stylize
-    from painterly.devices import setup_process
-    from painterly.settings import split_fields
+    from painterly.engine.devices import setup_process
+    from painterly.engine.settings import split_fields
 
     setup_process(0)
     picture, machine = split_fields(spec["settings"])
@@ -55,7 +55,7 @@ def worker(spec: dict) -> dict:
     photo = ROOT / "painterly" / "examples" / "content" / spec["content"] if "content" in spec else CONTENT
     content = Image.open(photo)
     if spec.get("exact"):  # both sides fixed, as --size WxH does: the photo cropped to the shape
-        from painterly.prints import fit_exactly
+        from painterly.engine.prints import fit_exactly
 
         content = fit_exactly(content, tuple(spec["exact"]))
     result = stylize(content, Image.open(STYLE), settings, machine=Machine(**machine), callback=callback)
@@ -248,7 +248,7 @@ def _big_result(legs: list[dict], output: Path, history: Path) -> dict:
     from PIL import Image
 
     from painterly import DEFAULT
-    from painterly.plan import SECONDS_PER_COST, make_plan
+    from painterly.engine.plan import SECONDS_PER_COST, make_plan
 
     record = json.loads(history.read_text())  # the CLI writes it when a leg ends, stopped or done
     precision = record["precision"]  # what the default's auto picked for the run
@@ -301,8 +301,8 @@ def part_huge(steps: int) -> list[dict]:
     import torch
 
     from painterly import DEFAULT
-    from painterly.devices import pick_precision
-    from painterly.plan import make_plan
+    from painterly.engine.devices import pick_precision
+    from painterly.engine.plan import make_plan
 
     precision = pick_precision(DEFAULT.precision, torch.device("cpu"))
     plan = make_plan(DEFAULT.replace(size=8192), (8192, 8192), precision, 16 * 2**30)

@@ -31,7 +31,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 def demo_inputs(size: int) -> tuple[np.ndarray, np.ndarray]:
     """The demo pair resized as the tutorial's ``load_img`` does (float32 RGB 0..255, HWC)."""
-    from painterly.images import open_image, resize_longer
+    from painterly.engine.images import open_image, resize_longer
     from painterly.samples import demo_paths
 
     content_path, style_path = demo_paths()
@@ -49,7 +49,7 @@ def tensorflow_run(content: np.ndarray, style: np.ndarray, steps: int, precision
     keras.backend.set_floatx(floatx)
     content, style = content.astype(floatx), style.astype(floatx)
 
-    from painterly.weights import load_weights
+    from painterly.engine.weights import load_weights
 
     content_layers = ["block5_conv2"]
     style_layers = ["block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1", "block5_conv1"]
@@ -109,10 +109,10 @@ def painterly_run(content: np.ndarray, style: np.ndarray, steps: int, precision:
     from PIL import Image
 
     from painterly import TUTORIAL, stylize
-    from painterly.api import build_network
-    from painterly.devices import pick_device, storage_dtype
-    from painterly.images import to_tensor
-    from painterly.objective import build_objective
+    from painterly.engine.devices import pick_device, storage_dtype
+    from painterly.engine.images import to_tensor
+    from painterly.engine.objective import build_objective
+    from painterly.engine.run import build_network
 
     size = max(content.shape[:2])
     settings = TUTORIAL.replace(size=size, steps=steps, precision=precision)

@@ -2,8 +2,8 @@
 
 On a clip generated from the bundled photos, it paints every frame with the same settings:
 independently (each frame a fresh :func:`painterly.stylize` run from its photo), as ``painterly
-video`` does (:func:`painterly.video.paint_video`), and with ``--parallel N`` also as ``painterly
-video --workers N --passes P`` does (:func:`painterly.video_parallel.paint_video_parallel` on N local
+video`` does (:func:`painterly.video.paint.paint_video`), and with ``--parallel N`` also as ``painterly
+video --workers N --passes P`` does (:func:`painterly.video.parallel.paint_video_parallel` on N local
 worker processes). Two clips (``--clip``):
 
 * ``pan``: a slow pan over the turtle photo that zooms in a little (one motion everywhere);
@@ -19,7 +19,7 @@ It reports
 * the share of a later frame's time spent on optical flow, masks and warping, and on the temporal
   term's forward and backward passes (timed on its own, times the steps the frame ran);
 * the temporal error (masked mean squared difference of each output frame to its warped
-  predecessor, :func:`painterly.video.temporal_errors`) of both, and their style losses (the
+  predecessor, :func:`painterly.video.paint.temporal_errors`) of both, and their style losses (the
   weighted style term of each kept frame at full size), so the steadiness is compared at equal style;
 * a side-by-side GIF (independent left, painterly video right) in ``--out``.
 
@@ -42,9 +42,9 @@ import torch
 from PIL import Image, ImageDraw
 
 import painterly
-from painterly.api import Engine
-from painterly.temporal import TemporalTerm
-from painterly.video import VideoSettings, paint_video, temporal_errors
+from painterly.engine.run import Engine
+from painterly.video.paint import VideoSettings, paint_video, temporal_errors
+from painterly.video.temporal import TemporalTerm
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTO = ROOT / "painterly" / "examples" / "content" / "green_sea_turtle.jpg"
@@ -183,8 +183,8 @@ def run_parallel(frames: list[Image.Image], style: Image.Image, settings: painte
                  workers: int, passes: int, out: Path | None, name: str) -> dict:
     """The clip painted as ``painterly video --workers N --passes P`` does, on N local worker processes
     sharing this machine's threads; its GIF shows the clip beside the painting."""
-    from painterly.batch_run import LocalPool
-    from painterly.video_parallel import paint_video_parallel
+    from painterly.batch.run import LocalPool
+    from painterly.video.parallel import paint_video_parallel
 
     t0 = time.perf_counter()
     pool = LocalPool(workers, max(1, torch.get_num_threads() // workers))

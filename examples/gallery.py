@@ -19,7 +19,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 import painterly
-from painterly.images import open_image
+from painterly.engine.images import open_image
 from painterly.samples import contents, styles
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "gallery"

@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image
 
 import painterly
-from painterly.images import open_image
-from painterly.report import Recorder, write_report
+from painterly.engine.images import open_image
+from painterly.output.report import Recorder, write_report
 from painterly.samples import TURTLE_CREDIT, demo_paths
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "report"

@@ -5,11 +5,10 @@
 >>> result.image.save("painted.png")  # doctest: +SKIP
 """
 
-from .api import Progress, Result, stylize
+from .engine.run import Progress, Result, stylize
+from .engine.settings import DEFAULT, PRESETS, TUTORIAL, Machine, Settings, preset
 from .errors import ImageError, OutputError, PainterlyError, SettingsError, WeightsError
-from .settings import DEFAULT, PRESETS, TUTORIAL, Machine, Settings, preset
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "DEFAULT",

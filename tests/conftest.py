@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from painterly.settings import TUTORIAL, Settings
+from painterly.engine.settings import TUTORIAL, Settings
 
 DATA = Path(__file__).parent / "data"
 CONTENT_DIR = DATA / "content"
@@ -141,7 +141,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
 
     argparse reports a bad command line by raising SystemExit; the exit code is taken from it.
     """
-    from painterly.cli import main
+    from painterly.cli.app import main
 
     def run(argv: list[str]) -> tuple[int, str, str]:
         capsys.readouterr()

@@ -13,9 +13,9 @@ from PIL import Image
 
 import painterly
 from painterly import Progress, Result, SettingsError, stylize
+from painterly.engine.images import fit_size
+from painterly.engine.settings import DEFAULT, TUTORIAL, Settings
 from painterly.errors import ImageError
-from painterly.images import fit_size
-from painterly.settings import DEFAULT, TUTORIAL, Settings
 
 DATA = Path(__file__).parent / "data"
 SEEDED = DATA / "seeded_run.json"
@@ -251,7 +251,7 @@ def test_paths_are_read(images, fast_settings: Settings) -> None:
 
 
 def test_ctrl_c_reports_the_right_best_step(images, fast_settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    from painterly import objective
+    from painterly.engine import objective
 
     original = objective.Objective.__call__
     calls = {"n": 0}

@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from painterly import metadata
-from painterly.batch import BatchBar, make_jobs, parse_grid, read_manifest
-from painterly.batch_run import InlinePool, LocalPool, run_batch
+from painterly.batch.jobs import BatchBar, make_jobs, parse_grid, read_manifest
+from painterly.batch.run import InlinePool, LocalPool, run_batch
 from painterly.errors import SettingsError
-from painterly.record import input_digests
+from painterly.output import metadata
+from painterly.output.record import input_digests
 
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content"
@@ -265,7 +265,7 @@ def test_stopped_batch_leaves_whole_files_and_goes_on(tmp_path: Path, fast_chang
 def test_batch_bar(fast_changes: dict) -> None:
     import io
 
-    from painterly.batch_run import BatchProgress, Outcome
+    from painterly.batch.run import BatchProgress, Outcome
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:
@@ -350,7 +350,7 @@ def test_killed_batch_process_reruns_without_redoing(tmp_path: Path, fast_args) 
 # -- a real Ray cluster ------------------------------------------------------------------------
 
 def test_ray_actor_resources() -> None:
-    from painterly.batch_ray import actor_resources
+    from painterly.workers.ray_pool import actor_resources
 
     assert actor_resources([2], 0, 2, None) == (2, 1, 0.0)
     assert actor_resources([16, 16], 0, None, None) == (2, 16, 0.0)  # one actor per node
@@ -365,7 +365,7 @@ def test_ray_actor_resources() -> None:
 
 def test_ray_batch_matches_local_and_survives_a_killed_actor(ray_cluster, cli, tmp_path: Path,
                                                              fast_changes: dict, fast_args) -> None:
-    from painterly.batch_ray import RayPool
+    from painterly.workers.ray_pool import RayPool
 
     rows = [{"content": str(CONTENT / c), "style": [str(STYLES / s)]}
             for c in ("chelsea.png", "coffee.png", "astronaut.png") for s in ("great_wave.png", "starry_night.png")]

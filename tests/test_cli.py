@@ -14,9 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import metadata
-from painterly.cli import EXIT_INTERRUPTED
-from painterly.settings import DEFAULT, TUTORIAL, Settings
+from painterly.cli.app import EXIT_INTERRUPTED
+from painterly.engine.settings import DEFAULT, TUTORIAL, Settings
+from painterly.output import metadata
 
 
 def _ok(result: tuple[int, str, str]) -> str:
@@ -158,7 +158,7 @@ def test_demo_at_a_tiny_size(cli, tmp_path: Path) -> None:
 
 def test_ctrl_c_writes_the_best_image_so_far(cli, tmp_path: Path, content_path: Path, style_path: Path,
                                              fast_args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from painterly import objective
+    from painterly.engine import objective
 
     original = objective.Objective.__call__
     calls = {"n": 0}
@@ -330,7 +330,7 @@ def test_missing_init_file(cli, tmp_path: Path, content_path: Path, style_path: 
 
 def test_again_takes_the_machine_settings_of_this_machine(cli, tmp_path: Path, content_path: Path,
                                                           style_path: Path, fast_args: list[str]) -> None:
-    from painterly import metadata
+    from painterly.output import metadata
 
     first = tmp_path / "first.png"
     _ok(cli([content_path, style_path, "-o", first, *fast_args, "--steps", "1"]))

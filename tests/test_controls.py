@@ -9,13 +9,14 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import colour, stylize
-from painterly.api import prepare_images
+from painterly import stylize
+from painterly.engine import colour
+from painterly.engine.images import resize_longer, to_tensor
+from painterly.engine.masks import masks_from_labels, parse_colour, prepare_masks
+from painterly.engine.plan import make_plan
+from painterly.engine.run import prepare_images
+from painterly.engine.settings import Settings
 from painterly.errors import ImageError
-from painterly.images import resize_longer, to_tensor
-from painterly.masks import masks_from_labels, parse_colour, prepare_masks
-from painterly.plan import make_plan
-from painterly.settings import Settings
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import DEFAULT, TUTORIAL, optimize, stylize
-from painterly.optimize import PixelLBFGS
+from painterly import DEFAULT, TUTORIAL, stylize
+from painterly.engine import optimize
+from painterly.engine.optimize import PixelLBFGS
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 

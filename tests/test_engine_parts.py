@@ -8,13 +8,13 @@ import torch
 from torch.autograd import gradcheck
 
 from painterly import DEFAULT, TUTORIAL, preset, stylize
-from painterly.api import Engine, build_network
+from painterly.engine.losses import feature_moments, sqrtm_psd, wasserstein_term
+from painterly.engine.network import VGG19, work_per_pixel
+from painterly.engine.objective import Objective, TVTerm, build_objective
+from painterly.engine.plan import STEP_OVERHEAD_PIXELS, make_plan
+from painterly.engine.run import Engine, build_network
+from painterly.engine.weights import load_weights
 from painterly.errors import ImageError, SettingsError
-from painterly.losses import feature_moments, sqrtm_psd, wasserstein_term
-from painterly.network import VGG19, work_per_pixel
-from painterly.objective import Objective, TVTerm, build_objective
-from painterly.plan import STEP_OVERHEAD_PIXELS, make_plan
-from painterly.weights import load_weights
 
 
 def _rand(*shape: int, seed: int) -> torch.Tensor:
@@ -186,7 +186,7 @@ def test_relative_style_loss_is_the_squared_relative_gram_distance(vgg64: VGG19)
     style = _rand(1, 3, 8, 8, seed=3) * 255
     objective = build_objective(vgg64, settings, None, [style])
     image = _rand(1, 3, 8, 8, seed=4) * 255
-    from painterly.losses import gram_matrix
+    from painterly.engine.losses import gram_matrix
 
     g = gram_matrix(vgg64(image, ["block1_conv1"])["block1_conv1"])
     a = gram_matrix(vgg64(style, ["block1_conv1"])["block1_conv1"])

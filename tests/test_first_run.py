@@ -20,9 +20,9 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import cli as cli_module
-from painterly.checkpoint import path_for
-from painterly.cli import COMMANDS, EXIT_INTERRUPTED, UNUSUAL_MEMORY, UNUSUAL_SECONDS
+from painterly.cli import app as cli_module
+from painterly.cli.app import COMMANDS, EXIT_INTERRUPTED, UNUSUAL_MEMORY, UNUSUAL_SECONDS
+from painterly.engine.checkpoint import path_for
 
 #: A tiny run whose plan needs over 80% of the memory it may use: the process's base (torch, the
 #: weights: 1.2 GB planned) against --max-memory 1.2 GiB. Real, and done in a second.
@@ -33,7 +33,7 @@ THREE_SCALES = ["--size", "128", "--start-size", "32", "--scale-factor", "2"]
 
 def _interrupt_on_call(monkeypatch: pytest.MonkeyPatch, n: int) -> dict[str, int]:
     """Make the ``n``-th evaluation of the objective (the ``n``-th step) raise KeyboardInterrupt, as Ctrl-C does."""
-    from painterly import objective
+    from painterly.engine import objective
 
     original = objective.Objective.__call__
     calls = {"n": 0}
@@ -239,7 +239,7 @@ def frames(tmp_path: Path, content_path: Path) -> Path:
 def test_video_without_its_extra_refuses_before_any_work(cli, tmp_path: Path, frames: Path, style_path: Path,
                                                          fast_args: list[str], monkeypatch: pytest.MonkeyPatch,
                                                          missing: list[str], output: str, named: str) -> None:
-    from painterly import objective
+    from painterly.engine import objective
 
     for module in missing:
         monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
@@ -253,7 +253,7 @@ def test_video_without_its_extra_refuses_before_any_work(cli, tmp_path: Path, fr
 
 
 def test_frames_in_and_out_need_no_pyav(monkeypatch: pytest.MonkeyPatch) -> None:
-    from painterly.video_cli import check_extras
+    from painterly.cli.video import check_extras
 
     pytest.importorskip("cv2")
     monkeypatch.setitem(sys.modules, "av", None)
@@ -297,9 +297,9 @@ def test_the_eta_follows_the_measured_steps_on_a_loaded_machine(monkeypatch: pyt
     """The default preset at 512 px, on a machine whose steps each wait 1.5 s more than the plan says
     (busy cores: the threads wait on each other at every layer). The plan's figure is the ETA until
     three steps are timed; from the second scale on, the measured prices predict what is left."""
-    from painterly import api
-    from painterly.plan import SECONDS_PER_COST, make_plan
-    from painterly.settings import DEFAULT
+    from painterly.engine import run as api
+    from painterly.engine.plan import SECONDS_PER_COST, make_plan
+    from painterly.engine.settings import DEFAULT
 
     plan = make_plan(DEFAULT.replace(precision="fp32"), (512, 341), "fp32")
     prior = SECONDS_PER_COST[("cpu", "fp32")]
@@ -335,9 +335,10 @@ def test_the_progress_line_eta_comes_from_the_runs_own_steps(cli, tmp_path: Path
     """The same through ``painterly``: a clock that moves by what each step costs on this (fake)
     machine, far more per pixel than the plan says. The printed ETA is the plan's figure for the first
     steps, then what is left to the second, once steps of two sizes have run."""
-    from painterly import api, objective
-    from painterly.plan import SECONDS_PER_COST, make_plan
-    from painterly.settings import DEFAULT
+    from painterly.engine import objective
+    from painterly.engine import run as api
+    from painterly.engine.plan import SECONDS_PER_COST, make_plan
+    from painterly.engine.settings import DEFAULT
 
     clock = FakeClock(per_step=0.5, per_pixel=0.02)
     monkeypatch.setattr(api, "time", SimpleNamespace(perf_counter=clock))

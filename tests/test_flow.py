@@ -1,4 +1,4 @@
-"""Optical flow, warping and the reliability mask (painterly.flow), on small generated frames."""
+"""Optical flow, warping and the reliability mask (painterly.video.flow), on small generated frames."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from PIL import Image
 
 pytest.importorskip("cv2")
 
-from painterly.flow import dis_flow, flow_pair, reliability, resize_flow, warp
+from painterly.video.flow import dis_flow, flow_pair, reliability, resize_flow, warp
 
 PHOTO = Path(__file__).parents[1] / "painterly" / "examples" / "content" / "chelsea.jpg"
 

@@ -10,8 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly.errors import ImageError, OutputError
-from painterly.images import (
+from painterly.engine.images import (
     MAX_INPUT_PIXELS,
     MIN_SIDE,
     check_output,
@@ -25,6 +24,7 @@ from painterly.images import (
     to_pil,
     to_tensor,
 )
+from painterly.errors import ImageError, OutputError
 
 # -- open_image: what must fail, with one clear sentence ------------------------------------------
 

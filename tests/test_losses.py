@@ -7,7 +7,7 @@ import torch
 from torch.autograd import gradcheck
 from torch.nn import functional as F
 
-from painterly.losses import (
+from painterly.engine.losses import (
     StyleTarget,
     content_loss,
     content_term,
@@ -17,10 +17,10 @@ from painterly.losses import (
     style_term,
     total_variation,
 )
-from painterly.network import VGG19
-from painterly.objective import Objective, build_objective
-from painterly.settings import Settings
-from painterly.weights import load_weights
+from painterly.engine.network import VGG19
+from painterly.engine.objective import Objective, build_objective
+from painterly.engine.settings import Settings
+from painterly.engine.weights import load_weights
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from painterly import metadata
-from painterly.cli import main
+from painterly.cli.app import main
+from painterly.engine.settings import preset
 from painterly.errors import ImageError
-from painterly.settings import preset
+from painterly.output import metadata
 
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "green_sea_turtle.png"
@@ -63,7 +63,7 @@ def test_again_reproduces_a_seeded_run_exactly(tmp_path, capsys):
     assert main([str(first), "--again", "-o", str(again), "-q"]) == 0
     with Image.open(first) as a, Image.open(again) as b:
         assert np.array_equal(np.asarray(a), np.asarray(b))
-    from painterly.settings import picture_settings
+    from painterly.engine.settings import picture_settings
 
     # The picture's settings are carried; the machine's are this machine's own (device auto).
     assert (picture_settings(info_json(again, capsys)["settings"])

@@ -6,11 +6,11 @@ import pytest
 import torch
 
 import painterly
+from painterly.engine.losses import nearest_distance, nearest_matches, pooled_positions, pooling_factor
+from painterly.engine.network import VGG19
+from painterly.engine.objective import MomentTerm, NearestTerm, build_objective
+from painterly.engine.settings import DEFAULT, Settings
 from painterly.errors import PainterlyError
-from painterly.losses import nearest_distance, nearest_matches, pooled_positions, pooling_factor
-from painterly.network import VGG19
-from painterly.objective import MomentTerm, NearestTerm, build_objective
-from painterly.settings import DEFAULT, Settings
 
 
 def _rand(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -54,7 +54,7 @@ def test_pooled_positions_average_windows() -> None:
 
 @pytest.fixture(scope="module")
 def net() -> VGG19:
-    from painterly.weights import load_weights
+    from painterly.engine.weights import load_weights
 
     return VGG19(load_weights("")).double()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from painterly.network import BGR_MEANS, BLOCKS, CONV_LAYERS, VGG19, conv_shapes, deepest
-from painterly.weights import load_weights
+from painterly.engine.network import BGR_MEANS, BLOCKS, CONV_LAYERS, VGG19, conv_shapes, deepest
+from painterly.engine.weights import load_weights
 
 WIDTHS = {1: 64, 2: 128, 3: 256, 4: 512, 5: 512}
 

@@ -13,10 +13,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from painterly import optimize
-from painterly.objective import LossTerms, layer_weights
-from painterly.optimize import PixelLBFGS, TFAdam, graphed_gradient, make_optimizer, run_scale
-from painterly.settings import Settings
+from painterly.engine import optimize
+from painterly.engine.objective import LossTerms, layer_weights
+from painterly.engine.optimize import PixelLBFGS, TFAdam, graphed_gradient, make_optimizer, run_scale
+from painterly.engine.settings import Settings
 
 # x after each of three TF-rule Adam steps (lr 5, betas 0.99/0.999, eps 0.1) on (x - 3)^2 from x = 0,
 # worked out by hand: g = 2(x - 3); m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;

@@ -10,11 +10,12 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly import TUTORIAL, metadata, stylize
-from painterly.checkpoint import Checkpoint, load, path_for, save
-from painterly.cli import EXIT_INTERRUPTED
+from painterly import TUTORIAL, stylize
+from painterly.cli.app import EXIT_INTERRUPTED
+from painterly.engine.checkpoint import Checkpoint, load, path_for, save
+from painterly.engine.prints import fit_exactly, print_pixels, save16
 from painterly.errors import SettingsError
-from painterly.prints import fit_exactly, print_pixels, save16
+from painterly.output import metadata
 
 
 def _one_error_line(code: int, stderr: str) -> str:
@@ -45,8 +46,8 @@ def test_fit_exactly_crops_about_the_centre() -> None:
 
 
 def test_the_largest_print_is_accepted_as_the_runs_photo() -> None:
-    from painterly.images import from_any
-    from painterly.validate import MAX_SIZE
+    from painterly.engine.images import from_any
+    from painterly.engine.validate import MAX_SIZE
 
     photo = Image.new("RGB", (MAX_SIZE, MAX_SIZE))  # what --size 8192x8192 hands the run (fit_exactly's output)
     assert from_any(photo, "content image").size == (MAX_SIZE, MAX_SIZE)
@@ -142,7 +143,7 @@ def test_checkpoints_of_another_run_are_refused(tmp_path: Path) -> None:
 
 def test_resume_from_the_command_line(cli, tmp_path: Path, content_path: Path, style_path: Path,
                                       fast_args: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    from painterly import objective
+    from painterly.engine import objective
 
     out = tmp_path / "out.png"
     argv = [content_path, style_path, "-o", out, *fast_args, "--size", "64", "--start-size", "32",
@@ -193,8 +194,8 @@ def test_sigterm_writes_the_best_image_and_keeps_the_checkpoint(tmp_path: Path, 
 def test_a_resumed_run_measures_its_rate_from_its_own_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Steps run before a resume are done: the ETA after a resume counts only what is left, at the
     rate of the steps this run timed (the first resumed 4096 px run said 26 min with 2 hours left)."""
-    from painterly import api
-    from painterly.plan import make_plan
+    from painterly.engine import run as api
+    from painterly.engine.plan import make_plan
 
     plan = make_plan(TUTORIAL.replace(size=256, start_size=128, scale_factor=2.0, steps=10), (256, 256))
     first, second = plan.scales
@@ -220,8 +221,8 @@ def test_a_resumed_run_measures_its_rate_from_its_own_steps(monkeypatch: pytest.
 def test_the_eta_times_tiled_steps_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiled steps cost what this machine makes them cost (0.8x to 1.9x an untiled step's per pixel,
     by machine): once one has run, the ETA of the tiled scales comes from them."""
-    from painterly import api
-    from painterly.plan import make_plan
+    from painterly.engine import run as api
+    from painterly.engine.plan import make_plan
 
     settings = TUTORIAL.replace(size=512, start_size=256, scale_factor=2.0, steps=4)
     plan = make_plan(settings, (512, 512), tile_size=0, budget=int(1.5 * 2**30))

@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from painterly import DEFAULT, Progress, Result, stylize
-from painterly.cli import main
-from painterly.report import (
+from painterly.cli.app import main
+from painterly.output.report import (
     DPI,
     GIF_SIDE,
     PER_ROW,

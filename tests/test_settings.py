@@ -9,9 +9,8 @@ import math
 
 import pytest
 
-from painterly.errors import SettingsError
-from painterly.network import CONV_LAYERS
-from painterly.settings import (
+from painterly.engine.network import CONV_LAYERS
+from painterly.engine.settings import (
     DEFAULT,
     FIELD_NAMES,
     MACHINE_FIELDS,
@@ -22,6 +21,7 @@ from painterly.settings import (
     Settings,
     preset,
 )
+from painterly.errors import SettingsError
 
 
 def test_presets_exist_and_are_settings() -> None:
@@ -239,7 +239,7 @@ def test_min_scale_steps_floors_the_finer_scales() -> None:
 
 
 def test_init_mode_and_init_file_are_two_fields() -> None:
-    from painterly.settings import DEFAULT
+    from painterly.engine.settings import DEFAULT
 
     started = DEFAULT.replace(init="start.png")  # a path as init (the CLI's --init, older records)
     assert (started.init, started.init_file) == ("file", "start.png")
@@ -253,7 +253,7 @@ def test_init_mode_and_init_file_are_two_fields() -> None:
 
 
 def test_machine_settings_are_apart_from_the_picture() -> None:
-    from painterly.record import same_work
+    from painterly.output.record import same_work
 
     assert not set(DEFAULT.to_dict()) & set(MACHINE_FIELDS) and set(Machine().to_dict()) == set(MACHINE_FIELDS)
     with pytest.raises(SettingsError, match=r"device is a machine setting.*machine=Machine\(device=\.\.\.\)"):

@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 
 from painterly import TUTORIAL, stylize
-from painterly.api import build_network
-from painterly.devices import pick_precision
-from painterly.images import fit_size
+from painterly.engine.devices import pick_precision
+from painterly.engine.images import fit_size
+from painterly.engine.run import build_network
 
 DATA = Path(__file__).parent / "data"
 
@@ -70,7 +70,7 @@ def test_network_is_frozen_and_cut_after_the_deepest_layer():
 
 _FAULTS = """
 import ctypes, resource, sys
-from painterly.devices import keep_freed_memory
+from painterly.engine.devices import keep_freed_memory
 tuned = keep_freed_memory() if sys.argv[1] == "tuned" else None
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
@@ -109,11 +109,11 @@ def test_freed_memory_is_reused_without_page_faults():
 def test_the_cli_keeps_freed_memory_and_the_library_leaves_the_process_alone(pair, tmp_path, monkeypatch):
     # The allocator and the thread count belong to the program's entry point, not to stylize().
     calls = []
-    monkeypatch.setattr("painterly.devices.keep_freed_memory", lambda: calls.append(1))
+    monkeypatch.setattr("painterly.engine.devices.keep_freed_memory", lambda: calls.append(1))
     threads = torch.get_num_threads()
     stylize(*pair, TUTORIAL.replace(size=48, steps=1), device="cpu", threads=1)
     assert calls == [] and torch.get_num_threads() == threads
-    from painterly.cli import main
+    from painterly.cli.app import main
     from painterly.samples import demo_paths
 
     content, style = demo_paths()

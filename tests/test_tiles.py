@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from painterly import DEFAULT, TUTORIAL, stylize
-from painterly.api import build_network
+from painterly.engine.objective import build_objective
+from painterly.engine.plan import make_plan
+from painterly.engine.run import build_network
+from painterly.engine.settings import Machine
+from painterly.engine.tiles import ALIGN, TiledGradient, TiledMeasure, halo_for, make_tiles
 from painterly.errors import SettingsError
-from painterly.objective import build_objective
-from painterly.plan import make_plan
-from painterly.settings import Machine
-from painterly.tiles import ALIGN, TiledGradient, TiledMeasure, halo_for, make_tiles
 
 GIB = 2**30
 

@@ -15,10 +15,10 @@ import pytest
 import torch
 
 from painterly import TUTORIAL, stylize
-from painterly.api import build_network
-from painterly.devices import storage_dtype
-from painterly.images import open_image, resize_longer, to_tensor
-from painterly.objective import build_objective
+from painterly.engine.devices import storage_dtype
+from painterly.engine.images import open_image, resize_longer, to_tensor
+from painterly.engine.objective import build_objective
+from painterly.engine.run import build_network
 from painterly.samples import demo_paths
 
 DATA = Path(__file__).parent / "data"

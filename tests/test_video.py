@@ -19,9 +19,9 @@ from PIL import Image
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from painterly.temporal import TemporalTerm, long_term_masks, temporal_error  # noqa: E402
-from painterly.video import VideoSettings, paint_video, temporal_errors  # noqa: E402
-from painterly.video_io import Selection, parse_position, read_clip, write_video  # noqa: E402
+from painterly.video.files import Selection, parse_position, read_clip, write_video  # noqa: E402
+from painterly.video.paint import VideoSettings, paint_video, temporal_errors  # noqa: E402
+from painterly.video.temporal import TemporalTerm, long_term_masks, temporal_error  # noqa: E402
 
 PHOTO = Path(__file__).parents[1] / "painterly" / "examples" / "content" / "chelsea.jpg"
 FPS = 12
@@ -203,7 +203,7 @@ def test_write_video_roundtrip_keeps_count_size_rate_and_audio(mp4, tmp_path):
 
 def test_paint_video_is_steadier_than_independent_frames(fast):
     import painterly
-    from painterly.api import Engine
+    from painterly.engine.run import Engine
 
     frames = generated_frames(4, (48, 32))
     style = Image.open(Path(PHOTO).parent.parent / "styles" / "great_wave.jpg")
@@ -281,7 +281,7 @@ def test_cli_video_progress_bar_counts_frames(cli, fast_args, frames_dir, style_
 
 
 def test_cli_video_ctrl_c_keeps_frames_and_resume_finishes(cli, fast_args, mp4, style_path, tmp_path, monkeypatch):
-    from painterly import video_cli
+    from painterly.cli import video as video_cli
 
     out = tmp_path / "painted.mp4"
     work = tmp_path / "painted.mp4.painterly-work"

@@ -15,9 +15,9 @@ pytest.importorskip("cv2")
 
 from test_video import PHOTO, VIDEO_ARGS, generated_frames, read_back  # noqa: E402
 
-from painterly.batch_run import InlinePool, LocalPool  # noqa: E402
-from painterly.video import VideoSettings, paint_video, temporal_errors  # noqa: E402
-from painterly.video_parallel import paint_video_parallel, stages_of  # noqa: E402
+from painterly.batch.run import InlinePool, LocalPool  # noqa: E402
+from painterly.video.paint import VideoSettings, paint_video, temporal_errors  # noqa: E402
+from painterly.video.parallel import paint_video_parallel, stages_of  # noqa: E402
 
 STYLE = PHOTO.parent.parent / "styles" / "great_wave.jpg"
 
@@ -115,7 +115,7 @@ def test_a_failed_work_fails_the_clip_in_one_line(fast) -> None:
 
 
 def test_ray_video_matches_local_workers(ray_cluster, fast) -> None:
-    from painterly.batch_ray import RayPool
+    from painterly.workers.ray_pool import RayPool
 
     frames = generated_frames(4, (48, 32))
     style = Image.open(STYLE)
@@ -128,7 +128,7 @@ def test_ray_video_matches_local_workers(ray_cluster, fast) -> None:
 
 
 def test_cli_video_on_workers_stops_and_resumes(cli, fast_args, frames_dir, style_path, tmp_path, monkeypatch) -> None:
-    from painterly import video_cli
+    from painterly.cli import video as video_cli
 
     out = tmp_path / "painted.mp4"
     work = tmp_path / "painted.mp4.painterly-work"

@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 from web_helpers import wait_for  # noqa: E402
 
 from painterly import samples
-from painterly.settings import FIELD_NAMES, PRESETS, Settings
+from painterly.engine.settings import FIELD_NAMES, PRESETS, Settings
 from painterly.web.server import REFUSED, WebConfig, create_app, serve_main
 
 DATA = Path(__file__).parent / "data"

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from web_helpers import chromium, start_serve, until  # noqa: E402
 
-from painterly.settings import PRESETS
+from painterly.engine.settings import PRESETS
 
 pytestmark = pytest.mark.browser
 

@@ -28,9 +28,9 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 from web_helpers import app_clients, wait_for  # noqa: E402
 
-from painterly import metadata  # noqa: E402
+from painterly.engine.settings import FIELD_NAMES, Settings  # noqa: E402
 from painterly.errors import ImageError  # noqa: E402
-from painterly.settings import FIELD_NAMES, Settings  # noqa: E402
+from painterly.output import metadata  # noqa: E402
 from painterly.web.checks import display_name  # noqa: E402
 from painterly.web.jobs import BARELY_CHANGED  # noqa: E402
 from painterly.web.server import REFUSED  # noqa: E402

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from painterly.engine.network import CONV_LAYERS, conv_shapes
+from painterly.engine.weights import BUNDLED_FILE, KERAS_FILE, bundled_path, load_weights
 from painterly.errors import WeightsError
-from painterly.network import CONV_LAYERS, conv_shapes
-from painterly.weights import BUNDLED_FILE, KERAS_FILE, bundled_path, load_weights
 
 
 @pytest.fixture(scope="module")

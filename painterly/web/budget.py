@@ -1,6 +1,6 @@
 """The work budget: what a run may cost on this server, checked from its plan before it is queued.
 
-The plan (:func:`painterly.plan.make_plan`) says how many scales and steps a run has, how large its
+The plan (:func:`painterly.engine.plan.make_plan`) says how many scales and steps a run has, how large its
 style images become and how much memory a step takes; :func:`check_plan` refuses a run that passes
 one of the server's limits (``painterly serve --max-...``) with a 422 naming the limit. The number
 of scales is bounded before the plan is made, because a scale factor a hair above 1 would make the
@@ -12,9 +12,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..engine.plan import Plan, make_plan
+from ..engine.settings import Settings
 from ..errors import ImageError
-from ..plan import Plan, make_plan
-from ..settings import Settings
 from .checks import ApiError
 
 if TYPE_CHECKING:

@@ -2,7 +2,7 @@
 
 Settings arrive as a JSON form field: its length, the length of each number and the nesting are
 limited before it is parsed, each field must have its exact type (a list where a list belongs), and
-the result goes through :class:`~painterly.settings.Settings` like the CLI's, less the
+the result goes through :class:`~painterly.engine.settings.Settings` like the CLI's, less the
 :data:`REFUSED` fields. Uploads are read in two passes: first every file's header (format and
 size, no pixels), checked against the per-image and per-request pixel limits; then, under the
 server's decode limit, one image at a time is decoded and at once shrunk to the size the run uses.
@@ -27,14 +27,14 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse
 from PIL import Image, UnidentifiedImageError
 
+from ..engine.images import from_any, resize_longer
+from ..engine.masks import prepare_masks
+from ..engine.settings import FIELD_NAMES, INITS, Settings, preset
+from ..engine.validate import check_styles
 from ..errors import ImageError, SettingsError
-from ..images import from_any, resize_longer
-from ..masks import prepare_masks
-from ..settings import FIELD_NAMES, INITS, Settings, preset
-from ..validate import check_styles
 
 if TYPE_CHECKING:
-    from ..plan import Plan
+    from ..engine.plan import Plan
     from .server import WebConfig
 
 #: Pillow formats accepted as uploads (decided from the bytes, never from the name).

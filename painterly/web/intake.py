@@ -20,10 +20,10 @@ from fastapi import UploadFile
 from PIL import Image
 from starlette.concurrency import run_in_threadpool
 
+from ..engine.plan import Plan
+from ..engine.settings import Settings
+from ..engine.validate import check_mask_count
 from ..errors import ImageError
-from ..plan import Plan
-from ..settings import Settings
-from ..validate import check_mask_count
 from .budget import check_plan
 from .checks import (
     ApiError,

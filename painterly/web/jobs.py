@@ -5,7 +5,7 @@ Each run's folder holds its inputs (``content.png``, ``style-0.png`` ..., ``mask
 masked), the latest image while it runs (``preview.png``) and at the end ``result.png`` with its
 settings embedded. Queued and running runs are also held in memory (with their listeners); finished
 ones live only in the store. The worker runs :func:`painterly.stylize` and turns its
-:class:`~painterly.api.Progress` events into messages for subscribers (server-sent events) and, once
+:class:`~painterly.engine.run.Progress` events into messages for subscribers (server-sent events) and, once
 a second, into the run's row. Its ETA comes from the run's plan: seconds per unit of the plan's cost,
 measured from the end of the first step (which also pays for the warm-up) to the latest, times the cost
 left; after the first step alone there is none. The rate of the last finished run also times the plan
@@ -39,13 +39,13 @@ from typing import Any
 
 from PIL import Image, ImageChops, ImageStat
 
-from ..api import Progress, stylize
+from ..engine.images import save_image
+from ..engine.plan import Plan
+from ..engine.run import Progress, stylize
+from ..engine.settings import Machine, Settings
 from ..errors import PainterlyError
-from ..images import save_image
-from ..metadata import save_params
-from ..plan import Plan
-from ..record import input_digests, make_record, write_outputs
-from ..settings import Machine, Settings
+from ..output.metadata import save_params
+from ..output.record import input_digests, make_record, write_outputs
 from .store import Store, folder_bytes, write_atomic
 
 log = logging.getLogger(__name__)
@@ -515,7 +515,7 @@ class JobQueue:
 
     @classmethod
     def _record(cls, job: Job, result: Any) -> dict[str, Any]:
-        """The run record embedded in the result (:mod:`painterly.record`): the display names of the
+        """The run record embedded in the result (:mod:`painterly.output.record`): the display names of the
         inputs, not the server's paths, and the digests of the inputs as the run used them."""
         if result is None:  # interrupted: the image it got to, without a Result
             return cls._stopped_record(job.folder, job.inputs, job.preset)

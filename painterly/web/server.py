@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from .. import samples
-from ..settings import DEVICES, INITS, MIN_SIZE, PRESETS, Settings
+from ..engine.settings import DEVICES, INITS, MIN_SIZE, PRESETS, Settings
 from . import MissingExtra
 
 _MISSING = [name for name, found in (("fastapi", find_spec("fastapi")), ("uvicorn", find_spec("uvicorn")),
@@ -161,7 +161,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in
 
 def create_app(config: WebConfig | None = None) -> FastAPI:
     """The web studio app over the data folder of ``config`` (runs of earlier starts included)."""
-    from ..devices import pick_device, pick_precision
+    from ..engine.devices import pick_device, pick_precision
 
     config = config or WebConfig()
     store = Store(config.data_folder())
@@ -413,7 +413,7 @@ def _type_name(hint: Any) -> str:
 
 
 def _version() -> str:
-    from .. import __version__
+    from ..version import __version__
 
     return __version__
 

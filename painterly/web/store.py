@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..images import atomic_path
+from ..engine.images import atomic_path
 
 DB_FILE = "studio.sqlite3"
 RUNS_DIR = "runs"
@@ -57,7 +57,7 @@ def write_atomic(path: Path, data: bytes) -> None:
 
 
 def is_partial(path: Path) -> bool:
-    """Whether ``path`` is the temporary file of an unfinished write (:func:`painterly.images.atomic_path`)."""
+    """Whether ``path`` is the temporary file of an unfinished write (:func:`painterly.engine.images.atomic_path`)."""
     return path.name.startswith(".") and ".part." in path.name
 
 
