@@ -122,7 +122,7 @@ def run_part(part: str, work: Path, extra: list[str], steady: list[float]) -> fl
     if part == "batch-1":
         return batch_command(work, extra, 1)
     if part.startswith("local-"):
-        from painterly.batch.run import LocalPool
+        from painterly.workers.local import LocalPool
 
         return in_process(work, extra, lambda: LocalPool(int(part.split("-")[1])), steady)
     if part == "ray-2":

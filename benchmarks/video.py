@@ -43,7 +43,8 @@ from PIL import Image, ImageDraw
 
 import painterly
 from painterly.engine.run import Engine
-from painterly.video.paint import VideoSettings, paint_video, temporal_errors
+from painterly.video.paint import paint_video, temporal_errors
+from painterly.video.settings import VideoSettings
 from painterly.video.temporal import TemporalTerm
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,8 +184,8 @@ def run_parallel(frames: list[Image.Image], style: Image.Image, settings: painte
                  workers: int, passes: int, out: Path | None, name: str) -> dict:
     """The clip painted as ``painterly video --workers N --passes P`` does, on N local worker processes
     sharing this machine's threads; its GIF shows the clip beside the painting."""
-    from painterly.batch.run import LocalPool
     from painterly.video.parallel import paint_video_parallel
+    from painterly.workers.local import LocalPool
 
     t0 = time.perf_counter()
     pool = LocalPool(workers, max(1, torch.get_num_threads() // workers))

@@ -141,7 +141,7 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
 
     argparse reports a bad command line by raising SystemExit; the exit code is taken from it.
     """
-    from painterly.cli.app import main
+    from painterly.cli import main
 
     def run(argv: list[str]) -> tuple[int, str, str]:
         capsys.readouterr()

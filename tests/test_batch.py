@@ -19,10 +19,11 @@ import pytest
 from PIL import Image
 
 from painterly.batch.jobs import BatchBar, make_jobs, parse_grid, read_manifest
-from painterly.batch.run import InlinePool, LocalPool, run_batch
+from painterly.batch.run import run_batch
 from painterly.errors import SettingsError
 from painterly.output import metadata
 from painterly.output.record import input_digests
+from painterly.workers.local import InlinePool, LocalPool
 
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content"

@@ -14,7 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly.cli.app import EXIT_INTERRUPTED
+from painterly.cli.options import EXIT_INTERRUPTED
 from painterly.engine.settings import DEFAULT, TUTORIAL, Settings
 from painterly.output import metadata
 

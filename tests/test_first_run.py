@@ -20,8 +20,9 @@ import pytest
 import torch
 from PIL import Image
 
-from painterly.cli import app as cli_module
-from painterly.cli.app import COMMANDS, EXIT_INTERRUPTED, UNUSUAL_MEMORY, UNUSUAL_SECONDS
+from painterly.cli import paint as cli_module
+from painterly.cli.options import COMMANDS, EXIT_INTERRUPTED
+from painterly.cli.paint import UNUSUAL_MEMORY, UNUSUAL_SECONDS
 from painterly.engine.checkpoint import path_for
 
 #: A tiny run whose plan needs over 80% of the memory it may use: the process's base (torch, the

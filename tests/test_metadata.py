@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from painterly.cli.app import main
+from painterly.cli import main
 from painterly.engine.settings import preset
 from painterly.errors import ImageError
 from painterly.output import metadata

@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from painterly import TUTORIAL, stylize
-from painterly.cli.app import EXIT_INTERRUPTED
+from painterly.cli.options import EXIT_INTERRUPTED
 from painterly.engine.checkpoint import Checkpoint, load, path_for, save
 from painterly.engine.prints import fit_exactly, print_pixels, save16
 from painterly.errors import SettingsError

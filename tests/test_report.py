@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from painterly import DEFAULT, Progress, Result, stylize
-from painterly.cli.app import main
+from painterly.cli import main
 from painterly.output.report import (
     DPI,
     GIF_SIDE,

@@ -113,7 +113,7 @@ def test_the_cli_keeps_freed_memory_and_the_library_leaves_the_process_alone(pai
     threads = torch.get_num_threads()
     stylize(*pair, TUTORIAL.replace(size=48, steps=1), device="cpu", threads=1)
     assert calls == [] and torch.get_num_threads() == threads
-    from painterly.cli.app import main
+    from painterly.cli import main
     from painterly.samples import demo_paths
 
     content, style = demo_paths()

@@ -20,7 +20,8 @@ av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
 from painterly.video.files import Selection, parse_position, read_clip, write_video  # noqa: E402
-from painterly.video.paint import VideoSettings, paint_video, temporal_errors  # noqa: E402
+from painterly.video.paint import paint_video, temporal_errors  # noqa: E402
+from painterly.video.settings import VideoSettings  # noqa: E402
 from painterly.video.temporal import TemporalTerm, long_term_masks, temporal_error  # noqa: E402
 
 PHOTO = Path(__file__).parents[1] / "painterly" / "examples" / "content" / "chelsea.jpg"

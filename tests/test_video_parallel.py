@@ -15,9 +15,10 @@ pytest.importorskip("cv2")
 
 from test_video import PHOTO, VIDEO_ARGS, generated_frames, read_back  # noqa: E402
 
-from painterly.batch.run import InlinePool, LocalPool  # noqa: E402
-from painterly.video.paint import VideoSettings, paint_video, temporal_errors  # noqa: E402
+from painterly.video.paint import paint_video, temporal_errors  # noqa: E402
 from painterly.video.parallel import paint_video_parallel, stages_of  # noqa: E402
+from painterly.video.settings import VideoSettings  # noqa: E402
+from painterly.workers.local import InlinePool, LocalPool  # noqa: E402
 
 STYLE = PHOTO.parent.parent / "styles" / "great_wave.jpg"
 

@@ -10,13 +10,12 @@ the grid's values. Outputs are named by a template (``{content}-{style}-{preset}
 Everything a person can get wrong about the batch as a whole (a missing column, an unknown setting,
 an empty folder, two jobs writing one file, an unreachable Ray cluster) is reported in one line
 before any work starts. What is wrong with one row (a missing file, a broken image, a bad value)
-fails that job only: see :mod:`painterly.batch.run`, which runs the jobs, and
-:mod:`painterly.workers.ray_pool`, the Ray backend.
+fails that job only: see :mod:`painterly.batch.run`, which runs the jobs on a pool of
+:mod:`painterly.workers`. The command itself is :mod:`painterly.cli.batch`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import functools
 import glob
@@ -24,16 +23,14 @@ import itertools
 import json
 import os
 import string
-import sys
-import time
 import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ..engine.images import check_output, output_format
-from ..engine.settings import FIELD_NAMES, MACHINE_FIELDS, Settings, preset
+from ..engine.settings import FIELD_NAMES, FLAG_NAMES, MACHINE_FIELDS, Settings, preset
 from ..errors import OutputError, SettingsError, closest
 
 DEFAULT_TEMPLATE = "{content}-{style}-{preset}.png"
@@ -67,8 +64,6 @@ class Job:
 def setting_name(name: str, where: str) -> str:
     """A setting's field name from a column or ``--grid`` name (``style_weight``, ``style-weight``,
     ``--style-weight`` or ``style-weights``, the flag spelling); :class:`SettingsError` if none."""
-    from ..cli.app import FLAG_NAMES
-
     flags = {flag.lstrip("-"): field for field, flag in FLAG_NAMES.items()}
     bare = name.strip().lstrip("-")
     field = flags.get(bare, bare.replace("-", "_"))
@@ -290,62 +285,6 @@ def check_outputs(jobs: Sequence[Job]) -> None:
             check_output(job.output)
 
 
-# -- the command line --------------------------------------------------------------------------
-
-def build_parser() -> argparse.ArgumentParser:
-    from ..cli.app import _Parser, add_settings_options
-
-    parser = _Parser(
-        prog="painterly batch",
-        description="Paint many pictures: the rows of a manifest, or every content image in every style. "
-        "Rerun the same command after a stop: finished pictures are skipped.",
-    )
-    parser.add_argument("manifest", nargs="?", help="CSV or JSON lines: content, style, [output, preset, settings]")
-    parser.add_argument("--contents", nargs="+", metavar="DIR|GLOB", help="photos: folders, globs or files")
-    parser.add_argument("--styles", nargs="+", metavar="GLOB", help="artworks; every photo is painted in each")
-    parser.add_argument("-o", "--output", metavar="DIR", help="folder for the results (made if missing)")
-    parser.add_argument("--template", help=f"output file names (default {DEFAULT_TEMPLATE}, plus each grid "
-                        "setting); names: {content} {style} {preset} {index} and any setting")
-    parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
-                        help="paint each job once per value (repeat for a cross product)")
-    parser.add_argument("--preset", default="default", help="starting settings for every row")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="jobs at once: local processes (default 1), or Ray actors (default one per GPU, "
-                        "else one per node)")
-    parser.add_argument("--ray", metavar="auto|ADDRESS",
-                        help="run on a Ray cluster: auto (RAY_ADDRESS, a running cluster, or a new local one) "
-                        "or host:port")
-    parser.add_argument("--results", metavar="FILE.jsonl", help="results file (default DIR/results.jsonl)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
-    add_settings_options(parser)
-    return parser
-
-
-def plan_jobs(args: argparse.Namespace) -> list[Job]:
-    """The jobs the command line asks for, every batch-wide mistake found."""
-    flags = {f: getattr(args, f) for f in FIELD_NAMES if getattr(args, f) is not None}
-    base = preset(args.preset).replace(**flags)
-    if not args.output:
-        raise SettingsError("say where the results go with -o DIR")
-    if args.manifest and (args.contents or args.styles):
-        raise SettingsError("give a manifest or --contents/--styles, not both")
-    if args.manifest:
-        rows = read_manifest(args.manifest)
-    elif args.contents and args.styles:
-        contents, styles = find_images(args.contents, "--contents"), find_images(args.styles, "--styles")
-        rows = [{"content": str(c), "style": [str(s)]} for c in contents for s in styles]
-    else:
-        raise SettingsError("give a manifest (CSV or JSON lines) or both --contents and --styles")
-    grid = parse_grid(args.grid)
-    for point in itertools.product(*[values for _, values in grid]):
-        base.replace(**dict(zip([n for n, _ in grid], point)))  # a bad grid value is everyone's problem
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputError(f"-o {out_dir} is a file; it must be a folder")
-    template = args.template or default_template([n for n, _ in grid])
-    return make_jobs(rows, flags, args.preset, out_dir, template, grid)
-
-
 def make_folders(jobs: Sequence[Job]) -> None:
     """The output folders, once the batch has been checked; each output checked again inside them."""
     for job in jobs:
@@ -357,73 +296,4 @@ def make_folders(jobs: Sequence[Job]) -> None:
             check_output(job.output)
 
 
-def batch_main(argv: list[str]) -> int:
-    """``painterly batch ...``; returns the number of failed jobs (at most :data:`MAX_EXIT`)."""
-    from ..cli.app import machine_from_args
-    from . import run as batch_run
-
-    args = build_parser().parse_args(argv)
-    machine = machine_from_args(args)
-    if args.workers is not None and args.workers < 1:
-        raise SettingsError(f"--workers must be at least 1, got {args.workers}")
-    jobs = plan_jobs(args)
-    results = Path(args.results) if args.results else Path(args.output) / "results.jsonl"
-    pool = batch_run.open_pool(args.workers, machine.threads or None, args.ray or None)
-    make_folders(jobs)
-    if not results.resolve().parent.is_dir():
-        raise OutputError(f"the folder for --results does not exist: {results.parent}")
-    bar = BatchBar(sys.stderr, enabled=not args.quiet)
-    try:
-        summary = batch_run.run_batch(jobs, pool, results, on_progress=bar, machine=machine)
-    except KeyboardInterrupt:
-        bar.close()
-        print(f"painterly: batch stopped; finished pictures are kept in {args.output}: run the same command "
-              f"again to go on", file=sys.stderr)
-        return 130
-    bar.close()
-    for failure in summary.failures:
-        print(f"painterly: job {failure.job} ({failure.output}) failed: {failure.error}", file=sys.stderr)
-    if not args.quiet:
-        print(f"painterly: batch done: {summary.painted} painted, {summary.skipped} already done, "
-              f"{summary.failed} failed in {_clock(summary.seconds)}; results in {results}", file=sys.stderr)
-    return min(summary.failed, MAX_EXIT)
-
-
-class BatchBar:
-    """Turns :class:`~painterly.batch.run.BatchProgress` events into one line: jobs done, images per
-    hour, ETA, and on a terminal the running jobs' steps."""
-
-    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 20) -> None:
-        self.stream, self.enabled, self.width = stream, enabled, width
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.last_print = 0.0
-
-    def __call__(self, event: Any) -> None:
-        if not self.enabled:
-            return
-        finished = event.painted + event.skipped + event.failed
-        filled = int(self.width * finished / max(event.total, 1))
-        rate = f"{event.images_per_hour:.0f} images/h" if event.images_per_hour else "-- images/h"
-        eta = _clock(event.eta) if event.eta is not None else "?"
-        line = (f"batch [{'#' * filled}{'-' * (self.width - filled)}] {finished}/{event.total} jobs "
-                f"({event.skipped} skipped, {event.failed} failed), {rate}, ETA {eta}")
-        if self.tty:
-            steps = " ".join(f"| job {j}: step {s}/{t}" for j, (s, t) in sorted(event.running.items()) if s)
-            self.stream.write("\r" + f"{line} {steps}".ljust(120)[:200])
-            self.stream.flush()
-        elif event.finished is not None or time.monotonic() - self.last_print > 30:
-            self.last_print = time.monotonic()
-            self.stream.write(line + "\n")
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
-
-
-__all__ = ["BatchBar", "Job", "batch_main", "make_jobs", "parse_grid", "plan_jobs", "read_manifest"]
+__all__ = ["Job", "make_folders", "make_jobs", "parse_grid", "read_manifest", "setting_name"]

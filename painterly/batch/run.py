@@ -1,13 +1,10 @@
-"""Running a batch: the worker's side (:class:`Painter`), local worker processes (:class:`LocalPool`)
-and the driver loop (:func:`run_batch`) that skips finished jobs, hands out the others, writes what
-comes back and keeps the results file.
+"""Running a batch: the driver loop (:func:`run_batch`) that skips finished jobs, hands the others to
+a pool of workers (:mod:`painterly.workers`), writes what comes back and keeps the results file.
 
-A worker receives a :class:`Work`: the settings and the input files' bytes, never a path, so the same
-work runs in a local process or on a Ray node without a shared disk. It sends back the finished
-image encoded with its run record embedded; only the driver writes files, each atomically. A pool
-(local or :class:`painterly.workers.ray_pool.RayPool`) has three calls: ``submit(work)``, ``wait(timeout)``
-returning events, ``close()``; a worker that dies is reported as a lost job, and the driver gives
-the job to another worker.
+A worker receives a :class:`~painterly.workers.painter.Work`: the settings and the input files'
+bytes, never a path. It sends back the finished image encoded with its run record embedded; only the
+driver writes files, each atomically. A worker that dies is reported as a lost job, and the driver
+gives the job to another worker.
 """
 
 from __future__ import annotations
@@ -15,288 +12,22 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
-import io
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
-import signal
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..engine.images import OUTPUT_FORMATS, atomic_path, open_image
 from ..errors import ImageError, PainterlyError
+from ..workers.painter import Painted, Pool, Work
 from .jobs import Job
 
 #: A job whose worker died this many times is failed rather than tried again.
 MAX_ATTEMPTS = 3
-#: Seconds between a local worker's step reports.
-STEP_REPORT_SECONDS = 0.5
-
-
-@dataclass(frozen=True)
-class Work:
-    """What a worker needs to paint one job: settings and the input files' bytes."""
-
-    job: int
-    settings: Any  # Settings
-    preset: str
-    content: bytes
-    styles: tuple[bytes, ...]
-    record_extra: dict[str, Any]  # the input paths and digests, for the record
-    format: str  # Pillow format of the output
-    machine: Any = None  # Machine: device, memory and tiles for the worker (None: its defaults)
-
-
-@dataclass(frozen=True)
-class Painted:
-    """A finished job: the encoded image (record embedded) and what the results file says of it."""
-
-    job: int
-    data: bytes
-    best_loss: float
-    seconds: float
-
-
-#: Events a pool reports: ("step", job, step, steps), ("done", job, Painted), ("failed", job, message),
-#: ("lost", job, message): the worker died (the driver retries the job elsewhere).
-Event = tuple[str, int, Any, Any]
-
-
-class Pool(Protocol):
-    size: int
-
-    def submit(self, work: Work) -> None: ...
-    def wait(self, timeout: float) -> list[Event]: ...
-    def close(self) -> None: ...
-
-
-# -- the worker's side -------------------------------------------------------------------------
-
-class Painter:
-    """Paints works one after the other with one :class:`~painterly.engine.run.Engine`: the network is
-    loaded once and style targets are reused across jobs."""
-
-    def __init__(self) -> None:
-        from ..engine.run import Engine
-
-        self.engine = Engine()
-
-    def paint(self, work: Any, callback: Callable[[Any], Any] | None = None) -> Event:
-        """Run ``work``; a ``done`` event, or ``failed`` with one line saying why.
-
-        A :class:`Work` is one picture of a batch. Any other work (a video's chunk of frames or one
-        frame's refinement, :mod:`painterly.video.parallel`) runs itself on this painter's engine:
-        ``work.run(engine, callback)`` returns its ``done`` event, so that the same pools carry it.
-        """
-        try:
-            if isinstance(work, Work):
-                return self._picture(work, callback)
-            return work.run(self.engine, callback)
-        except PainterlyError as exc:
-            return ("failed", work.job, str(exc), None)
-        except Exception as exc:  # noqa: BLE001 -- a bug or an exhausted machine fails this job, not the batch
-            return ("failed", work.job, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", None)
-
-    def _picture(self, work: Work, callback: Callable[[Any], Any] | None) -> Event:
-        from ..engine.run import stylize
-        from ..output.record import make_record
-
-        content = decode(work.content)
-        styles = [decode(s) for s in work.styles]
-        result = stylize(content, styles, work.settings, machine=work.machine, callback=callback, engine=self.engine)
-        record = make_record(result, preset=work.preset, extra=work.record_extra)
-        data = encode(result.image, work.format, record)
-        return ("done", work.job, Painted(work.job, data, result.best_loss, result.seconds), None)
-
-
-def decode(data: bytes):
-    """An input file's bytes as an upright RGB PIL image (the driver has checked the file already)."""
-    from PIL import Image, ImageOps
-
-    from ..engine.images import to_rgb
-
-    with Image.open(io.BytesIO(data)) as img:
-        img.load()
-        return to_rgb(ImageOps.exif_transpose(img))
-
-
-def encode(image, fmt: str, record: dict[str, Any]) -> bytes:
-    """``image`` in format ``fmt`` with ``record`` embedded, as :func:`painterly.output.record.write_outputs`
-    would write it."""
-    from ..output import metadata
-
-    params = metadata.save_params(fmt, record)
-    if fmt == "JPEG":
-        params.setdefault("quality", 95)
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
-
-
-def worker_main(channel: Any, threads: int) -> None:
-    """A local worker process: set up once, then paint what arrives on ``channel`` (its own end of
-    a pipe to the driver) until told to stop (None) or until the driver is gone."""
-    from ..engine.devices import setup_process
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
-    setup_process(threads)
-    painter = Painter()
-    while True:
-        try:
-            work = channel.recv()
-        except (EOFError, OSError):
-            return  # the driver is gone
-        if work is None:
-            return
-        try:
-            channel.send(painter.paint(work, _step_reporter(channel, work.job)))
-        except (BrokenPipeError, OSError):
-            return
-
-
-def _step_reporter(channel: Any, job: int) -> Callable[[Any], None]:
-    last = [0.0]
-
-    def report(progress: Any) -> None:
-        now = time.monotonic()
-        if now - last[0] >= STEP_REPORT_SECONDS:
-            last[0] = now
-            channel.send(("step", job, progress.step + 1, progress.total_steps))
-
-    return report
-
-
-# -- local processes ---------------------------------------------------------------------------
-
-@dataclass
-class _Worker:
-    process: Any
-    channel: Any  # the driver's end of the worker's pipe
-
-
-class LocalPool:
-    """``workers`` processes on this machine (spawned, so no torch state is inherited), each with
-    ``threads`` torch threads (default: this machine's cores shared out, at least 1 each).
-
-    Each worker talks to the driver over a pipe of its own, written only from its main thread: a
-    worker killed mid-message (SIGKILL, the OOM killer) takes only its own pipe with it, which the
-    driver then reads as the end of that worker. A queue shared by all workers would not survive
-    that: its lock, held by the dead writer, would block every other worker's reports for good.
-    """
-
-    def __init__(self, workers: int, threads: int | None = None) -> None:
-        self.size = workers
-        self.threads = threads or max(1, _cores() // workers)
-        self.context = multiprocessing.get_context("spawn")
-        self.workers: list[_Worker | None] = [None] * workers  # started with their first job
-        self.busy: dict[int, int] = {}  # worker slot -> job
-
-    def _start(self) -> _Worker:
-        ours, theirs = self.context.Pipe(duplex=True)
-        process = self.context.Process(target=worker_main, args=(theirs, self.threads), daemon=True)
-        process.start()
-        theirs.close()  # the worker holds the only other end: its death reads as end-of-file here
-        return _Worker(process, ours)
-
-    def submit(self, work: Any) -> None:
-        slot = next(i for i in range(self.size) if i not in self.busy)
-        worker = self.workers[slot] or self._start()
-        self.workers[slot] = worker
-        self.busy[slot] = work.job
-        try:
-            worker.channel.send(work)
-        except OSError:
-            pass  # it died since its last job; wait() reports the job lost
-
-    def wait(self, timeout: float) -> list[Event]:
-        events: list[Event] = []
-        channels = {w.channel: slot for slot, w in enumerate(self.workers) if w is not None and slot in self.busy}
-        for channel in multiprocessing.connection.wait(list(channels), timeout) if channels else []:
-            events += self._read(channels[channel])
-        if not channels:
-            time.sleep(min(timeout, 0.05))
-        return events
-
-    def _read(self, slot: int) -> list[Event]:
-        """Everything worker ``slot`` has sent; if its pipe has ended, its job is lost."""
-        worker = self.workers[slot]
-        assert worker is not None
-        events: list[Event] = []
-        try:
-            while worker.channel.poll():
-                events.append(worker.channel.recv())
-        except (EOFError, OSError):
-            worker.process.join(1.0)
-            if slot in self.busy:
-                events.append(("lost", self.busy.pop(slot),
-                               f"worker process died (exit code {worker.process.exitcode})", None))
-            worker.channel.close()
-            self.workers[slot] = None  # the next job starts a new one
-        for kind, job, *_ in events:
-            if kind in ("done", "failed") and self.busy.get(slot) == job:
-                del self.busy[slot]
-        return events
-
-    def close(self) -> None:
-        started = [w for w in self.workers if w is not None]
-        for worker in started:
-            if not self.busy:
-                with contextlib.suppress(OSError):
-                    worker.channel.send(None)
-        deadline = time.monotonic() + 5
-        for worker in started:
-            if self.busy:
-                worker.process.terminate()  # stopped mid-batch: the jobs in flight are abandoned
-            worker.process.join(max(0.1, deadline - time.monotonic()))
-            if worker.process.is_alive():
-                worker.process.kill()
-                worker.process.join(1.0)
-            worker.channel.close()
-        self.workers = [None] * self.size
-
-
-def open_pool(workers: int | None, threads: int | None, ray: str | None = None) -> Any:
-    """The workers ``--workers``, ``--threads`` and ``--ray`` ask for: actors on the Ray cluster
-    ``ray`` names (see :func:`painterly.workers.ray_pool.connect`), else ``workers`` local processes (default 1)."""
-    if ray is not None:
-        from ..workers.ray_pool import RayPool, connect
-
-        started_here = connect(ray)
-        return RayPool(workers, threads, shutdown=started_here)
-    return LocalPool(workers or 1, threads)
-
-
-class InlinePool:
-    """Jobs one after the other in this process: for notebooks, a debugger, and tests of the driver."""
-
-    size = 1
-
-    def __init__(self) -> None:
-        self.painter: Painter | None = None
-        self.events: list[Event] = []
-
-    def submit(self, work: Work) -> None:
-        self.painter = self.painter or Painter()
-        self.events.append(self.painter.paint(work))
-
-    def wait(self, timeout: float) -> list[Event]:
-        events, self.events = self.events, []
-        return events
-
-    def close(self) -> None:
-        self.events = []
-
-
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:
-        return os.cpu_count() or 1
 
 
 # -- the driver --------------------------------------------------------------------------------

@@ -25,15 +25,15 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, TextIO
 
-from ..engine.settings import preset
+from ..engine.settings import flag_name, preset
 from ..errors import OutputError, SettingsError
 from ..video.files import Selection, check_selection, check_video_output, frame_name
-from ..video.paint import FrameProgress, FrameResult, VideoSettings, paint_video
-from .app import (
+from ..video.paint import FrameProgress, FrameResult, paint_video
+from ..video.settings import VideoSettings
+from .options import (
     EXIT_INTERRUPTED,
-    _Parser,
+    Parser,
     add_settings_options,
-    flag_name,
     help_text,
     machine_from_args,
     settings_from_args,
@@ -48,7 +48,7 @@ RECORD_FILE = "painterly-video.json"  # the run record, in a folder output
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="painterly video",
+    parser = Parser(prog="painterly video",
                      description="Paint a video or a folder of frames in the style of one or more artworks, "
                                  "without flicker (Ruder et al.'s temporal loss on DIS optical flow).")
     parser.add_argument("input", help="a video file (mp4, mov, webm, gif, ...) or a folder of numbered frames")
@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
     parallel = args.workers is not None or args.ray is not None
     pool = None
     if parallel:
-        from ..batch.run import open_pool
+        from ..workers.local import open_pool
 
         pool = open_pool(args.workers, machine.threads or None, args.ray)
     try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -25,56 +25,16 @@ from PIL import Image
 
 from ..engine.images import ImageLike, from_any, to_pil, to_tensor
 from ..engine.settings import Machine, Settings
-from ..engine.validate import FLOW_PRESETS, SWITCHES, check_frames, check_video
-from ..errors import SettingsError, closest
+from ..errors import SettingsError
 from .flow import flow_pair, reliability, warp
+from .settings import VideoSettings, check_frames
 from .temporal import TemporalTerm, long_term_masks, temporal_error
 
-__all__ = ["FrameProgress", "FrameResult", "VideoResult", "VideoSettings", "paint_video", "video_main"]
+__all__ = ["FrameProgress", "FrameResult", "VideoResult", "VideoSettings", "paint_video"]
 
-#: Earlier frames the long-term terms compare with (Ruder et al.'s J = {1, 2, 4}).
-LONG_TERM_OFFSETS = (1, 2, 4)
 #: Multi-pass: a reliable pixel starts from this blend of the neighbour's warped paint and its own
 #: previous pass (Ruder et al.'s delta = 0.5).
 PASS_BLEND = 0.5
-
-
-def _opt(help: str, **extra: Any) -> dict[str, Any]:
-    return {"help": help, **extra}
-
-
-@dataclass(frozen=True)
-class VideoSettings:
-    """What a video run adds to :class:`~painterly.engine.settings.Settings` (which paints each frame)."""
-
-    temporal_weight: float = field(default=1e-2, metadata=_opt(
-        "weight of the temporal loss (masked mean squared difference to the warped previous output, 0..255 levels)"))
-    frame_steps: int = field(default=30, metadata=_opt(
-        "steps for each frame after the first, at full size, from the warped previous output"))
-    long_term: str = field(default="off", metadata=_opt(
-        "also hold each frame to frames t-2 and t-4 where t-1 cannot see", choices=SWITCHES))
-    flow: str = field(default="medium", metadata=_opt("DIS optical flow effort", choices=FLOW_PRESETS))
-    passes: int = field(default=1, metadata=_opt(
-        "passes over the clip: after the first, alternately backward and forward, frame_steps each, every frame "
-        "held to the neighbour painted just before it in that pass (Ruder et al.'s multi-pass)"))
-
-    def __post_init__(self) -> None:
-        check_video(self)
-
-    @property
-    def offsets(self) -> tuple[int, ...]:
-        """The earlier frames each frame is compared with: 1 back, and 2 and 4 back with long-term terms."""
-        return LONG_TERM_OFFSETS if self.long_term == "on" else (1,)
-
-    def replace(self, **changes: Any) -> VideoSettings:
-        unknown = [k for k in changes if k not in {f.name for f in dataclasses.fields(self)}]
-        if unknown:
-            names = [f.name for f in dataclasses.fields(self)]
-            raise SettingsError(f"unknown video setting '{unknown[0]}'{closest(unknown[0], names)}")
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -345,13 +305,6 @@ class _Clock:
         eta = elapsed / spent * left if spent > 0 else 0.0
         return FrameProgress(t if frame is None else frame, self.frames, fraction, losses, elapsed, eta, done,
                              pass_index, self.passes)
-
-
-def video_main(argv: list[str]) -> int:
-    """``painterly video ...``: see :mod:`painterly.cli.video`."""
-    from ..cli.video import main
-
-    return main(argv)
 
 
 def temporal_errors(outputs: Sequence[ImageLike], frames: Sequence[ImageLike], flow: str = "medium") -> list[float]:

@@ -11,7 +11,7 @@ them (a red-black sweep, the parallel form of Ruder et al.'s alternating passes)
 over more frames, and softened, with every pass.
 
 Works carry images as PNG bytes, never paths, so a Ray node needs no shared disk; they run on the
-pools of ``painterly batch`` (:class:`painterly.batch.run.LocalPool`,
+pools of ``painterly batch`` (:class:`painterly.workers.local.LocalPool`,
 :class:`painterly.workers.ray_pool.RayPool`), whose workers keep one engine for all the works they get.
 A stage (a chunk, or a half of a pass) is reported to ``on_stage`` once all its frames are back, so
 the caller can keep them on disk; a stopped run goes on from the stages it finished.
@@ -28,10 +28,10 @@ from typing import Any
 import torch
 from PIL import Image
 
-from ..batch.run import decode
 from ..engine.images import ImageLike, from_any, to_pil, to_tensor
 from ..engine.settings import Machine, Settings
 from ..errors import PainterlyError
+from ..workers.painter import decode
 from .paint import (
     PASS_BLEND,
     FrameProgress,

@@ -18,7 +18,7 @@ from ..errors import ImageError
 from .checks import ApiError
 
 if TYPE_CHECKING:
-    from .server import WebConfig
+    from .config import WebConfig
 
 
 def scales_at_most(settings: Settings) -> float:

@@ -35,7 +35,7 @@ from ..errors import ImageError, SettingsError
 
 if TYPE_CHECKING:
     from ..engine.plan import Plan
-    from .server import WebConfig
+    from .config import WebConfig
 
 #: Pillow formats accepted as uploads (decided from the bytes, never from the name).
 UPLOAD_FORMATS = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF")

@@ -37,7 +37,7 @@ from .checks import (
 )
 
 if TYPE_CHECKING:
-    from .server import WebConfig
+    from .config import WebConfig
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The Ray backend of ``painterly batch``: the same jobs on a Ray cluster (the ``ray`` extra).
 
-One actor per worker holds a :class:`~painterly.batch.run.Painter` (its network and style targets)
+One actor per worker holds a :class:`~painterly.workers.painter.Painter` (its network and style targets)
 and sets torch's threads to the CPUs Ray gave it; on a cluster with GPUs each actor asks for one.
 The driver ships each job's input bytes to an actor and gets the encoded picture back (no shared
 disk is assumed). Ray does not retry an actor's method when the actor dies, so the pool reports the
@@ -15,8 +15,8 @@ import socket
 import time
 from typing import Any
 
-from ..batch.run import Event, Painter
 from ..errors import SettingsError
+from .painter import Event, Painter
 
 #: Seconds to wait for a named cluster's port before calling it unreachable.
 CONNECT_TIMEOUT = 3.0
