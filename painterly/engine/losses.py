@@ -191,7 +191,7 @@ def moment_targets(features: dict[str, torch.Tensor]) -> dict[str, tuple[torch.T
     return {layer: feature_moments(f) for layer, f in features.items()}
 
 
-def _symmetric_eigen(matrix: torch.Tensor, vectors: bool):
+def symmetric_eigen(matrix: torch.Tensor, vectors: bool):
     """``eigh`` (or ``eigvalsh``) of a covariance-like matrix, in float64 if its own precision fails to
     converge (covariances of small maps are rank deficient: block5 of a 64 px image has a handful of
     positions for 512 channels, and LAPACK's float32 solvers can fail on many repeated zero
@@ -213,7 +213,7 @@ def _symmetric_eigen(matrix: torch.Tensor, vectors: bool):
 
 def sqrtm_psd(matrix: torch.Tensor) -> torch.Tensor:
     """The symmetric square root of a positive semi-definite (C, C) matrix."""
-    values, vectors = _symmetric_eigen(matrix, vectors=True)
+    values, vectors = symmetric_eigen(matrix, vectors=True)
     return (vectors * values.clamp_min(0).sqrt()) @ vectors.T
 
 
@@ -233,7 +233,7 @@ def wasserstein_term(
     for layer, weight in layer_weights.items():
         mean, cov = feature_moments(features[layer])
         t_mean, t_cov, root = targets[layer]
-        cross = _symmetric_eigen(root @ cov @ root, vectors=False).clamp_min(1e-12).sqrt().sum()
+        cross = symmetric_eigen(root @ cov @ root, vectors=False).clamp_min(1e-12).sqrt().sum()
         distance = (mean - t_mean).pow(2).sum() + cov.trace() + t_cov.trace() - 2 * cross
         total = total + weight * distance / (t_mean.pow(2).sum() + t_cov.trace()).clamp_min(1e-12)
     return total

@@ -46,6 +46,77 @@ def _opt(help: str, choices: tuple[str, ...] | None = None, group: str = "run", 
     return meta
 
 
+# -- the checks of a Settings and a Machine --------------------------------------------------------
+
+def check_settings(s: Settings) -> None:
+    """Every field of a picture's :class:`~painterly.engine.settings.Settings`, and how they fit together."""
+    _check_sizes(s)
+    for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "adam_eps", "min_improvement"):
+        finite_nonneg(name, getattr(s, name))
+    require(s.lr > 0, f"lr must be > 0, got {s.lr}")
+    require(is_number(s.strength) and (s.strength == -1 or 0 <= s.strength <= 1),
+           f"strength must be between 0 (the photo) and 1 (the artwork), or -1 for the raw weights; got {s.strength!r}")
+    require(s.lbfgs_max_step > 0, f"lbfgs_max_step must be > 0, got {s.lbfgs_max_step}")
+    for name in ("adam_beta1", "adam_beta2", "ema"):
+        value = getattr(s, name)
+        finite_nonneg(name, value)
+        require(value < 1, f"{name} must be in [0, 1), got {value}")
+    whole_at_least("lbfgs_history", s.lbfgs_history, 1)
+    whole_at_least("min_scale_steps", s.min_scale_steps, 1)
+    whole_at_least("patience", s.patience, 0)
+    whole_at_least("seed", s.seed, 0)
+    check_layers("content_layers", s.content_layers, s.content_layer_weights, allow_empty=True)
+    check_layers("style_layers", s.style_layers, s.style_layer_weights, allow_empty=True)
+    require(bool(s.content_layers or s.style_layers), "content_layers and style_layers cannot both be empty")
+    for name, choices in (("optimizer", OPTIMIZERS), ("precision", PRECISIONS), ("pooling", POOLINGS),
+                          ("colour", COLOURS), ("style_loss", STYLE_LOSSES)):
+        choice(name, getattr(s, name), choices)
+    _check_init(s)
+    finite_nonneg("style_scale", s.style_scale)
+    low, high = STYLE_SCALE_RANGE
+    require(low <= s.style_scale <= high, f"style_scale must be between {low} and {high:g}, got {s.style_scale}")
+    for w in s.style_blend_weights:
+        finite_nonneg("style_blend_weights", w)
+    require(not s.style_blend_weights or sum(s.style_blend_weights) > 0, "style_blend_weights must not all be 0")
+    require(isinstance(s.weights, str), "weights must be the path of a weights file (or empty: the bundled ones)")
+
+
+def _check_sizes(s: Settings) -> None:
+    whole_at_least("size", s.size, MIN_SIZE)
+    require(s.size <= MAX_SIZE, f"size must be at most {MAX_SIZE} px, got {s.size}")
+    whole_at_least("steps", s.steps, 1)
+    whole_at_least("start_size", s.start_size, 0)
+    require(s.start_size == 0 or s.start_size >= MIN_SIZE, f"start_size must be 0 or >= {MIN_SIZE}, got {s.start_size}")
+    finite_nonneg("scale_factor", s.scale_factor)
+    require(s.scale_factor > 1, f"scale_factor must be > 1, got {s.scale_factor}")
+    finite_nonneg("scale_steps_decay", s.scale_steps_decay)
+    require(0 < s.scale_steps_decay <= 4, f"scale_steps_decay must be in (0, 4], got {s.scale_steps_decay}")
+    count = s.scale_count()
+    require(count <= MAX_SCALES, f"start_size {s.start_size}, size {s.size} and scale_factor {s.scale_factor!r} "
+           f"make {count:,} scales; at most {MAX_SCALES} are allowed (raise scale_factor or start_size)")
+
+
+def _check_init(s: Settings) -> None:
+    require(isinstance(s.init, str) and s.init in (*INITS, "file"),
+           f"init must be content, noise, style, or file with init_file; got {s.init!r}")
+    require(isinstance(s.init_file, str), "init_file must be the path of an image file")
+    require(s.init != "file" or bool(s.init_file), "init file needs init_file: the image to start from")
+    require(s.init == "file" or not s.init_file,
+           f"init_file is used only with init file (init is {s.init!r}); drop one of them")
+
+
+def check_machine(m: Machine) -> None:
+    """Every field of a :class:`~painterly.engine.settings.Machine`."""
+    choice("device", m.device, DEVICES)
+    choice("cuda_graphs", m.cuda_graphs, SWITCHES)
+    whole_at_least("threads", m.threads, 0)
+    require(is_number(m.max_memory) and math.isfinite(m.max_memory) and m.max_memory >= 0,
+           f"max_memory must be a positive number of GiB (or 0: three quarters of what is free), got {m.max_memory!r}")
+    require(is_whole(m.tile_size) and (m.tile_size in (-1, 0) or (m.tile_size >= 64 and m.tile_size % 16 == 0)),
+           f"tile_size must be a multiple of 16 of at least 64 px, 0 (tile when needed) or -1 (never), "
+           f"got {m.tile_size!r}")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides what a run computes. Frozen: derive variants with :meth:`replace`."""
@@ -429,74 +500,3 @@ def preset(name: str) -> Settings:
         raise SettingsError(
             f"unknown preset '{name}'{closest(str(name), PRESETS)}; choose one of {', '.join(PRESETS)}"
         ) from None
-
-
-# -- the checks of a Settings and a Machine --------------------------------------------------------
-
-def check_settings(s: Settings) -> None:
-    """Every field of a picture's :class:`~painterly.engine.settings.Settings`, and how they fit together."""
-    _check_sizes(s)
-    for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "adam_eps", "min_improvement"):
-        finite_nonneg(name, getattr(s, name))
-    require(s.lr > 0, f"lr must be > 0, got {s.lr}")
-    require(is_number(s.strength) and (s.strength == -1 or 0 <= s.strength <= 1),
-           f"strength must be between 0 (the photo) and 1 (the artwork), or -1 for the raw weights; got {s.strength!r}")
-    require(s.lbfgs_max_step > 0, f"lbfgs_max_step must be > 0, got {s.lbfgs_max_step}")
-    for name in ("adam_beta1", "adam_beta2", "ema"):
-        value = getattr(s, name)
-        finite_nonneg(name, value)
-        require(value < 1, f"{name} must be in [0, 1), got {value}")
-    whole_at_least("lbfgs_history", s.lbfgs_history, 1)
-    whole_at_least("min_scale_steps", s.min_scale_steps, 1)
-    whole_at_least("patience", s.patience, 0)
-    whole_at_least("seed", s.seed, 0)
-    check_layers("content_layers", s.content_layers, s.content_layer_weights, allow_empty=True)
-    check_layers("style_layers", s.style_layers, s.style_layer_weights, allow_empty=True)
-    require(bool(s.content_layers or s.style_layers), "content_layers and style_layers cannot both be empty")
-    for name, choices in (("optimizer", OPTIMIZERS), ("precision", PRECISIONS), ("pooling", POOLINGS),
-                          ("colour", COLOURS), ("style_loss", STYLE_LOSSES)):
-        choice(name, getattr(s, name), choices)
-    _check_init(s)
-    finite_nonneg("style_scale", s.style_scale)
-    low, high = STYLE_SCALE_RANGE
-    require(low <= s.style_scale <= high, f"style_scale must be between {low} and {high:g}, got {s.style_scale}")
-    for w in s.style_blend_weights:
-        finite_nonneg("style_blend_weights", w)
-    require(not s.style_blend_weights or sum(s.style_blend_weights) > 0, "style_blend_weights must not all be 0")
-    require(isinstance(s.weights, str), "weights must be the path of a weights file (or empty: the bundled ones)")
-
-
-def _check_sizes(s: Settings) -> None:
-    whole_at_least("size", s.size, MIN_SIZE)
-    require(s.size <= MAX_SIZE, f"size must be at most {MAX_SIZE} px, got {s.size}")
-    whole_at_least("steps", s.steps, 1)
-    whole_at_least("start_size", s.start_size, 0)
-    require(s.start_size == 0 or s.start_size >= MIN_SIZE, f"start_size must be 0 or >= {MIN_SIZE}, got {s.start_size}")
-    finite_nonneg("scale_factor", s.scale_factor)
-    require(s.scale_factor > 1, f"scale_factor must be > 1, got {s.scale_factor}")
-    finite_nonneg("scale_steps_decay", s.scale_steps_decay)
-    require(0 < s.scale_steps_decay <= 4, f"scale_steps_decay must be in (0, 4], got {s.scale_steps_decay}")
-    count = s.scale_count()
-    require(count <= MAX_SCALES, f"start_size {s.start_size}, size {s.size} and scale_factor {s.scale_factor!r} "
-           f"make {count:,} scales; at most {MAX_SCALES} are allowed (raise scale_factor or start_size)")
-
-
-def _check_init(s: Settings) -> None:
-    require(isinstance(s.init, str) and s.init in (*INITS, "file"),
-           f"init must be content, noise, style, or file with init_file; got {s.init!r}")
-    require(isinstance(s.init_file, str), "init_file must be the path of an image file")
-    require(s.init != "file" or bool(s.init_file), "init file needs init_file: the image to start from")
-    require(s.init == "file" or not s.init_file,
-           f"init_file is used only with init file (init is {s.init!r}); drop one of them")
-
-
-def check_machine(m: Machine) -> None:
-    """Every field of a :class:`~painterly.engine.settings.Machine`."""
-    choice("device", m.device, DEVICES)
-    choice("cuda_graphs", m.cuda_graphs, SWITCHES)
-    whole_at_least("threads", m.threads, 0)
-    require(is_number(m.max_memory) and math.isfinite(m.max_memory) and m.max_memory >= 0,
-           f"max_memory must be a positive number of GiB (or 0: three quarters of what is free), got {m.max_memory!r}")
-    require(is_whole(m.tile_size) and (m.tile_size in (-1, 0) or (m.tile_size >= 64 and m.tile_size % 16 == 0)),
-           f"tile_size must be a multiple of 16 of at least 64 px, 0 (tile when needed) or -1 (never), "
-           f"got {m.tile_size!r}")

@@ -33,7 +33,7 @@ from typing import Any, cast
 import torch
 
 from ..errors import SettingsError
-from .losses import _symmetric_eigen, resize_mask
+from .losses import resize_mask, symmetric_eigen
 from .network import CONV_LAYERS
 from .objective import ContentTerm, LossTerms, Measure, MomentTerm, Objective, StyleTerm, Term, TVTerm
 
@@ -301,7 +301,7 @@ class _MomentAdapter(_Adapter):
             n = self.counts[layer]
             offset = totals[f"{layer}/first"] / n  # mean minus the style's mean
             cov = totals[f"{layer}/outer"] / n - torch.outer(offset, offset)
-            cross = _symmetric_eigen(root @ cov @ root, vectors=False).clamp_min(1e-12).sqrt().sum()
+            cross = symmetric_eigen(root @ cov @ root, vectors=False).clamp_min(1e-12).sqrt().sum()
             distance = offset.pow(2).sum() + cov.trace() + t_cov.trace() - 2 * cross
             total = total + weight * distance / (t_mean.pow(2).sum() + t_cov.trace()).clamp_min(1e-12)
         return cast(torch.Tensor, total)
