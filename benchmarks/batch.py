@@ -69,8 +69,9 @@ def batch_command(work: Path, extra: list[str], workers: int) -> float:
 
 
 def in_process(work: Path, extra: list[str], make_pool, steady: list[float]) -> float:
-    from painterly.batch.jobs import build_parser, make_folders, plan_jobs
+    from painterly.batch.jobs import make_folders
     from painterly.batch.run import run_batch
+    from painterly.cli.batch import build_parser, plan_jobs
 
     args = build_parser().parse_args(["--contents", *map(str, CONTENTS), "--styles", *map(str, STYLES),
                                       "-o", str(work), *extra])

@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from painterly.batch.jobs import BatchBar, make_jobs, parse_grid, read_manifest
+from painterly.batch.jobs import make_jobs, parse_grid, read_manifest
 from painterly.batch.run import run_batch
+from painterly.cli.batch import BatchBar
 from painterly.errors import SettingsError
 from painterly.output import metadata
 from painterly.output.record import input_digests
