@@ -13,7 +13,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from painterly.engine import optimize
 from painterly.engine.objective import LossTerms, layer_weights
 from painterly.engine.optimize import PixelLBFGS, TFAdam, graphed_gradient, make_optimizer, run_scale
 from painterly.engine.settings import Settings
@@ -217,14 +216,13 @@ def test_no_cuda_graph_off_cuda_or_when_switched_off() -> None:
     assert graphed_gradient(object(), on_a_gpu, False) is None  # type: ignore[arg-type]
 
 
-def test_a_failed_cuda_graph_capture_falls_back_to_eager_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_cuda_graph_capture_falls_back_to_eager_steps() -> None:
     def refuse(objective, image):
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(optimize, "GraphedGradient", refuse)
     on_a_gpu = SimpleNamespace(device=torch.device("cuda"))  # stands in for a CUDA image: nothing runs on it
     with pytest.warns(RuntimeWarning, match="CUDA graph capture failed, running eager steps instead"):
-        assert graphed_gradient(object(), on_a_gpu, True) is None  # type: ignore[arg-type]
+        assert graphed_gradient(object(), on_a_gpu, True, capture=refuse) is None  # type: ignore[arg-type]
 
 
 def test_layer_weights() -> None:

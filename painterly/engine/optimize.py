@@ -245,9 +245,10 @@ class GraphedGradient:
         return self.terms, self.grad
 
 
-def graphed_gradient(objective: Objective, image: torch.Tensor, enabled: bool = True) -> GraphedGradient | None:
-    """A :class:`GraphedGradient` where ``enabled`` (the machine's ``cuda_graphs``) and the device
-    allow one, else None (eager steps).
+def graphed_gradient(objective: Objective, image: torch.Tensor, enabled: bool = True,
+                     capture: Callable[[Objective, torch.Tensor], Any] | None = None) -> GraphedGradient | None:
+    """A :class:`GraphedGradient` (or what ``capture`` makes) where ``enabled`` (the machine's
+    ``cuda_graphs``) and the device allow one, else None (eager steps).
 
     A capture that fails (an old driver, an operation a graph cannot hold) falls back to eager steps
     with a warning: the run is the same, only slower.
@@ -257,7 +258,7 @@ def graphed_gradient(objective: Objective, image: torch.Tensor, enabled: bool = 
     if any(getattr(t, "graph_safe", True) is False for t in getattr(objective, "terms", ())):
         return None  # a term whose targets change between calls (the nearest-neighbour style)
     try:
-        return GraphedGradient(objective, image)
+        return (capture or GraphedGradient)(objective, image)
     except RuntimeError as exc:
         warnings.warn(f"CUDA graph capture failed, running eager steps instead: {exc}", RuntimeWarning, stacklevel=2)
         return None
@@ -299,16 +300,42 @@ def run_scale(
     """
     image = (start.detach() if reuse_start else start.detach().clone()).requires_grad_(True)
     optimizer = make_optimizer(image, settings, steps if history is None else min(steps, history + 1))
-    best: dict[str, Any] = {"total": math.inf, "step": -1, "image": image.detach().clone()}
+    # The lowest loss yet, its step and image; "step" is the step being taken.
+    best: dict[str, Any] = {"total": math.inf, "step": -1, "image": image.detach().clone(), "at": 0}
     average = image.detach().clone() if settings.ema else None
-    since_improved, reference = 0, math.inf
-    step = 0
-
-    graphed = gradient or graphed_gradient(objective, image, cuda_graphs)
+    patience = _Patience(settings.patience, settings.min_improvement)
     # The last evaluation's losses. (Kept on the closure itself, they made a reference cycle through
     # it that held the scale's image, optimizer state and curvature pairs until a garbage collection:
     # a multi-scale run kept earlier scales' pairs alive, 0.8 GB more at 1024 px.)
     measured: dict[str, dict[str, float]] = {}
+    closure = _closure(objective, gradient or graphed_gradient(objective, image, cuda_graphs), image, optimizer,
+                       best, measured)
+    stopped, done = False, 0
+    try:
+        for step in range(steps):
+            best["at"] = step
+            optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub wants a float; a Tensor loss is usual
+            with torch.no_grad():
+                image.clamp_(0, 255)
+                if average is not None:
+                    average.lerp_(image, 1 - settings.ema)
+            losses = measured["losses"]
+            done += 1  # counted only once the step is whole, so Ctrl-C mid-step is not counted
+            if report(step, losses, image.detach()):
+                stopped = True
+                break
+            if not math.isfinite(losses["total"]) or patience.stalled(losses["total"]):
+                break
+    except KeyboardInterrupt:
+        stopped = True
+    result = average if average is not None else best["image"]
+    return ScaleOutcome(result, best["step"], best["total"], done, stopped)
+
+
+def _closure(objective: Objective, graphed: Gradient | None, image: torch.Tensor, optimizer: Any,
+             best: dict[str, Any], measured: dict[str, dict[str, float]]) -> Callable[[], torch.Tensor]:
+    """The optimizer's closure: the loss and its gradient at ``image`` (by ``graphed`` where given),
+    noting the losses in ``measured`` and the lowest yet in ``best``."""
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
@@ -320,33 +347,26 @@ def run_scale(
             image.grad = grad if grad.dtype == image.dtype else grad.to(image.dtype)
         losses = terms.floats()
         if losses["total"] < best["total"]:
-            best.update(total=losses["total"], step=step, image=image.detach().clone())
+            best.update(total=losses["total"], step=best["at"], image=image.detach().clone())
         measured["losses"] = losses
         return terms.total
 
-    stopped, done = False, 0
-    try:
-        for step in range(steps):
-            optimizer.step(closure)  # type: ignore[arg-type]  # torch's stub wants a float; a Tensor loss is usual
-            with torch.no_grad():
-                image.clamp_(0, 255)
-                if average is not None:
-                    average.lerp_(image, 1 - settings.ema)
-            losses = measured["losses"]
-            done += 1  # counted only once the step is whole, so Ctrl-C mid-step is not counted
-            if report(step, losses, image.detach()):
-                stopped = True
-                break
-            if not math.isfinite(losses["total"]):
-                break
-            if settings.patience:
-                if losses["total"] < reference * (1 - settings.min_improvement):
-                    reference, since_improved = losses["total"], 0
-                else:
-                    since_improved += 1
-                    if since_improved >= settings.patience:
-                        break
-    except KeyboardInterrupt:
-        stopped = True
-    result = average if average is not None else best["image"]
-    return ScaleOutcome(result, best["step"], best["total"], done, stopped)
+    return closure
+
+
+class _Patience:
+    """Early stopping: stalled once ``patience`` steps in a row have not improved the loss by
+    ``min_improvement`` (relative) over the best so far; never with a patience of 0."""
+
+    def __init__(self, patience: int, min_improvement: float) -> None:
+        self.patience, self.min_improvement = patience, min_improvement
+        self.reference, self.since = math.inf, 0
+
+    def stalled(self, total: float) -> bool:
+        if not self.patience:
+            return False
+        if total < self.reference * (1 - self.min_improvement):
+            self.reference, self.since = total, 0
+            return False
+        self.since += 1
+        return self.since >= self.patience
