@@ -5,7 +5,8 @@
 >>> result.image.save("painted.png")  # doctest: +SKIP
 """
 
-from .engine.run import Progress, Result, stylize
+from .engine.result import Progress, Result
+from .engine.run import stylize
 from .engine.settings import DEFAULT, PRESETS, TUTORIAL, Machine, Settings, preset
 from .errors import ImageError, OutputError, PainterlyError, SettingsError, WeightsError
 from .version import __version__

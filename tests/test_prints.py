@@ -194,16 +194,15 @@ def test_sigterm_writes_the_best_image_and_keeps_the_checkpoint(tmp_path: Path, 
 def test_a_resumed_run_measures_its_rate_from_its_own_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Steps run before a resume are done: the ETA after a resume counts only what is left, at the
     rate of the steps this run timed (the first resumed 4096 px run said 26 min with 2 hours left)."""
-    from painterly.engine import run as api
     from painterly.engine.plan import make_plan
+    from painterly.engine.progress import Tracker
 
     plan = make_plan(TUTORIAL.replace(size=256, start_size=128, scale_factor=2.0, steps=10), (256, 256))
     first, second = plan.scales
     assert first.steps > 3
     clock = [0.0]
-    monkeypatch.setattr(api.time, "perf_counter", lambda: clock[0])
     events: list = []
-    tracker = api._Tracker(plan, "lbfgs", events.append)
+    tracker = Tracker(plan, "lbfgs", events.append, clock=lambda: clock[0])
     rate = 1e-3  # seconds per unit of cost, what the machine does
 
     before = first.steps - 3  # the checkpoint was written with 3 steps of the first scale left
@@ -221,17 +220,16 @@ def test_a_resumed_run_measures_its_rate_from_its_own_steps(monkeypatch: pytest.
 def test_the_eta_times_tiled_steps_apart(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tiled steps cost what this machine makes them cost (0.8x to 1.9x an untiled step's per pixel,
     by machine): once one has run, the ETA of the tiled scales comes from them."""
-    from painterly.engine import run as api
     from painterly.engine.plan import make_plan
+    from painterly.engine.progress import Tracker
 
     settings = TUTORIAL.replace(size=512, start_size=256, scale_factor=2.0, steps=4)
     plan = make_plan(settings, (512, 512), tile_size=0, budget=int(1.5 * 2**30))
     untiled, tiled = plan.scales
     assert not untiled.tile and tiled.tile, plan.describe()
     clock = [0.0]
-    monkeypatch.setattr(api.time, "perf_counter", lambda: clock[0])
     events: list = []
-    tracker = api._Tracker(plan, "lbfgs", events.append)
+    tracker = Tracker(plan, "lbfgs", events.append, clock=lambda: clock[0])
     rate = 1e-3
     report = tracker.reporter(0, lambda x: x)
     for i in range(untiled.steps):

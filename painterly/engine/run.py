@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import io
 import math
-import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 import torch
@@ -24,94 +22,14 @@ from .objective import WHOLE, build_objective
 from .optimize import ScaleOutcome, run_scale
 from .plan import SECONDS_PER_COST, Plan, ScalePlan, make_plan
 from .prints import to_uint16
+from .progress import Tracker
+from .result import Callback, Result
 from .settings import Machine, Settings, split_fields
 from .tiles import TiledGradient, TiledMeasure
 from .validate import check_styles
 from .weights import load_weights
 
-__all__ = ["Engine", "Progress", "Result", "apply_colour", "build_network", "prepare_images", "stylize"]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One step of a run, as the callback receives it. ``image()`` renders the current image."""
-
-    step: int  # 0-based, counted over all scales
-    total_steps: int  # steps planned over all scales (early stopping may end sooner)
-    scale: int  # 0-based index of the current scale
-    scales: int
-    size: tuple[int, int]  # (w, h) of the current scale
-    losses: dict[str, float]  # total, style, content, tv (weighted; total is their sum)
-    elapsed: float  # seconds since the optimization started
-    eta: float  # estimated seconds left
-    _image: torch.Tensor = field(repr=False)
-    _to_rgb: Callable[[torch.Tensor], torch.Tensor] = field(repr=False)
-
-    def image(self) -> Image.Image:
-        """The image as it is after this step (a PIL copy; costs one conversion).
-
-        Call it inside the callback: the tensor behind it is the one being optimized.
-        """
-        return to_pil(self._to_rgb(self._image))
-
-
-#: A callback may return True to stop the run (the best image so far is still returned).
-Callback = Callable[[Progress], Any]
-
-
-@dataclass
-class Result:
-    """What :func:`stylize` returns."""
-
-    image: Image.Image
-    history: list[dict[str, Any]]
-    best_step: int
-    best_loss: float
-    seconds: float  # the whole call
-    seconds_setup: float  # loading weights, images and targets
-    settings: Settings
-    device: str
-    precision: str
-    stopped: bool = False  # stopped early by the callback or Ctrl-C
-    machine: Machine = field(default_factory=Machine)  # what it ran on: not part of the picture
-    content: Image.Image | None = field(default=None, repr=False)
-    styles: list[Image.Image] = field(default_factory=list, repr=False)
-    plan: Plan | None = field(default=None, repr=False)
-    rgb16: Any = field(default=None, repr=False)  # the image as (H, W, 3) uint16 samples, for 16-bit files
-    scale_reached: int = 0  # 0-based index of the last scale that ran (the image is upsampled from it if stopped early)
-
-    @property
-    def best_step_of_scale(self) -> tuple[int, int]:
-        """(1-based step within the scale reached, steps that scale ran) of the best image."""
-        in_scale = [h for h in self.history if h.get("scale") == self.scale_reached]
-        first = in_scale[0]["step"] if in_scale else 0
-        return self.best_step - first + 1, len(in_scale)
-
-    def record(self) -> dict[str, Any]:
-        """The run record (``--history``): settings, per-step losses, best, timings, versions."""
-        from ..version import __version__
-
-        return {
-            "settings": self.settings.to_dict(),
-            "machine": self.machine.to_dict(),
-            "history": self.history,
-            "best": {"step": self.best_step, "total": self.best_loss},
-            "seconds_total": self.seconds,
-            "seconds_setup": self.seconds_setup,
-            "image_size": list(self.image.size),
-            "device": self.device,
-            "precision": self.precision,
-            "stopped": self.stopped,
-            "scale_reached": self.scale_reached,
-            "scales": len(self.plan.scales) if self.plan else 1,
-            "versions": {"painterly": __version__, "torch": torch.__version__, "python": platform.python_version()},
-        }
-
-    def _repr_png_(self) -> bytes:
-        """Jupyter shows the result inline."""
-        buffer = io.BytesIO()
-        self.image.save(buffer, format="PNG")
-        return buffer.getvalue()
+__all__ = ["Engine", "apply_colour", "build_network", "prepare_images", "stylize"]
 
 
 class Engine:
@@ -173,69 +91,99 @@ def stylize(
     settings = (settings or DEFAULT).replace(**picture) if picture else (settings or DEFAULT)
     machine = (machine or Machine()).replace(**on_machine) if on_machine else (machine or Machine())
     content_img, style_imgs = _inputs(content, style, settings)
-    start_img = _init_image(settings, init_image)
     device = pick_device(machine.device)
     precision = pick_precision(settings.precision, device)
     plan = make_plan(settings, content_img.size, precision, memory_budget(machine.max_memory, device),
                      machine.tile_size)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
-    dtype = storage_dtype(precision)
     engine = engine or Engine()
-    net = engine.network(settings, device, precision)
-    autocast = torch.bfloat16 if precision == "bf16" else None
+    run = _Run(content_img, style_imgs, masks, _init_image(settings, init_image), settings, machine, plan,
+               engine.network(settings, device, precision), engine, extra_terms, device, precision,
+               storage_dtype(precision), torch.bfloat16 if precision == "bf16" else None,
+               Tracker(plan, settings.optimizer, callback, SECONDS_PER_COST.get((device.type, precision))))
+    outcome, image, reached, interrupted, to_rgb = _paint_scales(run, resume, on_checkpoint)
+    return _result(run, outcome, image, reached, interrupted, to_rgb, started)
 
-    tracker = _Tracker(plan, settings.optimizer, callback, SECONDS_PER_COST.get((device.type, precision)))
+
+@dataclass
+class _Run:
+    """What every scale of one :func:`stylize` call uses."""
+
+    content: Image.Image
+    styles: list[Image.Image]
+    masks: Sequence[ImageLike] | None
+    start: Image.Image | None  # the image to start from, if not the photo, noise or the artwork
+    settings: Settings
+    machine: Machine
+    plan: Plan
+    net: VGG19
+    engine: Engine
+    extra_terms: Sequence[Any]
+    device: torch.device
+    precision: str
+    dtype: torch.dtype
+    autocast: torch.dtype | None
+    tracker: Tracker
+
+
+def _paint_scales(run: _Run, resume: Checkpoint | None, on_checkpoint: Callable[[Checkpoint], Any] | None):
+    """Each scale of the plan in turn (from the checkpoint ``resume`` if given); (the last scale's
+    outcome, the image, the index of the scale reached, whether Ctrl-C stopped the setting up of a
+    scale, the colour transform back to RGB). Ctrl-C before anything is painted is raised."""
     image: torch.Tensor | None = None
     first_scale, steps_done = 0, 0
     if resume is not None:
         first_scale, steps_done = resume.scale, resume.steps_done
-        image = resume.image.to(device, dtype, copy=True)  # optimized in place: the checkpoint stays as it was
-        tracker.history = list(resume.history)
+        image = resume.image.to(run.device, run.dtype, copy=True)  # optimized in place: the checkpoint stays as it was
+        run.tracker.history = list(resume.history)
     outcome: ScaleOutcome | None = None
-    interrupted = False  # by Ctrl-C (or SIGTERM) while a scale was being set up
-    for scale in plan.scales[first_scale:]:
+    reached = first_scale
+    for scale in run.plan.scales[first_scale:]:
         t0 = time.perf_counter()
         try:
-            objective, gradient, to_rgb, image = _set_up_scale(
-                scale, image, content_img, style_imgs, masks, start_img, settings, net, engine, extra_terms,
-                device, dtype, autocast)
+            objective, gradient, to_rgb, image = _set_up_scale(scale, image, run)
         except KeyboardInterrupt:
             if outcome is None:
                 raise  # nothing painted yet
-            interrupted = True
-            break
-        tracker.setup_seconds += time.perf_counter() - t0
+            return outcome, outcome.image, reached, True, to_rgb
+        run.tracker.setup_seconds += time.perf_counter() - t0
         before = steps_done if scale.index == first_scale else 0  # run before a resume
-        done = run_scale(objective, image, settings, max(1, scale.steps - before),
-                         tracker.reporter(scale.index, to_rgb, before),
+        done = run_scale(objective, image, run.settings, max(1, scale.steps - before),
+                         run.tracker.reporter(scale.index, to_rgb, before),
                          gradient=gradient, history=scale.history or None, reuse_start=True,
-                         cuda_graphs=machine.cuda_graphs == "on")
+                         cuda_graphs=run.machine.cuda_graphs == "on")
         if done.stopped and done.steps_run == 0:
             if outcome is None:  # Ctrl-C in the run's first step: nothing painted yet (not a loss of inf)
                 raise KeyboardInterrupt
             # Stopped before this scale's first step was whole: the previous scale's result stands.
-            interrupted, image = True, outcome.image
-            break
-        outcome = done
-        image, reached = outcome.image, scale.index
+            return outcome, outcome.image, reached, True, to_rgb
+        outcome, reached = done, scale.index
+        image = outcome.image
         del objective, gradient, done
         release_freed_memory()
         if on_checkpoint is not None:
-            done_here = outcome.steps_run + before
             finished = not outcome.stopped
-            on_checkpoint(Checkpoint(scale.index + 1 if finished else scale.index, 0 if finished else done_here,
-                                     image.detach().cpu(), list(tracker.history)))
+            on_checkpoint(Checkpoint(scale.index + 1 if finished else scale.index,
+                                     0 if finished else outcome.steps_run + before, image.detach().cpu(),
+                                     list(run.tracker.history)))
         if outcome.stopped:
             break
     assert outcome is not None and image is not None  # the plan has at least one scale
-    history = tracker.history
+    return outcome, image, reached, False, to_rgb
+
+
+def _result(run: _Run, outcome: ScaleOutcome, image: torch.Tensor, reached: int, interrupted: bool,
+            to_rgb: Callable[[torch.Tensor], torch.Tensor], started: float) -> Result:
+    """The :class:`Result` of a run whose last scale ended in ``outcome`` with ``image``."""
     if not math.isfinite(outcome.best_total):
         raise SettingsError(f"the loss is not finite ({outcome.best_total}) from the first step: the weights overflow "
                             "float arithmetic; use a smaller content_weight or style_weight")
+    plan, history = run.plan, run.tracker.history
     final = image if image.shape[-2:] == (plan.size[1], plan.size[0]) else resize_tensor(image, plan.size)
     if final is not image:  # stopped at a coarse scale: the colour transform of the final size
-        _, _, to_rgb = prepare_images(content_img, style_imgs, settings.colour, plan.scales[-1], device, dtype)
+        _, _, to_rgb = prepare_images(run.content, run.styles, run.settings.colour, plan.scales[-1], run.device,
+                                      run.dtype)
     rgb = to_rgb(final)
     return Result(
         image=to_pil(rgb),
@@ -244,162 +192,37 @@ def stylize(
         best_step=outcome.best_step + len(history) - outcome.steps_run,  # global index, scale reached
         best_loss=outcome.best_total,
         seconds=time.perf_counter() - started,
-        seconds_setup=tracker.setup_seconds,
-        settings=settings,
-        device=str(device),
-        precision=precision,
-        machine=machine,
+        seconds_setup=run.tracker.setup_seconds,
+        settings=run.settings,
+        device=str(run.device),
+        precision=run.precision,
+        machine=run.machine,
         stopped=outcome.stopped or interrupted,
-        content=content_img,
-        styles=style_imgs,
+        content=run.content,
+        styles=run.styles,
         plan=plan,
         scale_reached=reached,
     )
 
 
-def _set_up_scale(scale: ScalePlan, image: torch.Tensor | None, content_img: Image.Image,
-                  style_imgs: list[Image.Image], masks: Sequence[ImageLike] | None, start_img: Image.Image | None,
-                  settings: Settings, net: VGG19, engine: Engine, extra_terms: Sequence[Any],
-                  device: torch.device, dtype: torch.dtype, autocast: torch.dtype | None):
+def _set_up_scale(scale: ScalePlan, image: torch.Tensor | None, run: _Run):
     """One scale's objective (tiled where the plan says), its gradient function (None: untiled),
     the colour transform back to RGB, and the image it starts from (the previous scale's, resized)."""
-    content_t, style_ts, to_rgb = prepare_images(content_img, style_imgs, settings.colour, scale, device, dtype)
-    mask_ts = prepare_masks(masks, len(style_ts), scale.size, device) if masks is not None else None
+    settings, device = run.settings, run.device
+    content_t, style_ts, to_rgb = prepare_images(run.content, run.styles, settings.colour, scale, device, run.dtype)
+    mask_ts = prepare_masks(run.masks, len(style_ts), scale.size, device) if run.masks is not None else None
     measure = TiledMeasure(scale.tile) if scale.tile else WHOLE
-    objective = build_objective(net, settings, content_t, style_ts, masks=mask_ts, autocast_dtype=autocast,
-                                extra_terms=[t.for_size(scale.size) for t in extra_terms],
-                                cache=engine.style_cache, measure=measure)
+    objective = build_objective(run.net, settings, content_t, style_ts, masks=mask_ts, autocast_dtype=run.autocast,
+                                extra_terms=[t.for_size(scale.size) for t in run.extra_terms],
+                                cache=run.engine.style_cache, measure=measure)
     gradient = TiledGradient(objective, scale.size, scale.tile) if scale.tile else None
     if image is None:
-        image = _first_image(settings, start_img, content_t, style_ts, scale.size, device).to(dtype)
+        image = _first_image(settings, run.start, content_t, style_ts, scale.size, device).to(run.dtype)
         if settings.colour == "luminance":  # the run happens on gray images
             image = colour.gray_as_rgb(colour.luminance(image))
     elif image.shape[-2:] != (scale.size[1], scale.size[0]):
         image = resize_tensor(image, scale.size)
     return objective, gradient, to_rgb, image
-
-
-class _Tracker:
-    """Turns the loop's per-step reports into history entries, ETAs and :class:`Progress` events.
-
-    The ETA prices the plan's steps still to come by this run's own steps. A step's plan cost has two
-    parts, :attr:`~painterly.engine.plan.ScalePlan.step_parts`: the per-step part (launching the network's
-    layers, the losses, the optimizer) and the per-pixel part; each gets its own seconds per unit.
-    On a loaded machine the per-step part grows most (the threads wait on each other at every
-    layer), so one rate measured on the small first scales priced the large last ones far too high:
-    a run the plan put at 59 s said 13:49 with 2:43 left. Until :attr:`MEASURED_STEPS` untiled steps
-    have been timed, both parts take ``prior_rate`` (the plan's measured seconds per cost on this
-    kind of device, where known); from then on only the timed steps count: one rate while they are
-    all of one size, the two parts fitted by least squares once two sizes have run. The run's first
-    step (which warms caches up) is not timed.
-
-    Tiled steps are timed apart: their cost over an untiled step's differs by machine (0.8x to 1.9x
-    measured), so the untiled steps alone promised a 4096 px run's tiled scales in a third of their
-    time. Their time over what the untiled prices predict for them starts at 1 (one tiled step's
-    worth) and moves to the tiled steps' own from the first of them.
-    """
-
-    #: Untiled steps this run must have timed before its ETA comes from them alone.
-    MEASURED_STEPS = 3
-
-    def __init__(self, plan: Plan, optimizer: str, callback: Callback | None,
-                 prior_rate: float | None = None) -> None:
-        self.plan, self.optimizer, self.callback = plan, optimizer, callback
-        self.prior_rate = prior_rate
-        self.history: list[dict[str, Any]] = []
-        self.start = time.perf_counter()
-        self.setup_seconds = 0.0
-        self.last: float | None = None  # working seconds at the previous report (None: none yet)
-        # Untiled steps timed: their count, seconds, cost, the sizes they ran at, and the sums least
-        # squares needs (o: per-step part, p: per-pixel part, t: seconds): o*o, o*p, p*p, o*t, p*t.
-        self.untiled_steps, self.untiled_seconds, self.untiled_cost = 0, 0.0, 0.0
-        self.sizes: set[tuple[int, int]] = set()
-        self.sums = [0.0] * 5
-        self.tiled = [0.0, 0.0, 0.0]  # tiled steps timed: seconds, per-step part, per-pixel part
-        tiled = [s.step_parts for s in plan.scales if s.tile]
-        self.tiled_weight = tiled[0] if tiled else (0.0, 0.0)  # counts as much as a prediction of 1
-
-    def prices(self, first: float) -> tuple[float, float, float]:
-        """(seconds per unit of a step's per-step cost, per unit of its per-pixel cost, tiled steps'
-        time over what those two predict for them); ``first`` where nothing is known."""
-        if self.untiled_steps >= self.MEASURED_STEPS or (self.untiled_steps > 0 and self.prior_rate is None):
-            per_step, per_pixel = self._fitted()
-        else:
-            per_step = per_pixel = self.prior_rate if self.prior_rate is not None else first
-        seconds, step_part, pixel_part = self.tiled
-        if not seconds:
-            return per_step, per_pixel, 1.0
-        weight = per_step * self.tiled_weight[0] + per_pixel * self.tiled_weight[1]
-        return per_step, per_pixel, (weight + seconds) / (weight + per_step * step_part + per_pixel * pixel_part)
-
-    def _fitted(self) -> tuple[float, float]:
-        """The untiled steps' prices: seconds over cost while they ran at one size, else the least
-        squares fit of seconds = per_step * o + per_pixel * p, neither price below 0."""
-        rate = self.untiled_seconds / self.untiled_cost
-        oo, op, pp, ot, pt = self.sums
-        det = oo * pp - op * op
-        if len(self.sizes) < 2 or self.untiled_steps < self.MEASURED_STEPS or det <= 1e-9 * oo * pp:
-            return rate, rate
-        per_step, per_pixel = (ot * pp - pt * op) / det, (pt * oo - ot * op) / det
-        if per_step < 0:  # the best fit on the boundary: all of a step's time is its pixels'
-            return 0.0, pt / pp
-        if per_pixel < 0:
-            return ot / oo, 0.0
-        return per_step, per_pixel
-
-    def time_step(self, scale: ScalePlan, seconds: float) -> None:
-        """Count a step of ``scale`` that took ``seconds``."""
-        step_part, pixel_part = scale.step_parts
-        if scale.tile:
-            for i, value in enumerate((seconds, step_part, pixel_part)):
-                self.tiled[i] += value
-            return
-        self.untiled_steps += 1
-        self.untiled_seconds += seconds
-        self.untiled_cost += step_part + pixel_part
-        self.sizes.add(scale.size)
-        for i, value in enumerate((step_part * step_part, step_part * pixel_part, pixel_part * pixel_part,
-                                   step_part * seconds, pixel_part * seconds)):
-            self.sums[i] += value
-
-    def eta(self, scale: int, steps_done: int, first: float) -> float:
-        """Seconds still to come after ``steps_done`` steps of ``scale``."""
-        per_step, per_pixel, tiled = self.prices(first)
-
-        def step_seconds(s: ScalePlan) -> float:
-            step_part, pixel_part = s.step_parts
-            return (per_step * step_part + per_pixel * pixel_part) * (tiled if s.tile else 1.0)
-
-        current = self.plan.scales[scale]
-        left = step_seconds(current) * max(0, current.steps - steps_done)
-        return left + sum(step_seconds(s) * s.steps for s in self.plan.scales[scale + 1:])
-
-    def reporter(self, scale: int, to_rgb: Callable[[torch.Tensor], torch.Tensor], before: int = 0):
-        """The ``report`` function :func:`run_scale` calls at ``scale``, of which ``before`` steps
-        ran before a resume: their cost was done in the earlier run (counted in this run's, it made
-        the steps measured after a resume look cheap: a resumed 4096 px run said 26 min where two
-        hours were left)."""
-        plan_scale = self.plan.scales[scale]
-        size = plan_scale.size
-        step_cost = plan_scale.cost / max(plan_scale.steps, 1)
-        offset = len(self.history)
-
-        def report(i: int, losses: dict[str, float], current: torch.Tensor) -> bool:
-            now = time.perf_counter() - self.start
-            self.history.append({"step": offset + i, **losses, "seconds": round(now, 6), "scale": scale,
-                                 "size": list(size), "optimizer": self.optimizer})
-            working = now - self.setup_seconds
-            if self.last is not None:
-                self.time_step(plan_scale, working - self.last)
-            first = self.prior_rate if self.prior_rate is not None else working / max(step_cost, 1e-9)
-            self.last = working
-            if self.callback is None:
-                return False
-            event = Progress(offset + i, self.plan.total_steps, scale, len(self.plan.scales), size, losses, now,
-                             self.eta(scale, before + i + 1, first), current, to_rgb)
-            return bool(self.callback(event))
-
-        return report
 
 
 def _inputs(content: ImageLike, style: ImageLike | Sequence[ImageLike], settings: Settings):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from ..engine.images import atomic_path, output_format, save_image
 
 if TYPE_CHECKING:
-    from ..engine.run import Result
+    from ..engine.result import Result
     from .report import Recorder
 
 #: Record keys that say what was computed; two records that agree on them describe the same work.
@@ -64,6 +64,16 @@ def make_record(
     if extra:
         record.update(extra)
     return record
+
+
+def make_video_record(run: dict[str, Any], output: str | os.PathLike, fps: str, result: Any) -> dict[str, Any]:
+    """The record of a video run: ``run`` (its inputs, frames selected, settings; what a resume must
+    match), where it was written, its frame rate, and the result's errors and per-frame stats."""
+    from ..engine.result import versions
+
+    return {**run, "output": str(Path(output).resolve()), "fps": fps, "seconds": result.seconds,
+            "temporal_error": result.temporal_error, "content_error": result.content_error,
+            "frame_stats": [f.stats() for f in result.frames], "versions": versions()}
 
 
 def input_digests(content: str | os.PathLike, styles: Sequence[str | os.PathLike],

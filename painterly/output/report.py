@@ -34,7 +34,7 @@ from ..errors import OutputError, SettingsError
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from ..engine.run import Progress, Result
+    from ..engine.result import Progress, Result
 
 __all__ = ["Recorder", "animation_frames", "inputs_figure", "losses_figure", "phase_changes", "result_figure",
            "snapshots_figure", "spread_steps", "write_report"]

@@ -41,7 +41,8 @@ from PIL import Image, ImageChops, ImageStat
 
 from ..engine.images import save_image
 from ..engine.plan import Plan
-from ..engine.run import Progress, stylize
+from ..engine.result import Progress
+from ..engine.run import stylize
 from ..engine.settings import Machine, Settings
 from ..errors import PainterlyError
 from ..output.metadata import save_params
