@@ -20,7 +20,7 @@ from PIL import Image
 
 from painterly.batch.jobs import make_jobs, parse_grid, read_manifest
 from painterly.batch.run import run_batch
-from painterly.cli.batch import BatchBar
+from painterly.cli.progress import BatchBar
 from painterly.errors import SettingsError
 from painterly.output import metadata
 from painterly.output.record import input_digests

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -298,16 +297,15 @@ def test_the_eta_follows_the_measured_steps_on_a_loaded_machine(monkeypatch: pyt
     """The default preset at 512 px, on a machine whose steps each wait 1.5 s more than the plan says
     (busy cores: the threads wait on each other at every layer). The plan's figure is the ETA until
     three steps are timed; from the second scale on, the measured prices predict what is left."""
-    from painterly.engine import run as api
     from painterly.engine.plan import SECONDS_PER_COST, make_plan
+    from painterly.engine.progress import Tracker
     from painterly.engine.settings import DEFAULT
 
     plan = make_plan(DEFAULT.replace(precision="fp32"), (512, 341), "fp32")
     prior = SECONDS_PER_COST[("cpu", "fp32")]
     clock = FakeClock(per_step=1.5, per_pixel=4e-6)
-    monkeypatch.setattr(api.time, "perf_counter", clock)
     events: list = []
-    tracker = api._Tracker(plan, "lbfgs", events.append, prior)
+    tracker = Tracker(plan, "lbfgs", events.append, prior, clock=clock)
     steps = [s for s in plan.scales for _ in range(s.steps)]
     for scale in plan.scales:
         report = tracker.reporter(scale.index, lambda x: x)
@@ -337,13 +335,12 @@ def test_the_progress_line_eta_comes_from_the_runs_own_steps(cli, tmp_path: Path
     machine, far more per pixel than the plan says. The printed ETA is the plan's figure for the first
     steps, then what is left to the second, once steps of two sizes have run."""
     from painterly.engine import objective
-    from painterly.engine import run as api
     from painterly.engine.plan import SECONDS_PER_COST, make_plan
     from painterly.engine.settings import DEFAULT
 
     clock = FakeClock(per_step=0.5, per_pixel=0.02)
-    monkeypatch.setattr(api, "time", SimpleNamespace(perf_counter=clock))
-    monkeypatch.setattr(cli_module, "time", SimpleNamespace(monotonic=clock))  # a progress line every step
+    monkeypatch.setattr(time, "perf_counter", clock)
+    monkeypatch.setattr(time, "monotonic", clock)  # a progress line every step
     original = objective.Objective.__call__
 
     def step(self, image):

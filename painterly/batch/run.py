@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.images import OUTPUT_FORMATS, atomic_path, open_image
+from ..engine.progress import seconds_left
 from ..errors import ImageError, PainterlyError
 from ..workers.painter import Painted, Pool, Work
 from .jobs import Job
@@ -229,12 +230,12 @@ class _Driver:
         in_flight = sum(self.costs[j] * s / max(t, 1) for j, (s, t) in self.running.items())
         done_cost = self.cost_done + in_flight
         left = sum(self.costs.get(j, 0.0) for j in self.open) - in_flight
-        eta = left * elapsed / done_cost if painted and done_cost > 0 else None
+        eta = seconds_left(elapsed, done_cost, left) if painted else None
         self.on_progress(BatchProgress(
             total=len(self.jobs), painted=painted, skipped=self.summary.skipped, failed=self.summary.failed,
             running=dict(self.running), elapsed=elapsed,
             images_per_hour=painted * 3600 / elapsed if painted and elapsed > 0 else None,
-            eta=max(0.0, eta) if eta is not None else None, finished=finished))
+            eta=eta, finished=finished))
 
 
 def _remove_stale_parts(output: Path) -> None:

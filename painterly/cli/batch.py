@@ -6,9 +6,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import sys
-import time
 from pathlib import Path
-from typing import Any, TextIO
 
 from ..batch.jobs import (
     DEFAULT_TEMPLATE,
@@ -25,7 +23,8 @@ from ..batch.run import run_batch
 from ..engine.settings import FIELD_NAMES, preset
 from ..errors import OutputError, SettingsError
 from ..workers.local import open_pool
-from .options import Parser, add_settings_options, machine_from_args
+from .options import Parser, add_pool_options, add_settings_options, check_workers, machine_from_args
+from .progress import BatchBar, clock
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,15 +41,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "setting); names: {content} {style} {preset} {index} and any setting")
     parser.add_argument("--grid", action="append", default=[], metavar="NAME=V1,V2",
                         help="paint each job once per value (repeat for a cross product)")
-    parser.add_argument("--preset", default="default", help="starting settings for every row")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="jobs at once: local processes (default 1), or Ray actors (default one per GPU, "
-                        "else one per node)")
-    parser.add_argument("--ray", metavar="auto|ADDRESS",
-                        help="run on a Ray cluster: auto (RAY_ADDRESS, a running cluster, or a new local one) "
-                        "or host:port")
+    add_pool_options(parser, preset_help="starting settings for every row",
+                     workers_help="jobs at once: local processes (default 1), or Ray actors (default one per GPU, "
+                     "else one per node)", ray_help="run on a Ray cluster")
     parser.add_argument("--results", metavar="FILE.jsonl", help="results file (default DIR/results.jsonl)")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
     add_settings_options(parser)
     return parser
 
@@ -84,8 +78,7 @@ def batch_main(argv: list[str]) -> int:
     """``painterly batch ...``; returns the number of failed jobs (at most :data:`MAX_EXIT`)."""
     args = build_parser().parse_args(argv)
     machine = machine_from_args(args)
-    if args.workers is not None and args.workers < 1:
-        raise SettingsError(f"--workers must be at least 1, got {args.workers}")
+    check_workers(args)
     jobs = plan_jobs(args)
     results = Path(args.results) if args.results else Path(args.output) / "results.jsonl"
     pool = open_pool(args.workers, machine.threads or None, args.ray or None)
@@ -105,42 +98,7 @@ def batch_main(argv: list[str]) -> int:
         print(f"painterly: job {failure.job} ({failure.output}) failed: {failure.error}", file=sys.stderr)
     if not args.quiet:
         print(f"painterly: batch done: {summary.painted} painted, {summary.skipped} already done, "
-              f"{summary.failed} failed in {_clock(summary.seconds)}; results in {results}", file=sys.stderr)
+              f"{summary.failed} failed in {clock(summary.seconds)}; results in {results}", file=sys.stderr)
     return min(summary.failed, MAX_EXIT)
 
 
-class BatchBar:
-    """Turns :class:`~painterly.batch.run.BatchProgress` events into one line: jobs done, images per
-    hour, ETA, and on a terminal the running jobs' steps."""
-
-    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 20) -> None:
-        self.stream, self.enabled, self.width = stream, enabled, width
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.last_print = 0.0
-
-    def __call__(self, event: Any) -> None:
-        if not self.enabled:
-            return
-        finished = event.painted + event.skipped + event.failed
-        filled = int(self.width * finished / max(event.total, 1))
-        rate = f"{event.images_per_hour:.0f} images/h" if event.images_per_hour else "-- images/h"
-        eta = _clock(event.eta) if event.eta is not None else "?"
-        line = (f"batch [{'#' * filled}{'-' * (self.width - filled)}] {finished}/{event.total} jobs "
-                f"({event.skipped} skipped, {event.failed} failed), {rate}, ETA {eta}")
-        if self.tty:
-            steps = " ".join(f"| job {j}: step {s}/{t}" for j, (s, t) in sorted(event.running.items()) if s)
-            self.stream.write("\r" + f"{line} {steps}".ljust(120)[:200])
-            self.stream.flush()
-        elif event.finished is not None or time.monotonic() - self.last_print > 30:
-            self.last_print = time.monotonic()
-            self.stream.write(line + "\n")
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"

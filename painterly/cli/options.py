@@ -165,3 +165,25 @@ def machine_from_args(args: argparse.Namespace) -> Machine:
     """This machine's settings: the defaults with every machine option given on the command line."""
     return Machine(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Machine)
                       if getattr(args, f.name) is not None})
+
+
+#: What ``--ray`` takes, the same for every command that runs on a cluster.
+RAY_ADDRESS_HELP = "auto (RAY_ADDRESS, a running cluster, or a new local one) or host:port"
+
+
+def add_pool_options(parser: argparse.ArgumentParser, *, preset_help: str, workers_help: str, ray_help: str) -> None:
+    """``--preset``, ``-q``, ``--workers`` and ``--ray``: the options of the commands that hand work to a
+    pool of workers (:mod:`painterly.workers`). ``ray_help`` says what runs on the cluster; the
+    address it takes is :data:`RAY_ADDRESS_HELP` for all of them."""
+    parser.add_argument("--preset", default="default", help=preset_help)
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--workers", type=int, metavar="N", help=workers_help)
+    parser.add_argument("--ray", metavar="auto|ADDRESS", help=f"{ray_help}: {RAY_ADDRESS_HELP}")
+
+
+def check_workers(args: argparse.Namespace) -> None:
+    """``--workers`` is at least 1 where it is given."""
+    from ..errors import SettingsError
+
+    if args.workers is not None and args.workers < 1:
+        raise SettingsError(f"--workers must be at least 1, got {args.workers}")

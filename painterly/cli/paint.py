@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from ..engine.settings import PRESETS, Settings, preset
+from ..engine.settings import PRESETS, Machine, Settings, preset
 from ..errors import OutputError, SettingsError
 from .options import (
     EXIT_INTERRUPTED,
@@ -24,10 +23,11 @@ from .options import (
     settings_from_args,
     version_string,
 )
+from .progress import ProgressBar
 
 if TYPE_CHECKING:
     from ..engine.plan import Plan
-    from ..engine.run import Result
+    from ..engine.result import Result
 
 
 DEMO_OUTPUT = "painterly-demo.png"
@@ -96,11 +96,47 @@ def stop_on_sigterm() -> None:
 
 def paint_main(argv: list[str]) -> int:
     """``painterly CONTENT STYLE ... -o OUT``; returns the exit code."""
-    from ..output import metadata
+    from ..engine.devices import memory_budget, pick_device, pick_precision, setup_process
+    from ..engine.images import check_output
+    from ..engine.plan import make_plan
 
     stop_on_sigterm()
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args, base, demo = _read_command_line(argv)
+    settings, machine = settings_from_args(args, base), machine_from_args(args)
+    setup_process(machine.threads)
+    inputs = tuple([args.content, *args.styles, *(args.mask or []), *([args.mask_labels] if args.mask_labels else []),
+                    *([settings.init_file] if settings.init_file else [])])
+    output = check_output(args.output, inputs)
+    _check_side_outputs(args, inputs, output)
+    exact, dpi = _print_size(args)
+    if exact:
+        settings = settings.replace(size=max(exact))
+    if args.bit_depth == 16 and output.suffix.lower() not in (".png", ".tif", ".tiff"):
+        raise SettingsError(f"--bit-depth 16 writes .png or .tiff files, not {output.suffix or 'no suffix'}")
+    content, styles, masks = _open_inputs(args, exact)
+    device = pick_device(machine.device)
+    precision = pick_precision(settings.precision, device)
+    budget = memory_budget(machine.max_memory, device)
+    plan = make_plan(settings, content.size, precision, budget, machine.tile_size)
+    guess = plan.estimate_seconds(device.type, precision)
+    if not args.resume:  # a resumed run was started, and warned about, before
+        _confirm_unusual(plan, guess, budget, asked=not args.yes and interactive())
+    # Said with the first step, so that an error found while setting up stays the only line.
+    bar = ProgressBar(sys.stderr, enabled=not args.quiet,
+                      intro="\n".join(_intro(args, settings, plan, budget, guess, content.size)))
+    try:
+        return _paint(args, settings, machine, plan, (content, styles, masks), output, dpi, bar, demo)
+    finally:
+        bar.close()
+
+
+def _read_command_line(argv: list[str]) -> tuple[argparse.Namespace, Settings, bool]:
+    """The parsed command line with the photo, artworks and output filled in (by ``--again`` from an
+    image's record, by the demo when no photo is given), the settings it starts from, and whether it
+    is the demo."""
+    from ..output import metadata
+
+    args = build_parser().parse_args(argv)
     demo = args.content is None
     if args.again:
         if args.content is None:
@@ -128,20 +164,13 @@ def paint_main(argv: list[str]) -> int:
         raise SettingsError("give a content image and at least one style image: painterly CONTENT STYLE -o OUT.png")
     if not args.output:
         raise SettingsError("say where the result goes with -o/--output, e.g. -o painted.png")
-    settings = settings_from_args(args, base)
-    machine = machine_from_args(args)
-    from ..engine.devices import setup_process
+    return args, base, demo
 
-    setup_process(machine.threads)
 
-    inputs = tuple([args.content, *args.styles, *(args.mask or []), *([args.mask_labels] if args.mask_labels else []),
-                    *([settings.init_file] if settings.init_file else [])])
-    from ..engine.images import check_output, open_image
-
-    output = check_output(args.output, inputs)
-    _check_side_outputs(args, inputs, output)
-
-    from ..engine.prints import fit_exactly, print_pixels
+def _print_size(args: argparse.Namespace) -> tuple[tuple[int, int] | None, float | None]:
+    """The exact size in px (``--size WxH`` or ``--print-size`` at ``--dpi``) if one is asked for,
+    and the DPI to write into the file."""
+    from ..engine.prints import print_pixels
     from ..engine.validate import check_dpi
 
     exact = args.size if isinstance(args.size, tuple) else None
@@ -150,33 +179,27 @@ def paint_main(argv: list[str]) -> int:
             raise SettingsError("give either --size WxH or --print-size, not both")
         exact = print_pixels(args.print_size, args.dpi or 300)
     dpi = check_dpi(args.dpi) if args.dpi is not None else (300.0 if args.print_size else None)
-    if exact:
-        settings = settings.replace(size=max(exact))
-    if args.bit_depth == 16 and output.suffix.lower() not in (".png", ".tif", ".tiff"):
-        raise SettingsError(f"--bit-depth 16 writes .png or .tiff files, not {output.suffix or 'no suffix'}")
+    return exact, dpi
 
-    say = _Say(quiet=args.quiet)
+
+def _open_inputs(args: argparse.Namespace, exact: tuple[int, int] | None):
+    """The photo, the artworks and the masks, opened; cropped to the print's shape at ``exact``."""
+    from ..engine.images import open_image
+    from ..engine.prints import fit_exactly
+
     content = open_image(args.content)
     styles = [open_image(s) for s in args.styles]
     masks = _masks(args, len(styles))
     if exact:  # the photo (and its masks) cropped to the print's shape, at its exact size
         content = fit_exactly(content, exact)
         masks = [fit_exactly(m, exact) for m in masks] if masks else masks
-    from ..engine import checkpoint
-    from ..output.record import input_digests
+    return content, styles, masks
 
-    run_key = {"settings": settings.to_dict(), "inputs": input_digests(args.content, args.styles, args.mask)}
-    saved = checkpoint.path_for(output)
-    from ..engine.devices import memory_budget, pick_device, pick_precision
-    from ..engine.plan import make_plan
-    from ..engine.run import stylize
 
-    device = pick_device(machine.device)
-    precision = pick_precision(settings.precision, device)
-    budget = memory_budget(machine.max_memory, device)
-    plan = make_plan(settings, content.size, precision, budget, machine.tile_size)
-    # Said with the first step, so that an error found while setting up stays the only line.
-    guess = plan.estimate_seconds(device.type, precision)
+def _intro(args: argparse.Namespace, settings: Settings, plan: Plan, budget: int, guess: float | None,
+           photo: tuple[int, int]) -> list[str]:
+    """What the run will be, said before its first step: inputs, preset, size, scales, steps, memory,
+    the time the plan expects, the tiles of tiled scales, and any change of size."""
     intro = [f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
              f"preset {args.preset}, {settings.optimizer}, result {plan.size[0]}x{plan.size[1]}, "
              f"{len(plan.scales)} scale{'s' if len(plan.scales) > 1 else ''}, up to {plan.total_steps} steps, "
@@ -184,25 +207,34 @@ def paint_main(argv: list[str]) -> int:
              + (f", roughly {_duration(guess)} on a CPU like the one measured" if guess else "")]
     if any(s.tile for s in plan.scales):
         intro += [f"painterly: plan: {line}" for line in plan.describe().splitlines() if "tiles of" in line]
-    intro += _size_notes(content.size, plan.size, settings.size)
-    if not args.resume:  # a resumed run was started, and warned about, before
-        _confirm_unusual(plan, guess, budget, asked=not args.yes and interactive())
-    bar = ProgressBar(sys.stderr, enabled=not args.quiet, intro="\n".join(intro))
+    return intro + _size_notes(photo, plan.size, settings.size)
+
+
+def _paint(args: argparse.Namespace, settings: Settings, machine: Machine, plan: Plan, images: tuple,
+           output: Path, dpi: float | None, bar: ProgressBar, demo: bool) -> int:
+    """Run the picture (resumed from its checkpoint with ``--resume``), write it and what was asked
+    besides, and say how it went; the exit code."""
+    from ..engine import checkpoint
+    from ..engine.run import stylize
+    from ..output.record import input_digests, make_record, write_outputs
+
+    content, styles, masks = images
+    say = _Say(quiet=args.quiet)
+    run_key = {"settings": settings.to_dict(), "inputs": input_digests(args.content, args.styles, args.mask)}
+    saved = checkpoint.path_for(output)
     recorder = None
     if args.report:
         from ..output.report import Recorder
 
         recorder = Recorder()
-    callback = bar if recorder is None else _both(bar, recorder)
     resume = checkpoint.load(saved, run_key, len(plan.scales)) if args.resume else None
     if resume is not None:
         say(f"painterly: resuming at scale {resume.scale + 1} of {len(plan.scales)}, step {resume.steps_done + 1} "
             f"of it, from {saved.name}")
-    result = stylize(content, styles, settings, machine=machine, callback=callback, masks=masks, resume=resume,
+    result = stylize(content, styles, settings, machine=machine, callback=bar if recorder is None else
+                     _both(bar, recorder), masks=masks, resume=resume,
                      on_checkpoint=lambda state: checkpoint.save(saved, state, run_key))
     bar.close()
-    from ..output.record import make_record, write_outputs
-
     record = make_record(result, content=args.content, styles=args.styles, masks=args.mask, preset=args.preset,
                          inputs=run_key["inputs"])  # the files as they were read before the run
     write_outputs(result, output, record, history=args.history, report=args.report, recorder=recorder,
@@ -342,55 +374,3 @@ class _Say:
             print(text, file=sys.stderr)
 
 
-class ProgressBar:
-    """Turns :class:`~painterly.engine.run.Progress` events into one line that fits the terminal: the scale,
-    a bar, the step, the loss and each term by name, elapsed time and the ETA (from the plan)."""
-
-    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 20, intro: str = "") -> None:
-        self.stream, self.enabled, self.width, self.intro = stream, enabled, width, intro
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.last_print = 0.0
-
-    def __call__(self, event) -> None:
-        if not self.enabled:
-            return
-        if self.intro:
-            self.stream.write(self.intro + "\n")
-            self.intro = ""
-        line = self.line(event, self.columns() - 1 if self.tty else 200)
-        if self.tty:
-            self.stream.write("\r" + line.ljust(self.columns() - 1))
-            self.stream.flush()
-        elif time.monotonic() - self.last_print > 5 or event.step + 1 == event.total_steps:
-            self.last_print = time.monotonic()
-            self.stream.write(line + "\n")
-
-    @staticmethod
-    def columns() -> int:
-        import shutil
-
-        return max(40, shutil.get_terminal_size((100, 24)).columns)
-
-    def line(self, event, columns: int) -> str:
-        """The progress line, at most ``columns`` characters: the least useful parts go first."""
-        done = event.step + 1
-        filled = int(done / max(event.total_steps, 1) * self.width)
-        bar = "[" + "#" * filled + "-" * (self.width - filled) + "]"
-        scale = f"scale {event.scale + 1}/{event.scales} " if event.scales > 1 else ""
-        terms = " ".join(f"{k} {v:.2e}" for k, v in event.losses.items() if k != "total" and v)
-        core = f"{scale}step {done}/{event.total_steps} loss {event.losses['total']:.3e}"
-        clock = f"{_clock(event.elapsed)}, ETA {_clock(event.eta)}"
-        for parts in ((bar, core, f"({terms})", clock), (bar, core, clock), (core, clock), (core,)):
-            text = " ".join(p for p in parts if p and p != "()")
-            if len(text) <= columns:
-                return text
-        return core[:columns]
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, int(round(seconds)))
-    return f"{seconds // 60}:{seconds % 60:02d}"

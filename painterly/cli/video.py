@@ -20,24 +20,26 @@ import json
 import os
 import shutil
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from ..engine.settings import flag_name, preset
 from ..errors import OutputError, SettingsError
 from ..video.files import Selection, check_selection, check_video_output, frame_name
-from ..video.paint import FrameProgress, FrameResult, paint_video
+from ..video.paint import FrameResult, paint_video
 from ..video.settings import VideoSettings
 from .options import (
     EXIT_INTERRUPTED,
     Parser,
+    add_pool_options,
     add_settings_options,
+    check_workers,
     help_text,
     machine_from_args,
     settings_from_args,
 )
+from .progress import FrameBar
 
 #: The work folder beside the output: OUT.painterly-work.
 WORK_SUFFIX = ".painterly-work"
@@ -65,14 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--keep-frames", action="store_true", help="keep the work folder of PNGs after writing a video")
     parser.add_argument("--history", metavar="FILE.json",
                         help="write the run record (settings, per-frame losses and errors)")
-    parser.add_argument("--preset", default="default", help="starting settings for every frame")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--workers", type=int, metavar="N",
-                        help="paint in parallel: N local processes (or N Ray actors with --ray), the clip cut into "
-                             "N chunks, later passes in parallel halves")
-    parser.add_argument("--ray", metavar="auto|ADDRESS",
-                        help="paint in parallel on a Ray cluster: auto (RAY_ADDRESS, a running cluster, or a new "
-                             "local one) or host:port")
+    add_pool_options(parser, preset_help="starting settings for every frame",
+                     workers_help="paint in parallel: N local processes (or N Ray actors with --ray), the clip cut "
+                     "into N chunks, later passes in parallel halves", ray_help="paint in parallel on a Ray cluster")
     group = parser.add_argument_group("video settings")
     defaults = VideoSettings()
     for f in dataclasses.fields(VideoSettings):
@@ -89,28 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str]) -> int:
     """Run ``painterly video``; returns the exit code."""
-    args = build_parser().parse_args(argv)
-    settings = settings_from_args(args, preset(args.preset))
-    machine = machine_from_args(args)
-    video = VideoSettings(**{f.name: getattr(args, f"video_{f.name}") for f in dataclasses.fields(VideoSettings)
-                             if getattr(args, f"video_{f.name}") is not None})
-    selection = Selection(args.start, args.end, args.every)
-    check_selection(selection)
-    source = Path(args.input)
-    output = Path(args.output)
-    kind = _check_output(output, [source, *map(Path, args.styles)])
-    check_extras(video_files=kind == "video" or not source.is_dir())
-    if args.fps is not None and args.fps <= 0:
-        raise SettingsError(f"--fps must be > 0, got {args.fps}")
-    if args.history and Path(args.history).suffix.lower() != ".json":
-        raise OutputError(f"--history must name a .json file, got {args.history}")
-    if args.workers is not None and args.workers < 1:
-        raise SettingsError(f"--workers must be at least 1, got {args.workers}")
-
     from ..engine.devices import setup_process
     from ..engine.images import open_image
     from ..video.files import read_clip
 
+    args, settings, machine, video, selection, kind = _read_command_line(argv)
+    source, output = Path(args.input), Path(args.output)
     styles = [open_image(s) for s in args.styles]
     clip = read_clip(source, settings.size, selection, args.fps)
     settings = settings.replace(size=max(clip.size))
@@ -118,9 +99,8 @@ def main(argv: list[str]) -> int:
     run = {"input": str(source.resolve()), "styles": [str(Path(s).resolve()) for s in args.styles],
            "selection": dataclasses.asdict(selection), "frames": len(clip.frames), "size": list(clip.size),
            "settings": settings.to_dict(), "video": video.to_dict()}
-    parallel = args.workers is not None or args.ray is not None
     pool = None
-    if parallel:
+    if args.workers is not None or args.ray is not None:
         from ..workers.local import open_pool
 
         pool = open_pool(args.workers, machine.threads or None, args.ray)
@@ -133,55 +113,86 @@ def main(argv: list[str]) -> int:
             pool.close()
         raise
     setup_process(machine.threads)
-
     bar = FrameBar(sys.stderr, enabled=not args.quiet)
-    say = bar.say
-    say(f"painterly video: {len(clip.frames)} frames of {source.name} at {clip.size[0]}x{clip.size[1]}, "
-        f"{float(clip.fps):.3g} fps, in the style of {', '.join(Path(s).name for s in args.styles)}"
-        + (f"; resuming after frame {len(finished)}" if finished else ""))
-    stats_file = work / FRAMES_FILE
-
-    def keep(frame: FrameResult) -> None:
-        from ..engine.images import save_image
-
-        save_image(frame.image, work / frame_name(frame.index + 1))
-        with open(stats_file, "a") as handle:
-            handle.write(json.dumps(frame.stats()) + "\n")
-
+    bar.say(f"painterly video: {len(clip.frames)} frames of {source.name} at {clip.size[0]}x{clip.size[1]}, "
+            f"{float(clip.fps):.3g} fps, in the style of {', '.join(Path(s).name for s in args.styles)}"
+            + (f"; resuming after frame {len(finished)}" if finished else ""))
     try:
         if pool is not None:
             result = _paint_parallel(clip.frames, styles, settings, video, machine, pool, work, bar)
         else:
             result = paint_video(clip.frames, styles, settings, video, machine=machine, finished=finished,
-                                 callback=bar, on_frame=keep)
+                                 callback=bar, on_frame=lambda frame: _keep(frame, work))
     except KeyboardInterrupt:
         result = None
-    bar.close()
+    finally:
+        bar.close()
     if result is None or result.stopped:
-        if pool is not None:
-            stages = [line["stage"] for line in _read_lines(work / STAGES_FILE)]
-            say(f"painterly video: stopped after {len(stages)} stages ({', '.join(stages) or 'none'}); their frames "
-                f"are kept in {work}; run the same command with --resume to continue")
-            return EXIT_INTERRUPTED
-        done = len(result.frames) if result else len(_read_stats(work))
-        say(f"painterly video: stopped after {done} of {len(clip.frames)} frames; they are kept in {work}; "
-            f"run the same command with --resume to continue")
+        bar.say(_stopped(result, work, len(clip.frames), parallel=pool is not None))
         return EXIT_INTERRUPTED
+    _finish(args, kind, run, clip, result, work, first=0 if pool is not None else len(finished), say=bar.say)
+    return 0
 
-    record = {**run, "output": str(output.resolve()), "fps": str(clip.fps), "seconds": result.seconds,
-              "temporal_error": result.temporal_error, "content_error": result.content_error,
-              "frame_stats": [f.stats() for f in result.frames]}
+
+def _read_command_line(argv: list[str]):
+    """The parsed command line, the picture's, machine's and video's settings, the frames selected,
+    and the kind of output (``video`` or ``frames``); every mistake found before any work."""
+    args = build_parser().parse_args(argv)
+    settings = settings_from_args(args, preset(args.preset))
+    machine = machine_from_args(args)
+    video = VideoSettings(**{f.name: getattr(args, f"video_{f.name}") for f in dataclasses.fields(VideoSettings)
+                             if getattr(args, f"video_{f.name}") is not None})
+    selection = Selection(args.start, args.end, args.every)
+    check_selection(selection)
+    source = Path(args.input)
+    kind = _check_output(Path(args.output), [source, *map(Path, args.styles)])
+    check_extras(video_files=kind == "video" or not source.is_dir())
+    if args.fps is not None and args.fps <= 0:
+        raise SettingsError(f"--fps must be > 0, got {args.fps}")
+    if args.history and Path(args.history).suffix.lower() != ".json":
+        raise OutputError(f"--history must name a .json file, got {args.history}")
+    check_workers(args)
+    return args, settings, machine, video, selection, kind
+
+
+def _keep(frame: FrameResult, work: Path) -> None:
+    """A finished frame's PNG and stats in the work folder, for ``--resume``."""
+    from ..engine.images import save_image
+
+    save_image(frame.image, work / frame_name(frame.index + 1))
+    with open(work / FRAMES_FILE, "a") as handle:
+        handle.write(json.dumps(frame.stats()) + "\n")
+
+
+def _stopped(result: Any, work: Path, n_frames: int, parallel: bool) -> str:
+    """What a stopped run says: how far it got and how to go on."""
+    if parallel:
+        stages = [line["stage"] for line in _read_lines(work / STAGES_FILE)]
+        return (f"painterly video: stopped after {len(stages)} stages ({', '.join(stages) or 'none'}); their frames "
+                f"are kept in {work}; run the same command with --resume to continue")
+    done = len(result.frames) if result else len(_read_stats(work))
+    return (f"painterly video: stopped after {done} of {n_frames} frames; they are kept in {work}; "
+            f"run the same command with --resume to continue")
+
+
+def _finish(args: argparse.Namespace, kind: str, run: dict[str, Any], clip: Any, result: Any, work: Path,
+            first: int, say: Any) -> None:
+    """Write the video (or frames) and the history, and say how it went; ``first`` is the first frame
+    this run painted (the ones before it were painted before a resume)."""
+    output, source = Path(args.output), Path(args.input)
+    from ..output.record import make_video_record
+
+    record = make_video_record(run, output, str(clip.fps), result)
     _write_output(kind, output, work, result, clip, source, record, args.keep_frames)
     if args.history:
         from ..engine.images import atomic_path
 
         with atomic_path(args.history) as tmp:
             tmp.write_text(json.dumps(record, indent=1) + "\n")
-    painted = [f for f in result.frames[0 if pool is not None else len(finished):]]
+    painted = result.frames[first:]
     per_frame = sum(f.seconds for f in painted) / max(len(painted), 1)
     say(f"painterly video: done in {result.seconds:.1f} s ({per_frame:.1f} s a frame); temporal error "
         f"{result.temporal_error:.1f} (the content frames: {result.content_error:.1f}); wrote {output}")
-    return 0
 
 
 def check_extras(video_files: bool) -> None:
@@ -313,46 +324,3 @@ def _write_output(kind: str, output: Path, work: Path, result, clip, source: Pat
     os.replace(work, output)
 
 
-class FrameBar:
-    """Turns :class:`~painterly.video.paint.FrameProgress` events into a one-line bar over frames with an ETA."""
-
-    def __init__(self, stream: TextIO, enabled: bool = True, width: int = 24) -> None:
-        self.stream, self.enabled, self.width = stream, enabled, width
-        self.tty = hasattr(stream, "isatty") and stream.isatty()
-        self.last_print = 0.0
-
-    def say(self, text: str) -> None:
-        if self.enabled:
-            if self.tty and self.last_print:
-                self.stream.write("\n")
-                self.last_print = 0.0
-            self.stream.write(text + "\n")
-
-    def __call__(self, event: FrameProgress) -> None:
-        if not self.enabled:
-            return
-        done = event.frame + event.frame_fraction
-        filled = int(done / max(event.frames, 1) * self.width)
-        bar = "#" * filled + "-" * (self.width - filled)
-        temporal = event.losses.get("temporal")
-        passes = f"pass {event.pass_index + 1}/{event.passes} " if event.passes > 1 else ""
-        line = (f"{passes}[{bar}] frame {event.frame + 1}/{event.frames} ({event.frame_fraction:4.0%}) "
-                f"loss {event.losses.get('total', 0):.3e}" + (f" temporal {temporal:.2e}" if temporal else "")
-                + f" {_clock(event.elapsed)} elapsed, ETA {_clock(event.eta)}")
-        if self.tty:
-            self.stream.write("\r" + line.ljust(110)[:150])
-            self.stream.flush()
-            self.last_print = time.monotonic()
-        elif event.done is not None or time.monotonic() - self.last_print > 10:
-            self.last_print = time.monotonic()
-            self.stream.write(line + "\n")
-
-    def close(self) -> None:
-        if self.enabled and self.tty and self.last_print:
-            self.stream.write("\n")
-
-
-def _clock(seconds: float) -> str:
-    seconds = max(0, round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"

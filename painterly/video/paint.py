@@ -24,6 +24,7 @@ import torch
 from PIL import Image
 
 from ..engine.images import ImageLike, from_any, to_pil, to_tensor
+from ..engine.progress import seconds_left
 from ..engine.settings import Machine, Settings
 from ..errors import SettingsError
 from .flow import flow_pair, reliability, warp
@@ -124,7 +125,7 @@ def paint_video(
     ``machine`` says where they are computed.
     """
     from ..engine.plan import make_plan
-    from ..engine.run import Engine, stylize
+    from ..engine.run import Engine
     from ..engine.settings import DEFAULT
 
     settings = settings or DEFAULT
@@ -143,33 +144,45 @@ def paint_video(
     started = time.perf_counter()
 
     for t in range(len(finished), len(clip)):
-        t0 = time.perf_counter()
-        step_callback = clock.step_callback(t, callback)
-        errors: tuple[float | None, float | None] = (None, None)
-        if t == 0:
-            result = stylize(clip[0], style, settings, machine=machine, callback=step_callback, engine=engine)
-            flow_seconds = 0.0
-        else:
-            terms, previous = _temporal_terms(clip, [r.image for r in results], t, video)
-            flow_seconds = time.perf_counter() - t0
-            result = stylize(clip[t], style, later, machine=machine, init_image=to_pil(previous.warped),
-                             extra_terms=terms, callback=step_callback, engine=engine)
-            errors = previous.errors(result.image, clip[t])
-        if result.stopped:
+        result, done = _paint_frame(clip, t, style, settings if t == 0 else later, video, results, machine,
+                                    clock.step_callback(t, callback), engine)
+        if done is None:
             break
-        losses = best_losses(result)
-        done = FrameResult(t, result.image, time.perf_counter() - t0, flow_seconds, len(result.history), losses,
-                           *errors)
         results.append(done)
         clock.finished(t)
         if on_frame is not None:
             on_frame(done)
-        if callback is not None and callback(clock.event(t, 1.0, losses, done)):
+        if callback is not None and callback(clock.event(t, 1.0, done.losses, done)):
             return VideoResult(results, t + 1 < len(clip) or video.passes > 1, time.perf_counter() - started)
     stopped = len(results) < len(clip)
     if not stopped and video.passes > 1 and len(clip) > 1:
         stopped = _more_passes(clip, style, later, video, results, clock, callback, engine, machine)
     return VideoResult(results, stopped, time.perf_counter() - started)
+
+
+def _paint_frame(clip: list[Image.Image], t: int, style: Any, settings: Settings, video: VideoSettings,
+                 results: list[FrameResult], machine: Machine | None, step_callback: Any,
+                 engine: Any) -> tuple[Any, FrameResult | None]:
+    """Frame ``t`` of the first pass: the first from ``settings`` alone, the others from the previous
+    output warped to them, held to it by the temporal terms. (The run's result, the finished frame;
+    None if it was stopped.)"""
+    from ..engine.run import stylize
+
+    t0 = time.perf_counter()
+    errors: tuple[float | None, float | None] = (None, None)
+    if t == 0:
+        result = stylize(clip[0], style, settings, machine=machine, callback=step_callback, engine=engine)
+        flow_seconds = 0.0
+    else:
+        terms, previous = _temporal_terms(clip, [r.image for r in results], t, video)
+        flow_seconds = time.perf_counter() - t0
+        result = stylize(clip[t], style, settings, machine=machine, init_image=to_pil(previous.warped),
+                         extra_terms=terms, callback=step_callback, engine=engine)
+        errors = previous.errors(result.image, clip[t])
+    if result.stopped:
+        return result, None
+    return result, FrameResult(t, result.image, time.perf_counter() - t0, flow_seconds, len(result.history),
+                               best_losses(result), *errors)
 
 
 def best_losses(result: Any) -> dict[str, float]:
@@ -302,7 +315,7 @@ class _Clock:
         current = self.costs[t] * (1.0 if done else fraction)
         spent = self.cost_done - (self.costs[t] if done else 0.0) + current
         left = sum(self.costs[t + 1:]) + self.costs[t] - current
-        eta = elapsed / spent * left if spent > 0 else 0.0
+        eta = seconds_left(elapsed, spent, left) or 0.0
         return FrameProgress(t if frame is None else frame, self.frames, fraction, losses, elapsed, eta, done,
                              pass_index, self.passes)
 

@@ -29,6 +29,7 @@ import torch
 from PIL import Image
 
 from ..engine.images import ImageLike, from_any, to_pil, to_tensor
+from ..engine.progress import seconds_left
 from ..engine.settings import Machine, Settings
 from ..errors import PainterlyError
 from ..workers.painter import decode
@@ -323,7 +324,7 @@ class _Run:
         if self.callback is None:
             return False
         elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.cost_done * self.cost_left if self.cost_done else 0.0
+        eta = seconds_left(elapsed, self.cost_done, self.cost_left) or 0.0
         stop = False
         for _, stats in payload:
             event = FrameProgress(stats["index"], len(self.clip), 1.0, stats["losses"], elapsed, eta, None,
