@@ -52,13 +52,18 @@ except ImportError as exc:
     raise MissingExtra(f"the web studio needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
                        "pip install 'painterly[web]'") from exc
 
+from ..engine.run import stylize  # noqa: E402
 from .budget import plan_summary  # noqa: E402
 from .checks import REFUSED, ApiError, BodyLimit, apply_changes, parse_json, parse_settings, safe_text  # noqa: E402
 from .config import WebConfig  # noqa: E402
 from .intake import Intake, check_counts  # noqa: E402
-from .jobs import ACTIVE, FINISHED, JobQueue, QueueFull, StorageFull  # noqa: E402
+from .job import ACTIVE, FINISHED  # noqa: E402
+from .jobs import JobQueue  # noqa: E402
+from .line import QueueFull  # noqa: E402
 from .origin import SameOrigin, normal_origin  # noqa: E402
+from .retention import StorageFull  # noqa: E402
 from .store import DataFolderBusy, Store  # noqa: E402
+from .worker import Paint  # noqa: E402
 
 STATIC = Path(__file__).parent / "static"
 #: Room in a request body for the settings and the multipart framing, besides the images.
@@ -120,8 +125,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in
                                                                                   507)}
 
 
-def create_app(config: WebConfig | None = None) -> FastAPI:
-    """The web studio app over the data folder of ``config`` (runs of earlier starts included)."""
+def create_app(config: WebConfig | None = None, *, paint: Paint = stylize) -> FastAPI:
+    """The web studio app over the data folder of ``config`` (runs of earlier starts included).
+
+    ``paint`` paints each run (:func:`painterly.stylize`; a test may give one that stalls or fails).
+    """
     from ..engine.devices import pick_device, pick_precision
 
     config = config or WebConfig()
@@ -130,7 +138,8 @@ def create_app(config: WebConfig | None = None) -> FastAPI:
     intake = Intake(config, pick_precision("auto", pick_device(config.device)))
     jobs = JobQueue(store, ttl=config.job_ttl, max_disk_bytes=int(config.max_disk_mb * 2**20),
                     max_queued=config.max_queued, preview_interval=config.preview_interval,
-                    device=config.device, threads=config.threads, planner=intake.plan)
+                    device=config.device, threads=config.threads, planner=intake.plan,
+                    paint=paint)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
