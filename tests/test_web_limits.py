@@ -22,7 +22,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
 from web_helpers import app_clients, wait_for  # noqa: E402
 
-from painterly.web import jobs as jobs_module
+from painterly import stylize
 from painterly.web.checks import display_name, json_depth
 from painterly.web.server import WebConfig
 
@@ -197,9 +197,9 @@ def test_overflowing_loss_fails_the_run(client: TestClient) -> None:
 # -- cancel at any point ------------------------------------------------------------------------------
 
 
-def test_cancel_stops_a_run_stuck_in_setup_within_a_second(client: TestClient, monkeypatch) -> None:
+def test_cancel_stops_a_run_stuck_in_setup_within_a_second(make_client: Callable[..., TestClient]) -> None:
     """A stylize that never reaches its first step (a long setup) is interrupted; the next run starts."""
-    real = jobs_module.stylize
+    real = stylize
     calls = []
 
     def stuck_then_real(*args: Any, **kwargs: Any):
@@ -209,7 +209,7 @@ def test_cancel_stops_a_run_stuck_in_setup_within_a_second(client: TestClient, m
                 time.sleep(0.01)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(jobs_module, "stylize", stuck_then_real)
+    client = make_client(paint=stuck_then_real)  # the app paints with it instead of stylize
     first = client.post("/api/jobs", **form()).json()["id"]
     second = client.post("/api/jobs", **form()).json()["id"]
     wait_for(client, first, lambda j: j["status"] == "running")

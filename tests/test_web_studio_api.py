@@ -32,8 +32,8 @@ from painterly.engine.settings import FIELD_NAMES, Settings  # noqa: E402
 from painterly.errors import ImageError  # noqa: E402
 from painterly.output import metadata  # noqa: E402
 from painterly.web.checks import display_name  # noqa: E402
-from painterly.web.jobs import BARELY_CHANGED  # noqa: E402
 from painterly.web.server import REFUSED  # noqa: E402
+from painterly.web.worker import BARELY_CHANGED  # noqa: E402
 
 DATA = Path(__file__).parent / "data"
 CONTENT = DATA / "content" / "chelsea.png"
@@ -141,7 +141,7 @@ def test_a_rerun_can_change_settings_and_is_checked(client: TestClient) -> None:
 
 def test_a_result_that_barely_changed_says_so() -> None:
     # A 2-step run at 64 px (the default preset) leaves the photo almost as it was.
-    from painterly.web.jobs import mean_change
+    from painterly.web.worker import mean_change
 
     with Image.open(CONTENT) as photo:
         photo = photo.convert("RGB")

@@ -58,18 +58,18 @@ def wait_for(client: Any, job_id: str, ok: Callable[[dict[str, Any]], bool],
 @contextmanager
 def app_clients(folder: Path) -> Iterator[Callable[..., Any]]:
     """``make(**changes)`` starts the studio's app under a TestClient with those :class:`WebConfig`
-    changes (no preview throttle, one thread, its own data folder under ``folder``); every app started
-    is shut down at the end."""
+    changes (no preview throttle, one thread, its own data folder under ``folder``); ``paint=f`` makes
+    the app paint with ``f`` instead of :func:`painterly.stylize`. Every app started is shut down at the end."""
     from fastapi.testclient import TestClient
 
     from painterly.web.server import WebConfig, create_app
 
     opened: list[Any] = []
 
-    def make(**changes: Any) -> Any:
+    def make(paint: Callable[..., Any] | None = None, **changes: Any) -> Any:
         config = WebConfig(**{"preview_interval": 0.0, "threads": 1, "data": str(folder / f"data{len(opened)}"),
                               **changes})
-        client = TestClient(create_app(config))
+        client = TestClient(create_app(config) if paint is None else create_app(config, paint=paint))
         client.__enter__()
         opened.append(client)
         return client

@@ -1,7 +1,17 @@
 """The web studio: ``painterly serve`` (FastAPI + uvicorn, the optional ``web`` extra).
 
-:mod:`painterly.web.server` holds the app factory and the command, :mod:`painterly.web.checks` the
-checks on what a request sends, :mod:`painterly.web.jobs` the job queue, ``static/`` the page.
+- :mod:`~painterly.web.server`: the app factory (:func:`~painterly.web.server.create_app`) and the command;
+- the routes, a module per group: ``routes_pages`` (the page, the API reference), ``routes_catalog``
+  (settings, examples), ``routes_runs`` (start, list, plan, state), ``routes_media`` (images, inputs,
+  live events), ``routes_actions`` (cancel, rerun, delete); each reaches the app's state through
+  :mod:`~painterly.web.studio`, and :mod:`~painterly.web.schemas` holds the shapes of the JSON;
+- what a request sends: :mod:`~painterly.web.intake`, :mod:`~painterly.web.checks`,
+  :mod:`~painterly.web.budget`, :mod:`~painterly.web.origin`, within :mod:`~painterly.web.config`'s limits;
+- the runs: :mod:`~painterly.web.jobs` (the queue) over :mod:`~painterly.web.job`, :mod:`~painterly.web.line`,
+  :mod:`~painterly.web.worker`, :mod:`~painterly.web.events`, :mod:`~painterly.web.retention`,
+  :mod:`~painterly.web.recovery`, :mod:`~painterly.web.run_files` and :mod:`~painterly.web.store`;
+- ``static/``: the page.
+
 Nothing here is imported by the core.
 """
 

@@ -9,6 +9,9 @@ A refused request gets a 4xx answer ``{"detail": "...", "field": "..."}`` naming
 setting; a full queue's 503 says when to try again (``Retry-After``). ``POST /api/plan`` answers
 what a run would take (its plan, memory and time) and whether it would be refused, with the same
 checks as ``POST /api/jobs`` but without the images, so the page can show it before Start.
+
+The routes live in the ``routes_*`` modules, one router each (:data:`ROUTERS`, the route table); they
+reach the app's state (limits, queue, intake) through :class:`~painterly.web.studio.Studio`.
 """
 
 from __future__ import annotations
@@ -18,19 +21,14 @@ import contextlib
 import dataclasses
 import logging
 import os
-import re
 import signal
 import socket
 import sys
 import threading
-import typing
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from importlib.util import find_spec
-from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from .. import samples
-from ..engine.settings import INITS, MIN_SIZE, PRESETS, Settings
 from . import MissingExtra
 
 _MISSING = [name for name, found in (("fastapi", find_spec("fastapi")), ("uvicorn", find_spec("uvicorn")),
@@ -41,316 +39,68 @@ if _MISSING:
                        f"{'is' if len(_MISSING) == 1 else 'are'} missing): pip install 'painterly[web]'")
 try:
     import uvicorn
-    from fastapi import FastAPI, File, Form, UploadFile
+    from fastapi import FastAPI
     from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+    from fastapi.responses import JSONResponse
     from fastapi.staticfiles import StaticFiles
-    from pydantic import BaseModel, Field
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 except ImportError as exc:
     raise MissingExtra(f"the web studio needs FastAPI, uvicorn and python-multipart ({exc.name} is missing): "
                        "pip install 'painterly[web]'") from exc
 
-from .budget import plan_summary  # noqa: E402
-from .checks import REFUSED, ApiError, BodyLimit, apply_changes, parse_json, parse_settings, safe_text  # noqa: E402
+from ..engine.run import stylize  # noqa: E402
+from . import routes_actions, routes_catalog, routes_media, routes_pages, routes_runs  # noqa: E402
+from .checks import REFUSED, BodyLimit, safe_text  # noqa: E402
 from .config import WebConfig  # noqa: E402
-from .intake import Intake, check_counts  # noqa: E402
-from .jobs import ACTIVE, FINISHED, JobQueue, QueueFull, StorageFull  # noqa: E402
+from .jobs import JobQueue  # noqa: E402
 from .origin import SameOrigin, normal_origin  # noqa: E402
-from .store import DataFolderBusy, Store  # noqa: E402
+from .routes_pages import STATIC  # noqa: E402
+from .store import DataFolderBusy  # noqa: E402
+from .studio import Studio  # noqa: E402
+from .worker import Paint  # noqa: E402
 
-STATIC = Path(__file__).parent / "static"
+__all__ = ["REFUSED", "WebConfig", "create_app", "parse_config", "serve_main"]
+
 #: Room in a request body for the settings and the multipart framing, besides the images.
 FORM_OVERHEAD = 256 * 1024
-#: Help of a field as the page shows it, where the CLI's would offer what the web refuses.
-WEB_HELP = {"init": "what the painting starts from: content (the photo), noise or style"}
+#: The route table: each module's routes, in the order ``/openapi.json`` and ``/docs`` list them.
+ROUTERS = (routes_pages.router, routes_catalog.router, routes_runs.router, routes_media.router,
+           routes_actions.router)
 
 
-class ErrorOut(BaseModel):
-    detail: str
-    field: str | None = None
+def create_app(config: WebConfig | None = None, *, paint: Paint = stylize) -> FastAPI:
+    """The web studio app over the data folder of ``config`` (runs of earlier starts included).
 
-
-class JobOut(BaseModel):
-    """A run's state. ``position`` is 1 for the next to run (queued runs only)."""
-
-    id: str
-    status: str
-    position: int | None
-    created: float
-    started: float | None
-    finished: float | None
-    expires: float | None
-    step: int
-    total_steps: int
-    scale: int
-    scales: int
-    size: list[int] | None
-    elapsed: float
-    eta: float | None
-    losses: dict[str, Any] | None
-    history: list[dict[str, Any]]
-    error: str | None
-    image_version: int
-    preset: str
-    settings: dict[str, Any]
-    inputs: dict[str, Any]
-    result: dict[str, Any] | None
-    plan: dict[str, Any]
-    rerun_of: str | None
-
-
-class PlanIn(BaseModel):
-    """A run's settings (the JSON text ``POST /api/jobs`` takes), its content image's size and number of artworks."""
-
-    settings: str = "{}"
-    width: int = Field(ge=1, le=1_000_000)
-    height: int = Field(ge=1, le=1_000_000)
-    styles: int = Field(default=1, ge=1, le=1000)
-
-
-class RerunIn(BaseModel):
-    """Changes to the stored run's settings, as JSON text: ``{"strength": 0.7}``."""
-
-    settings: str = "{}"
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {code: {"model": ErrorOut} for code in (403, 404, 409, 413, 415, 422, 503,
-                                                                                  507)}
-
-
-def create_app(config: WebConfig | None = None) -> FastAPI:
-    """The web studio app over the data folder of ``config`` (runs of earlier starts included)."""
-    from ..engine.devices import pick_device, pick_precision
-
+    ``paint`` paints each run (:func:`painterly.stylize`; a test may give one that stalls or fails).
+    """
     config = config or WebConfig()
-    store = Store(config.data_folder())
-    device = pick_device(config.device).type
-    intake = Intake(config, pick_precision("auto", pick_device(config.device)))
-    jobs = JobQueue(store, ttl=config.job_ttl, max_disk_bytes=int(config.max_disk_mb * 2**20),
-                    max_queued=config.max_queued, preview_interval=config.preview_interval,
-                    device=config.device, threads=config.threads, planner=intake.plan)
-
-    @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI):
-        await run_in_threadpool(jobs.recover)
-        yield
-        await run_in_threadpool(jobs.close)
-        await run_in_threadpool(intake.close)
-
-    app = FastAPI(title="painterly studio", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+    studio = Studio.open(config, paint)
+    app = FastAPI(title="painterly studio", version=_version(), lifespan=_lifespan, docs_url=None, redoc_url=None,
                   description="Neural style transfer: upload a photo and artworks, follow the run live.")
-    app.state.jobs, app.state.config, app.state.intake = jobs, config, intake
+    app.state.studio = studio
+    app.state.jobs, app.state.config, app.state.intake = studio.jobs, config, studio.intake
     file_limit = int(config.max_upload_mb * 2**20)
     app.add_middleware(BodyLimit, limit=file_limit * (2 * config.max_styles + 1) + FORM_OVERHEAD)  # masks too
     app.add_middleware(SameOrigin, allowed_origins=config.allow_origin)  # outermost: refused before anything
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation_error)  # type: ignore[arg-type]
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-
-    def find(job_id: str) -> dict[str, Any]:
-        job = jobs.snapshot(job_id)
-        if job is None:
-            raise ApiError(404, "no such run (it may have been deleted)", "id")
-        return job
-
-    def stored(path: Path) -> FileResponse:
-        if not path.is_file():  # deleted between the look-up and now
-            raise ApiError(404, "no such run (it may have been deleted)", "id")
-        return FileResponse(path, media_type="image/png")
-
-    @app.get("/", include_in_schema=False)
-    def index() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
-
-    @app.get("/docs", include_in_schema=False)
-    def docs() -> FileResponse:
-        return FileResponse(STATIC / "api.html", headers=PAGE_HEADERS)
-
-    @app.get("/api/settings", summary="The settings a run takes, with defaults, help, choices and presets")
-    def get_settings() -> dict[str, Any]:
-        return settings_schema(config)
-
-    @app.get("/api/examples", summary="The bundled example images")
-    def get_examples() -> dict[str, Any]:
-        listing = {kind: [{"name": name, "url": f"/api/examples/{name}"} for name in found]
-                   for kind, found in (("content", samples.contents()), ("styles", samples.styles()))}
-        return {**listing, "credits": samples.TURTLE_CREDIT}
-
-    @app.get("/api/examples/{name}", summary="One bundled example image (JPEG)", responses=ERRORS)
-    def get_example(name: str) -> FileResponse:
-        found = {**samples.styles(), **samples.contents()}
-        if name not in found:
-            raise ApiError(404, f"no example called {name!r}", "name")
-        return FileResponse(found[name], media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
-
-    @app.post("/api/jobs", status_code=202, summary="Start a run (it waits in line if another is running)",
-              responses=ERRORS)
-    async def post_job(
-        content: Annotated[UploadFile, File(description="the photo to paint (PNG, JPEG, WebP, GIF, BMP, TIFF)")],
-        style: Annotated[list[UploadFile], File(description="one or more artworks")],
-        settings: Annotated[str, Form(description='JSON: {"preset": "draft", "size": 256, ...}')] = "{}",
-        mask: Annotated[list[UploadFile] | None, File(
-            description="optional: one grayscale mask per style, in the same order (white: that style applies)"
-        )] = None,
-    ) -> dict[str, Any]:
-        given = await intake.read(content, style, mask, settings)
-        return await _queue(given.settings, given.preset, given.plan, given.content, given.styles, given.masks)
-
-    async def _queue(settings, preset, plan, content, styles, masks, rerun_of=None) -> dict[str, Any]:
-        try:
-            job_id = await run_in_threadpool(jobs.submit, settings, preset, plan, content, styles, masks, rerun_of)
-        except QueueFull as exc:
-            error = ApiError(503, str(exc))
-            error.headers = {"Retry-After": str(jobs.retry_after())}
-            raise error from None
-        except StorageFull as exc:
-            raise ApiError(507, str(exc)) from None
-        snapshot = find(job_id)
-        return {"id": job_id, "status": snapshot["status"], "position": snapshot["position"],
-                "url": f"/api/jobs/{job_id}", "plan": snapshot["plan"]}
-
-    @app.get("/api/jobs", summary="The newest runs, newest first (without loss histories), a page at a time",
-             responses=ERRORS)
-    def list_jobs(limit: int = 50, offset: int = 0, status: str = "") -> dict[str, Any]:
-        """``status``: only runs in these states (comma-separated, e.g. ``done,interrupted``);
-        ``total``: how many runs match, for paging with ``offset``."""
-        statuses = tuple(s for s in status.split(",") if s)
-        unknown = [s for s in statuses if s not in (*ACTIVE, *FINISHED)]
-        if unknown:
-            raise ApiError(422, f"status takes {', '.join((*ACTIVE, *FINISHED))}, got {unknown[0][:40]!r}", "status")
-        page, total = jobs.recent_page(max(1, min(limit, 200)), max(0, offset), statuses)
-        return {"jobs": page, "total": total}
-
-    @app.post("/api/plan", summary="What a run would cost, and whether this server would take it", responses=ERRORS)
-    def post_plan(request: PlanIn) -> dict[str, Any]:
-        """The same checks as ``POST /api/jobs`` on the settings, the content image's size and the
-        number of artworks, without the images: ``refused`` is ``{"detail", "field"}`` or null."""
-        try:
-            check_counts(request.styles, None, config)
-            preset, settings = parse_settings(request.settings, request.styles, config)
-            plan = intake.plan(settings, (request.width, request.height))
-        except ApiError as exc:
-            return {"preset": None, "plan": None, "seconds": None,
-                    "refused": {"detail": safe_text(str(exc.detail)), "field": exc.field and safe_text(exc.field)}}
-        precision = intake.precision if settings.precision == "auto" else settings.precision
-        return {"preset": preset, "plan": plan_summary(plan), "seconds": jobs.estimate_seconds(plan, device, precision),
-                "refused": None}
-
-    @app.get("/api/jobs/{job_id}", response_model=JobOut, summary="A run's state", responses=ERRORS)
-    def get_job(job_id: str) -> dict[str, Any]:
-        return find(job_id)
-
-    @app.get("/api/jobs/{job_id}/image", summary="The current or final image (PNG)", responses=ERRORS)
-    def get_image(job_id: str, download: bool = False) -> Response:
-        job = find(job_id)
-        png = jobs.image(job_id)
-        if png is None:
-            raise ApiError(404, "no image yet: the run has not made its first step", "id")
-        headers = {"Cache-Control": "no-store"}
-        if download:
-            stem = re.sub(r"[^A-Za-z0-9_-]+", "_", Path(job["inputs"]["content"]).stem)[:40] or "result"
-            headers["Content-Disposition"] = f'attachment; filename="painterly-{stem}.png"'
-        return Response(png, media_type="image/png", headers=headers)
-
-    @app.get("/api/jobs/{job_id}/content", summary="The run's content image, as the run uses it", responses=ERRORS)
-    def get_content(job_id: str) -> FileResponse:
-        find(job_id)
-        return stored(jobs.input_path(job_id, None))
-
-    @app.get("/api/jobs/{job_id}/styles/{index}", summary="The run's style image number index (from 0)",
-             responses=ERRORS)
-    def get_style(job_id: str, index: int) -> FileResponse:
-        names = find(job_id)["inputs"]["styles"]
-        if not 0 <= index < len(names):
-            raise ApiError(404, f"this run has {len(names)} style images", "index")
-        return stored(jobs.input_path(job_id, index))
-
-    @app.get("/api/jobs/{job_id}/masks/{index}", summary="The run's mask number index (from 0), grayscale",
-             responses=ERRORS)
-    def get_mask(job_id: str, index: int) -> FileResponse:
-        names = find(job_id)["inputs"]["masks"]
-        if not 0 <= index < len(names):
-            raise ApiError(404, f"this run has {len(names)} masks", "index")
-        return stored(jobs.mask_path(job_id, index))
-
-    @app.get("/api/jobs/{job_id}/events", summary="Live progress (server-sent events)", responses=ERRORS,
-             response_class=StreamingResponse)
-    def get_events(job_id: str) -> StreamingResponse:
-        """Events: ``status`` (the whole state, first and on every change), ``progress`` (each step),
-        ``image`` (a new image: fetch ``/image?v=<version>``). The stream ends with a final status."""
-        find(job_id)
-        return StreamingResponse(jobs.stream(job_id), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
-
-    @app.post("/api/jobs/{job_id}/cancel", summary="Cancel a queued or running run (its files are kept)",
-              response_model=JobOut, responses=ERRORS)
-    def cancel_job(job_id: str) -> dict[str, Any]:
-        job = find(job_id)
-        if not jobs.cancel(job_id) and job["status"] not in ("cancelled",):
-            raise ApiError(409, f"the run is {job['status']} already; there is nothing to cancel", "id")
-        return find(job_id)
-
-    @app.post("/api/jobs/{job_id}/rerun", status_code=202, summary="Run a stored run again, as a new run",
-              responses=ERRORS)
-    async def rerun_job(job_id: str, changes: RerunIn | None = None) -> dict[str, Any]:
-        """With a body ``{"settings": {"strength": 0.7}}``, the new run has those settings changed
-        (checked as a new run's are)."""
-        find(job_id)
-        given = await run_in_threadpool(jobs.rerun_inputs, job_id)
-        if given is None:
-            raise ApiError(404, "no such run (it may have been deleted)", "id")
-        if changes is not None and changes.settings:
-            data = parse_json(changes.settings)
-            given["settings"] = apply_changes(given["settings"], data, len(given["styles"]), config)
-        plan = intake.plan(given["settings"], given["content"][1].size)  # today's limits apply
-        return await _queue(given["settings"], given["preset"], plan, given["content"], given["styles"],
-                            given["masks"], rerun_of=job_id)
-
-    @app.delete("/api/jobs/{job_id}", status_code=204, summary="Delete a finished run and its files",
-                responses={**ERRORS, 204: {"description": "deleted"}})
-    def delete_job(job_id: str) -> Response:
-        job = find(job_id)
-        if job["status"] in ACTIVE:
-            raise ApiError(409, f"the run is {job['status']}; cancel it first (POST /api/jobs/{{id}}/cancel)", "id")
-        deleted = jobs.delete(job_id)
-        if deleted is None:
-            raise ApiError(404, "no such run (it may have been deleted)", "id")
-        if not deleted:
-            raise ApiError(409, "the run is still stopping; try again in a moment", "id")
-        return Response(status_code=204)
-
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
-#: The page may only load what the server itself serves.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
-                               "base-uri 'none'; frame-ancestors 'none'",
-    "Referrer-Policy": "no-referrer",
-    "X-Content-Type-Options": "nosniff",
-}
+@contextlib.asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    studio: Studio = app.state.studio
+    await run_in_threadpool(studio.jobs.recover)
+    yield
+    await run_in_threadpool(studio.jobs.close)
+    await run_in_threadpool(studio.intake.close)
 
 
 # -- answers ----------------------------------------------------------------------------------
-
-
-def settings_schema(config: WebConfig) -> dict[str, Any]:
-    """The Settings fields a request may set (type, default, help, group, choices), presets, limits."""
-    hints = typing.get_type_hints(Settings)
-    defaults = Settings().to_dict()
-    fields = [
-        {"name": f.name, "type": _type_name(hints[f.name]), "default": defaults[f.name],
-         "help": WEB_HELP.get(f.name, f.metadata["help"]), "group": f.metadata["group"],
-         "choices": list(INITS if f.name == "init" else f.metadata.get("choices", ())) or None}
-        for f in dataclasses.fields(Settings) if f.name not in REFUSED
-    ]
-    limits = {name: getattr(config, name) for name in (
-        "max_size", "max_steps", "max_total_steps", "max_scales", "max_style_size", "max_memory_mb", "max_styles",
-        "max_upload_mb", "max_pixels", "max_request_pixels")}
-    return {"fields": fields, "presets": {name: p.to_dict() for name, p in PRESETS.items()},
-            "default_preset": "default", "limits": {**limits, "min_size": MIN_SIZE}, "refused": REFUSED}
 
 
 async def _http_error(request, exc: StarletteHTTPException) -> JSONResponse:
@@ -365,12 +115,6 @@ async def _validation_error(request, exc: RequestValidationError) -> JSONRespons
     field = where[0] if where else None
     detail = f"{field} is missing" if first.get("type") == "missing" else f"{field}: {first.get('msg')}"
     return JSONResponse({"detail": safe_text(detail), "field": field and safe_text(field)}, 422)
-
-
-def _type_name(hint: Any) -> str:
-    if typing.get_origin(hint) is tuple:
-        return f"list[{typing.get_args(hint)[0].__name__}]"
-    return hint.__name__
 
 
 def _version() -> str:
