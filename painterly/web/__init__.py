@@ -1,9 +1,9 @@
 """The web studio: ``painterly serve`` (FastAPI + uvicorn, the optional ``web`` extra).
 
 - :mod:`~painterly.web.server`: the app factory (:func:`~painterly.web.server.create_app`) and the command;
-- the routes, a module per group: ``routes_pages`` (the page, the API reference), ``routes_catalog``
-  (settings, examples), ``routes_runs`` (start, list, plan, state), ``routes_media`` (images, inputs,
-  live events), ``routes_actions`` (cancel, rerun, delete); each reaches the app's state through
+- the routes, a module per group: ``routes/pages`` (the page, the API reference), ``routes/catalog``
+  (settings, examples), ``routes/runs`` (start, list, plan, state), ``routes/media`` (images, inputs,
+  live events), ``routes/actions`` (cancel, rerun, delete); each reaches the app's state through
   :mod:`~painterly.web.studio`, and :mod:`~painterly.web.schemas` holds the shapes of the JSON;
 - what a request sends: :mod:`~painterly.web.intake`, :mod:`~painterly.web.checks`,
   :mod:`~painterly.web.budget`, :mod:`~painterly.web.origin`, within :mod:`~painterly.web.config`'s limits;

@@ -10,8 +10,8 @@ setting; a full queue's 503 says when to try again (``Retry-After``). ``POST /ap
 what a run would take (its plan, memory and time) and whether it would be refused, with the same
 checks as ``POST /api/jobs`` but without the images, so the page can show it before Start.
 
-The routes live in the ``routes_*`` modules, one router each (:data:`ROUTERS`, the route table); they
-reach the app's state (limits, queue, intake) through :class:`~painterly.web.studio.Studio`.
+The routes live in :mod:`painterly.web.routes`, a module per group, one router each (:data:`ROUTERS`,
+the route table); they reach the app's state (limits, queue, intake) through :class:`~painterly.web.studio.Studio`.
 """
 
 from __future__ import annotations
@@ -50,12 +50,12 @@ except ImportError as exc:
                        "pip install 'painterly[web]'") from exc
 
 from ..engine.run import stylize  # noqa: E402
-from . import routes_actions, routes_catalog, routes_media, routes_pages, routes_runs  # noqa: E402
 from .checks import REFUSED, BodyLimit, safe_text  # noqa: E402
 from .config import WebConfig  # noqa: E402
 from .jobs import JobQueue  # noqa: E402
 from .origin import SameOrigin, normal_origin  # noqa: E402
-from .routes_pages import STATIC  # noqa: E402
+from .routes import actions, catalog, media, pages, runs  # noqa: E402
+from .routes.pages import STATIC  # noqa: E402
 from .store import DataFolderBusy  # noqa: E402
 from .studio import Studio  # noqa: E402
 from .worker import Paint  # noqa: E402
@@ -65,8 +65,7 @@ __all__ = ["REFUSED", "WebConfig", "create_app", "parse_config", "serve_main"]
 #: Room in a request body for the settings and the multipart framing, besides the images.
 FORM_OVERHEAD = 256 * 1024
 #: The route table: each module's routes, in the order ``/openapi.json`` and ``/docs`` list them.
-ROUTERS = (routes_pages.router, routes_catalog.router, routes_runs.router, routes_media.router,
-           routes_actions.router)
+ROUTERS = (pages.router, catalog.router, runs.router, media.router, actions.router)
 
 
 def create_app(config: WebConfig | None = None, *, paint: Paint = stylize) -> FastAPI:

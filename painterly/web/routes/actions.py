@@ -8,10 +8,10 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from .checks import ApiError, apply_changes, parse_json
-from .job import ACTIVE
-from .schemas import ERRORS, JobOut, RerunIn
-from .studio import StudioDep
+from ..checks import ApiError, apply_changes, parse_json
+from ..job import ACTIVE
+from ..schemas import ERRORS, JobOut, RerunIn
+from ..studio import StudioDep
 
 router = APIRouter()
 

@@ -9,12 +9,12 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import FileResponse
 
-from .. import samples
-from ..engine.settings import INITS, MIN_SIZE, PRESETS, Settings
-from .checks import REFUSED, ApiError
-from .config import WebConfig
-from .schemas import ERRORS
-from .studio import StudioDep
+from ... import samples
+from ...engine.settings import INITS, MIN_SIZE, PRESETS, Settings
+from ..checks import REFUSED, ApiError
+from ..config import WebConfig
+from ..schemas import ERRORS
+from ..studio import StudioDep
 
 #: Help of a field as the page shows it, where the CLI's would offer what the web refuses.
 WEB_HELP = {"init": "what the painting starts from: content (the photo), noise or style"}

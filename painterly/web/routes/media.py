@@ -8,9 +8,9 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, Response, StreamingResponse
 
-from .checks import ApiError
-from .schemas import ERRORS
-from .studio import StudioDep
+from ..checks import ApiError
+from ..schemas import ERRORS
+from ..studio import StudioDep
 
 router = APIRouter()
 

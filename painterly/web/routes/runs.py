@@ -6,12 +6,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from .budget import plan_summary
-from .checks import ApiError, parse_settings, safe_text
-from .intake import check_counts
-from .job import ACTIVE, FINISHED
-from .schemas import ERRORS, JobOut, PlanIn
-from .studio import StudioDep
+from ..budget import plan_summary
+from ..checks import ApiError, parse_settings, safe_text
+from ..intake import check_counts
+from ..job import ACTIVE, FINISHED
+from ..schemas import ERRORS, JobOut, PlanIn
+from ..studio import StudioDep
 
 router = APIRouter()
 
