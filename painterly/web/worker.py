@@ -65,6 +65,11 @@ class Worker:
         self.machine, self.paint, self.preview_interval = machine, paint, preview_interval
         self.rate: float | None = None  # seconds per unit of plan cost, measured on the last run that finished
         self.thread: threading.Thread | None = None
+        # What a run imports lazily the first time (torch.optim's constructor pulls in torch._dynamo and
+        # sympy: a second), imported here, before the thread runs anything: a cancelled run is stopped
+        # by an exception raised in the thread, and one landing inside a first import leaves half-made
+        # modules behind that fail every later run ("module 'sympy' has no attribute 'core'").
+        import torch._dynamo  # noqa: F401
 
     def start_locked(self) -> None:
         """Start the thread, once, unless the line is closed."""
