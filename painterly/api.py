@@ -15,6 +15,7 @@ from PIL import Image
 
 from . import colour
 from .checkpoint import Checkpoint
+from .cluster import TileCluster, check_cluster
 from .devices import memory_budget, pick_device, pick_precision, release_freed_memory, storage_dtype
 from .errors import SettingsError
 from .images import ImageLike, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
@@ -149,6 +150,7 @@ def stylize(
     engine: Engine | None = None,
     resume: Checkpoint | None = None,
     on_checkpoint: Callable[[Checkpoint], Any] | None = None,
+    cluster: TileCluster | None = None,
     **overrides: Any,
 ) -> Result:
     """Paint ``content`` in the style of ``style`` (one image or several, blended).
@@ -164,7 +166,9 @@ def stylize(
     ``for_size((w, h))`` method giving the term at a scale's size. ``engine`` shares the network and
     style targets between calls. ``on_checkpoint`` receives a :class:`painterly.checkpoint.Checkpoint`
     at each scale's end and when the run is stopped; ``resume`` (one of those, of the same settings
-    and inputs) continues from where it was taken.
+    and inputs) continues from where it was taken. ``cluster`` (a :class:`painterly.RayTiles`, or
+    anything with :class:`painterly.cluster.TileCluster`'s ``run_scale``) paints the tiled scales
+    with their tiles spread over its workers; the memory budget is then each worker's.
     """
     from .settings import DEFAULT
 
@@ -176,8 +180,10 @@ def stylize(
     start_img = _init_image(settings, init_image)
     device = pick_device(machine.device)
     precision = pick_precision(settings.precision, device)
+    if cluster is not None:
+        check_cluster(settings)
     plan = make_plan(settings, content_img.size, precision, memory_budget(machine.max_memory, device),
-                     machine.tile_size)
+                     machine.tile_size, cluster.workers if cluster is not None else None)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
     dtype = storage_dtype(precision)
@@ -207,10 +213,14 @@ def stylize(
             break
         tracker.setup_seconds += time.perf_counter() - t0
         before = steps_done if scale.index == first_scale else 0  # run before a resume
-        done = run_scale(objective, image, settings, max(1, scale.steps - before),
-                         tracker.reporter(scale.index, to_rgb, before),
-                         gradient=gradient, history=scale.history or None, reuse_start=True,
-                         cuda_graphs=machine.cuda_graphs == "on")
+        report = tracker.reporter(scale.index, to_rgb, before)
+        if cluster is not None and gradient is not None:
+            done = cluster.run_scale(gradient, image, settings, max(1, scale.steps - before), report,
+                                     scale.history or None, precision)
+        else:
+            done = run_scale(objective, image, settings, max(1, scale.steps - before), report,
+                             gradient=gradient, history=scale.history or None, reuse_start=True,
+                             cuda_graphs=machine.cuda_graphs == "on")
         if done.stopped and done.steps_run == 0:
             if outcome is None:  # Ctrl-C in the run's first step: nothing painted yet (not a loss of inf)
                 raise KeyboardInterrupt

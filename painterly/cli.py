@@ -185,6 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask-colours", nargs="+", metavar="COLOUR",
                         help="the label colour of each artwork, in order (#ff0000, red, 255,0,0)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--ray", metavar="auto|ADDRESS",
+                        help="paint the tiled scales on a Ray cluster, their tiles spread over its workers: auto "
+                             "(RAY_ADDRESS, a running cluster, or a new local one) or host:port")
     prints = parser.add_argument_group("print settings")
     prints.add_argument("--print-size", metavar="WxH{cm,mm,in}",
                         help="size of the print at --dpi (30x20cm, 12x8in); the photo is cropped to its shape")
@@ -373,7 +376,9 @@ def _paint(argv: list[str]) -> int:
     device = pick_device(machine.device)
     precision = pick_precision(settings.precision, device)
     budget = memory_budget(machine.max_memory, device)
-    plan = make_plan(settings, content.size, precision, budget, machine.tile_size)
+    cluster = _cluster(args.ray, settings)
+    plan = make_plan(settings, content.size, precision, budget, machine.tile_size,
+                     cluster.workers if cluster is not None else None)
     # Said with the first step, so that an error found while setting up stays the only line.
     guess = plan.estimate_seconds(device.type, precision)
     intro = [f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
@@ -383,6 +388,7 @@ def _paint(argv: list[str]) -> int:
              + (f", roughly {_duration(guess)} on a CPU like the one measured" if guess else "")]
     if any(s.tile for s in plan.scales):
         intro += [f"painterly: plan: {line}" for line in plan.describe().splitlines() if "tiles of" in line]
+    intro += [f"painterly: {line}" for line in cluster.describe(plan, precision)] if cluster is not None else []
     intro += _size_notes(content.size, plan.size, settings.size)
     if not args.resume:  # a resumed run was started, and warned about, before
         _confirm_unusual(plan, guess, budget, asked=not args.yes and interactive())
@@ -397,8 +403,12 @@ def _paint(argv: list[str]) -> int:
     if resume is not None:
         say(f"painterly: resuming at scale {resume.scale + 1} of {len(plan.scales)}, step {resume.steps_done + 1} "
             f"of it, from {saved.name}")
-    result = stylize(content, styles, settings, machine=machine, callback=callback, masks=masks, resume=resume,
-                     on_checkpoint=lambda state: checkpoint.save(saved, state, run_key))
+    try:
+        result = stylize(content, styles, settings, machine=machine, callback=callback, masks=masks, resume=resume,
+                         on_checkpoint=lambda state: checkpoint.save(saved, state, run_key), cluster=cluster)
+    finally:
+        if cluster is not None:
+            cluster.close()
     bar.close()
     from .record import make_record, write_outputs
 
@@ -422,6 +432,18 @@ def _paint(argv: list[str]) -> int:
         say("painterly: the turtle photo is \"Green Sea Turtle grazing seagrass\" by P. Lindgren, CC BY-SA 3.0; "
             "share the result under the same licence")
     return 0
+
+
+def _cluster(address: str | None, settings: Settings):
+    """The Ray cluster ``--ray`` names, joined (None without ``--ray``); settings it cannot paint are
+    refused first, before anything starts."""
+    if address is None:
+        return None
+    from .cluster import check_cluster
+    from .tiles_ray import RayTiles
+
+    check_cluster(settings)
+    return RayTiles(address or "auto")
 
 
 def interactive() -> bool:

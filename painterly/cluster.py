@@ -20,8 +20,9 @@ import torch
 from .errors import SettingsError
 from .objective import LossTerms, Term, TVTerm
 from .optimize import ScaleOutcome, StepReport, compact_coefficients
+from .plan import BASE_BYTES, TILED_BYTES_PER_PIXEL, Plan
 from .settings import Settings
-from .shards import Shard, ShardSpec, make_specs
+from .shards import Shard, ShardSpec, assign_tiles, make_specs
 from .tiles import TiledGradient, loss_from_totals, sum_terms
 
 #: Times one step is tried again after losing workers before the run gives up.
@@ -47,7 +48,7 @@ class ShardPool(Protocol):
     list of ``returns`` handles when given); handles may be passed as arguments of later calls, and
     ``get`` waits for them and gives their values, raising :class:`WorkerLost` for a dead worker."""
 
-    traffic: dict[str, int]  # bytes between the driver and the workers: "sent", "fetched"
+    traffic: dict[str, int]  # bytes between the driver and the workers: "sent", "fetched" (and "steps")
 
     def start(self, specs: Sequence[ShardSpec]) -> None: ...
 
@@ -220,6 +221,7 @@ def run_sharded(pool: ShardPool, gradient: TiledGradient, start: torch.Tensor, s
     capacity = max(1, min(settings.lbfgs_history, (steps if history is None else min(steps, history + 1)) - 1))
     specs = make_specs(gradient, start, settings, precision, capacity, workers, device)
     pool.start(specs)
+    setup = dict(pool.traffic)
     run = _Run(pool, gradient, start, len(specs), capacity)
     since_improved, reference, stopped = 0, math.inf, False
     try:
@@ -240,6 +242,7 @@ def run_sharded(pool: ShardPool, gradient: TiledGradient, start: torch.Tensor, s
     except KeyboardInterrupt:
         stopped = True
         run.recover()  # every shard as it was when the step began (a step cut short is not counted)
+    pool.traffic["steps"] = sum(pool.traffic[k] - setup[k] for k in ("sent", "fetched"))
     image = run.image(averaged=bool(settings.ema))
     return ScaleOutcome(image, run.best_step, run.best_total, run.steps, stopped)
 
@@ -324,8 +327,43 @@ class LocalTiles:
 
 
 def traffic_of(driver: dict[str, int], halo: int, steps: int, image: torch.Tensor) -> dict[str, float]:
-    """Bytes per step: between the driver and the workers (``driver``: totals over ``steps``, the
-    scale's start and end included), between workers (``halo``), and the image's own size."""
+    """What a scale moved: bytes per step between the driver and the workers (``driver["steps"]``:
+    over ``steps`` steps) and between workers (``halo``, its halos), the bytes moved once (the
+    workers' start pixels and targets, the result gathered), and the image's own size."""
     per = max(steps, 1)
-    return {"steps": steps, "driver_bytes_per_step": (driver["sent"] + driver["fetched"]) / per,
-            "halo_bytes_per_step": halo / per, "image_bytes": image.numel() * image.element_size()}
+    return {"steps": steps, "driver_bytes_per_step": driver.get("steps", 0) / per,
+            "halo_bytes_per_step": halo / per,
+            "once_bytes": driver["sent"] + driver["fetched"] - driver.get("steps", 0),
+            "image_bytes": image.numel() * image.element_size()}
+
+
+def driver_peak_bytes(size: tuple[int, int], precision: str) -> int:
+    """The driver's memory at a tiled scale spread over a cluster: what a process holds before its
+    first step, the scale's start and end images and the content's targets (the whole image's bytes
+    a tiled step holds, :data:`painterly.plan.TILED_BYTES_PER_PIXEL`, as an upper bound)."""
+    per_pixel = TILED_BYTES_PER_PIXEL.get(precision, TILED_BYTES_PER_PIXEL["fp32"])
+    return BASE_BYTES + per_pixel * size[0] * size[1]
+
+
+def describe_workers(plan: Plan, workers: int, precision: str = "fp32") -> list[str]:
+    """One line per tiled scale of ``plan`` (made with ``workers``): how its tiles are shared out, each
+    worker's memory and the driver's."""
+    from .tiles import make_tiles
+
+    lines = []
+    for s in plan.scales:
+        if not s.tile:
+            continue
+        w, h = s.size
+        tiles = make_tiles(h, w, s.tile, 0)
+        owners = assign_tiles(len(tiles), workers)
+        shares = [sum((t.inner[1] - t.inner[0]) * (t.inner[3] - t.inner[2]) for t in (tiles[i] for i in own))
+                  for own in owners]
+        counts = sorted({len(own) for own in owners})
+        lines.append(f"cluster: scale {s.index + 1}/{len(plan.scales)} {w}x{h}: {len(tiles)} tiles over "
+                     f"{len(owners)} worker{'s' if len(owners) > 1 else ''} ({'-'.join(map(str, counts))} each, "
+                     f"up to {max(shares) / (w * h):.0%} of the pixels), about {s.peak_bytes / 2**30:.1f} GiB a "
+                     f"worker, {driver_peak_bytes(s.size, precision) / 2**30:.1f} GiB for the driver")
+    if not lines:
+        lines.append("cluster: no scale of this run is tiled, so it runs here (--tile-size tiles it)")
+    return lines
