@@ -218,3 +218,30 @@ def test_bad_ray_inputs_are_one_line(cli, tmp_path: Path, content_path: Path, st
     assert code != 0 and message in stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
     assert not out.exists()
+
+
+def test_ctrl_c_and_resume_on_a_cluster(content_path: Path, style_path: Path) -> None:
+    from painterly.checkpoint import Checkpoint
+
+    changes = dict(size=96, steps=4, start_size=0, precision="fp64", device="cpu", tile_size=64, **SHALLOW)
+    saved: list[Checkpoint] = []
+
+    def interrupt(event) -> None:
+        if event.step == 1:
+            raise KeyboardInterrupt  # as Ctrl-C mid-run: the best image so far, the checkpoint kept
+
+    stopped = stylize(content_path, style_path, cluster=LocalTiles(2), callback=interrupt,
+                      on_checkpoint=saved.append, **changes)
+    assert stopped.stopped and len(stopped.history) == 2 and saved[-1].steps_done == 2
+    resumed = stylize(content_path, style_path, cluster=LocalTiles(2), resume=saved[-1], **changes)
+    assert not resumed.stopped and len(resumed.history) == 4
+    assert resumed.history[:2] == stopped.history
+
+
+def test_paint_command_on_a_ray_cluster(ray_cluster, cli, tmp_path: Path, content_path: Path,
+                                        style_path: Path, fast_args) -> None:
+    out = tmp_path / "out.png"
+    code, _, stderr = cli([content_path, style_path, "-o", out, *fast_args, "--size", "96", "--tile-size", "64",
+                           "--ray", "auto"])
+    assert code == 0 and out.exists(), stderr
+    assert "cluster: scale 1/1 96x64: 2 tiles over" in stderr
