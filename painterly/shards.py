@@ -27,6 +27,8 @@ see :meth:`ShardPool.snapshot`), the lost one on a replacement, and the step is 
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -104,7 +106,7 @@ def make_specs(gradient: TiledGradient, image: torch.Tensor, settings: Settings,
     tv = sum(t.weight for t, a in gradient.adapters if a is None and isinstance(t, TVTerm))
     specs = []
     for k, (own, (y0, y1, x0, x1)) in enumerate(zip(tiles, regions)):
-        adapters = [a.crop(y0, x0, y1, x1) for _, a in gradient.mapped()]
+        adapters = moved([a.crop(y0, x0, y1, x1) for _, a in gradient.mapped()], "cpu")
         specs.append(ShardSpec(
             k, len(owners), own, regions[k], (h, w), adapters, gradient.layers, tv,
             image[..., y0:y1, x0:x1].detach().cpu().clone(),
@@ -112,6 +114,23 @@ def make_specs(gradient: TiledGradient, image: torch.Tensor, settings: Settings,
             {j: rects for (j, i), rects in links.items() if i == k and rects},
             settings, precision, history, device))
     return specs
+
+
+def moved(value: Any, device: torch.device | str) -> Any:
+    """``value`` with every tensor in it on ``device``: tensors, dicts, lists, tuples, dataclasses and
+    adapters (copies; what holds no tensor is kept as it is)."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: moved(v, device) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(moved(v, device) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type) or isinstance(value, Adapter):
+        out = copy.copy(value)
+        for name, item in vars(value).items():
+            object.__setattr__(out, name, moved(item, device))
+        return out
+    return value
 
 
 @dataclass
@@ -160,6 +179,7 @@ class Shard:
         y0, _, x0, _ = spec.region
         self.origin = (y0, x0)
         self.tiles = [Tile(self._local(t.inner), self._local(t.outer)) for t in spec.tiles]
+        self.adapters = moved(spec.adapters, self.device) if self.device.type != "cpu" else spec.adapters
         self.pixels = spec.pixels.to(self.device, copy=True)
         h, w = spec.size
         self.end = (h - y0, w - x0)  # the image's end, from the region's corner
@@ -205,10 +225,10 @@ class Shard:
         for j, got in enumerate(pieces):
             for (a, b, c, d), piece in zip(map(self._local, self.spec.receives.get(j, [])), got or []):
                 self.pixels[..., a:b, c:d] = piece.to(self.device)
-        totals: list[dict[str, torch.Tensor]] = [{} for _ in self.spec.adapters]
+        totals: list[dict[str, torch.Tensor]] = [{} for _ in self.adapters]
         for tile in self.tiles:
             y0, y1, x0, x1 = tile.outer
-            add_tile_sums(self.features, self.spec.adapters, self.pixels[..., y0:y1, x0:x1], tile, totals)
+            add_tile_sums(self.features, self.adapters, self.pixels[..., y0:y1, x0:x1], tile, totals)
         return [{k: v.cpu() for k, v in sums.items()} for sums in totals]
 
     def backward(self, grads: list[dict[str, torch.Tensor]]) -> list[Any]:
@@ -218,7 +238,7 @@ class Shard:
         grad = torch.zeros_like(self.pixels)
         for tile in self.tiles:
             y0, y1, x0, x1 = tile.outer
-            share = tile_gradient(self.features, self.spec.adapters, self.pixels[..., y0:y1, x0:x1], tile, grads)
+            share = tile_gradient(self.features, self.adapters, self.pixels[..., y0:y1, x0:x1], tile, grads)
             if share is not None:
                 grad[..., y0:y1, x0:x1] += share
         tv = torch.zeros((), dtype=torch.float64)

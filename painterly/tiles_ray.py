@@ -78,7 +78,10 @@ class RayShards:
             self.actors.append(self.actor_class.remote(self.cpus))
         self.traffic["sent"] += sum(nbytes(spec) for spec in specs)
         self.specs = [self.ray.put(spec) for spec in specs]
-        self.get([actor.load.remote(spec) for actor, spec in zip(self.actors, self.specs)])
+        try:
+            self.get([actor.load.remote(spec) for actor, spec in zip(self.actors, self.specs)])
+        except WorkerLost:  # one died since the last scale: its replacement loads its spec
+            self.replace_lost()
 
     def call(self, shard: int, method: str, *args: Any, returns: int | None = None) -> Any:
         ref_type = self.ray.ObjectRef
