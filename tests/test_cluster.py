@@ -238,8 +238,9 @@ def test_ctrl_c_and_resume_on_a_cluster(content_path: Path, style_path: Path) ->
     assert resumed.history[:2] == stopped.history
 
 
-def test_paint_command_on_a_ray_cluster(ray_cluster, cli, tmp_path: Path, content_path: Path,
+def test_paint_command_on_a_ray_cluster(ray_tiles, cli, tmp_path: Path, content_path: Path,
                                         style_path: Path, fast_args) -> None:
+    ray_tiles.pool.close()  # its two actors hold both CPUs; the command's own worker takes them (they come back)
     out = tmp_path / "out.png"
     code, _, stderr = cli([content_path, style_path, "-o", out, *fast_args, "--size", "96", "--tile-size", "64",
                            "--ray", "auto"])
