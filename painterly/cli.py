@@ -437,13 +437,13 @@ def _paint(argv: list[str]) -> int:
 def _cluster(address: str | None, settings: Settings):
     """The Ray cluster ``--ray`` names, joined (None without ``--ray``); settings it cannot paint are
     refused first, before anything starts."""
-    if address is None:
+    if not address:
         return None
     from .cluster import check_cluster
     from .tiles_ray import RayTiles
 
     check_cluster(settings)
-    return RayTiles(address or "auto")
+    return RayTiles(address)
 
 
 def interactive() -> bool:

@@ -130,7 +130,7 @@ class _Run:
         self.tv: Term | None = tv[0] if tv else None
         self.book = PairBook(history)
         self.pixel_in: list[list[Any]] = [[None] * shards for _ in range(shards)]
-        self.states = [pool.call(k, "state") for k in range(shards)]
+        self.states = [pool.call(k, "keep", returns=2)[0] for k in range(shards)]
         self.pairs: list[dict[int, Any]] = [{} for _ in range(shards)]
         self.best_total, self.best_step, self.steps = math.inf, -1, 0
         self.recoveries = 0
@@ -187,9 +187,9 @@ class _Run:
         directions = [pool.call(k, "direction", row, gamma, on_s, on_y, returns=2) for k in range(n)]
         largest = max(pool.get([d[0] for d in directions]))
         moved = [pool.call(k, "update", largest, returns=n) for k in range(n)]
-        states = [pool.call(k, "state") for k in range(n)]
-        pool.get(states)  # the step is whole on every shard before it counts
-        self.book, self.states = book, states
+        kept = [pool.call(k, "keep", returns=2) for k in range(n)]
+        pool.get([k[1] for k in kept])  # the step is whole on every shard before it counts (states stay there)
+        self.book, self.states = book, [k[0] for k in kept]
         self.pixel_in = [[moved[j][k] for j in range(n)] for k in range(n)]
         if row >= 0:
             for k in range(n):

@@ -317,6 +317,10 @@ class Shard:
         return ShardState(self.owned().cpu(), _cpu(self.x_old), _cpu(self.g_old), self.best.to("cpu", copy=True),
                           _cpu(self.average), self.filled)
 
+    def keep(self) -> tuple[ShardState, bool]:
+        """The state (for the driver to hold, not to fetch), and True to say it is taken."""
+        return self.state(), True
+
     def sent(self) -> int:
         """Bytes of halo pieces (pixels and gradients) this shard has sent to others."""
         return self.bytes_sent
