@@ -35,11 +35,11 @@ def _rand(*shape: int, seed: int, dtype: torch.dtype) -> torch.Tensor:
     return (torch.rand(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) * 255).to(dtype)
 
 
-def _setup(case: str, dtype: torch.dtype):
+def _setup(case: str, dtype: torch.dtype, height: int = H, width: int = W):
     settings = CASES[case]
     precision = "fp64" if dtype == torch.float64 else "fp32"
     net = build_network(settings, torch.device("cpu"), precision)
-    content = _rand(1, 3, H, W, seed=1, dtype=dtype)
+    content = _rand(1, 3, height, width, seed=1, dtype=dtype)
     styles = [_rand(1, 3, 40, 48, seed=2, dtype=dtype)]
     masks = None
     if case == "masks":
@@ -49,7 +49,8 @@ def _setup(case: str, dtype: torch.dtype):
         left[..., W // 3: W // 2] = 0.5
         masks = [left, 1.0 - left]
     objective = build_objective(net, settings, content, styles, masks=masks)
-    return settings, precision, TiledGradient(objective, (W, H), TILE), _rand(1, 3, H, W, seed=4, dtype=dtype)
+    image = _rand(1, 3, height, width, seed=4, dtype=dtype)
+    return settings, precision, TiledGradient(objective, (width, height), TILE), image
 
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -201,6 +202,19 @@ def test_ray_actor_killed_mid_step_costs_that_step(ray_tiles, ray_cluster) -> No
     assert seen == clean and torch.equal(out.image, ref.image)
     # A step moves the sums, their gradients and scalars to and from the driver, and halos between workers.
     assert traffic["steps"] == 4 and traffic["halo_bytes_per_step"] > 0
+
+
+def test_ray_step_moves_the_sums_not_the_pixels(ray_tiles) -> None:
+    moved = []
+    for height, width in ((H, W), (2 * H, 2 * W)):
+        settings, precision, tiled, image = _setup("gram", torch.float64, height, width)
+        ray_tiles.run_scale(tiled, image, settings, 3, lambda *_: False, None, precision)
+        moved.append(ray_tiles.traffic)
+    small, big = moved
+    # Four times the pixels: the same sums and scalars a step between the driver and the workers.
+    assert big["image_bytes"] == 4 * small["image_bytes"]
+    assert abs(big["driver_bytes_per_step"] - small["driver_bytes_per_step"]) < 0.01 * big["image_bytes"]
+    assert big["halo_bytes_per_step"] < big["image_bytes"]
 
 
 # -- the command line ----------------------------------------------------------------------------
