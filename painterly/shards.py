@@ -67,6 +67,14 @@ def overlap(a: Rect, b: Rect) -> Rect | None:
     return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
 
 
+def _cover(inner: Rect, needs: Sequence[Rect]) -> Rect | None:
+    """The smallest rect of ``inner`` holding all of it that ``needs`` overlap (None: none)."""
+    parts = [r for need in needs if (r := overlap(inner, need))]
+    if not parts:
+        return None
+    return min(p[0] for p in parts), max(p[1] for p in parts), min(p[2] for p in parts), max(p[3] for p in parts)
+
+
 @dataclass
 class ShardSpec:
     """What a worker is given at a scale's start (once): its tiles, region and start pixels, the terms'
@@ -101,7 +109,8 @@ def make_specs(gradient: TiledGradient, image: torch.Tensor, settings: Settings,
     owners = assign_tiles(len(gradient.tiles), workers)
     tiles = [[gradient.tiles[i] for i in own] for own in owners]
     regions = [region_of(t, h, w) for t in tiles]
-    links = {(j, k): [r for t in tiles[j] if (r := overlap(t.inner, regions[k]))]
+    needs = [[region_of([t], h, w) for t in own] for own in tiles]  # each tile's outer pixels, and TV's neighbours
+    links = {(j, k): [r for t in tiles[j] if (r := _cover(t.inner, needs[k]))]
              for j in range(len(owners)) for k in range(len(owners)) if j != k}
     tv = sum(t.weight for t, a in gradient.adapters if a is None and isinstance(t, TVTerm))
     specs = []
