@@ -20,6 +20,7 @@ __all__ = [
     "OutputError",
     "PainterlyError",
     "Progress",
+    "RayTiles",
     "Result",
     "Settings",
     "SettingsError",
@@ -28,3 +29,13 @@ __all__ = [
     "preset",
     "stylize",
 ]
+
+
+def __getattr__(name: str):
+    """``painterly.RayTiles`` (one picture's tiles on a Ray cluster), imported when first asked for:
+    its module is the Ray side, which painterly does not need otherwise."""
+    if name == "RayTiles":
+        from .workers.tiles_ray import RayTiles
+
+        return RayTiles
+    raise AttributeError(f"module 'painterly' has no attribute {name!r}")

@@ -13,6 +13,7 @@ from ..engine.settings import PRESETS, Machine, Settings, preset
 from ..errors import OutputError, SettingsError
 from .options import (
     EXIT_INTERRUPTED,
+    RAY_ADDRESS_HELP,
     HelpFormatter,
     Parser,
     add_settings_options,
@@ -65,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mask-colours", nargs="+", metavar="COLOUR",
                         help="the label colour of each artwork, in order (#ff0000, red, 255,0,0)")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    parser.add_argument("--ray", metavar="auto|ADDRESS",
+                        help=f"paint the tiled scales on a Ray cluster, their tiles spread over its workers: "
+                             f"{RAY_ADDRESS_HELP}")
     prints = parser.add_argument_group("print settings")
     prints.add_argument("--print-size", metavar="WxH{cm,mm,in}",
                         help="size of the print at --dpi (30x20cm, 12x8in); the photo is cropped to its shape")
@@ -117,17 +121,24 @@ def paint_main(argv: list[str]) -> int:
     device = pick_device(machine.device)
     precision = pick_precision(settings.precision, device)
     budget = memory_budget(machine.max_memory, device)
-    plan = make_plan(settings, content.size, precision, budget, machine.tile_size)
-    guess = plan.estimate_seconds(device.type, precision)
-    if not args.resume:  # a resumed run was started, and warned about, before
-        _confirm_unusual(plan, guess, budget, asked=not args.yes and interactive())
-    # Said with the first step, so that an error found while setting up stays the only line.
-    bar = ProgressBar(sys.stderr, enabled=not args.quiet,
-                      intro="\n".join(_intro(args, settings, plan, budget, guess, content.size)))
+    cluster = _cluster(args.ray, settings)
     try:
-        return _paint(args, settings, machine, plan, (content, styles, masks), output, dpi, bar, demo)
+        plan = make_plan(settings, content.size, precision, budget, machine.tile_size,
+                         cluster.workers if cluster is not None else None)
+        guess = plan.estimate_seconds(device.type, precision)
+        if not args.resume:  # a resumed run was started, and warned about, before
+            _confirm_unusual(plan, guess, budget, asked=not args.yes and interactive())
+        workers = [f"painterly: {line}" for line in cluster.describe(plan, precision)] if cluster is not None else []
+        # Said with the first step, so that an error found while setting up stays the only line.
+        bar = ProgressBar(sys.stderr, enabled=not args.quiet,
+                          intro="\n".join(_intro(args, settings, plan, budget, guess, content.size, workers)))
+        try:
+            return _paint(args, settings, machine, plan, (content, styles, masks), output, dpi, bar, demo, cluster)
+        finally:
+            bar.close()
     finally:
-        bar.close()
+        if cluster is not None:
+            cluster.close()
 
 
 def _read_command_line(argv: list[str]) -> tuple[argparse.Namespace, Settings, bool]:
@@ -197,9 +208,10 @@ def _open_inputs(args: argparse.Namespace, exact: tuple[int, int] | None):
 
 
 def _intro(args: argparse.Namespace, settings: Settings, plan: Plan, budget: int, guess: float | None,
-           photo: tuple[int, int]) -> list[str]:
+           photo: tuple[int, int], workers: list[str]) -> list[str]:
     """What the run will be, said before its first step: inputs, preset, size, scales, steps, memory,
-    the time the plan expects, the tiles of tiled scales, and any change of size."""
+    the time the plan expects, the tiles of tiled scales, the cluster's ``workers`` and their share,
+    and any change of size."""
     intro = [f"painterly: {Path(args.content).name} in the style of {', '.join(Path(s).name for s in args.styles)}; "
              f"preset {args.preset}, {settings.optimizer}, result {plan.size[0]}x{plan.size[1]}, "
              f"{len(plan.scales)} scale{'s' if len(plan.scales) > 1 else ''}, up to {plan.total_steps} steps, "
@@ -207,11 +219,11 @@ def _intro(args: argparse.Namespace, settings: Settings, plan: Plan, budget: int
              + (f", roughly {_duration(guess)} on a CPU like the one measured" if guess else "")]
     if any(s.tile for s in plan.scales):
         intro += [f"painterly: plan: {line}" for line in plan.describe().splitlines() if "tiles of" in line]
-    return intro + _size_notes(photo, plan.size, settings.size)
+    return intro + workers + _size_notes(photo, plan.size, settings.size)
 
 
 def _paint(args: argparse.Namespace, settings: Settings, machine: Machine, plan: Plan, images: tuple,
-           output: Path, dpi: float | None, bar: ProgressBar, demo: bool) -> int:
+           output: Path, dpi: float | None, bar: ProgressBar, demo: bool, cluster: Any = None) -> int:
     """Run the picture (resumed from its checkpoint with ``--resume``), write it and what was asked
     besides, and say how it went; the exit code."""
     from ..engine import checkpoint
@@ -233,7 +245,7 @@ def _paint(args: argparse.Namespace, settings: Settings, machine: Machine, plan:
             f"of it, from {saved.name}")
     result = stylize(content, styles, settings, machine=machine, callback=bar if recorder is None else
                      _both(bar, recorder), masks=masks, resume=resume,
-                     on_checkpoint=lambda state: checkpoint.save(saved, state, run_key))
+                     on_checkpoint=lambda state: checkpoint.save(saved, state, run_key), cluster=cluster)
     bar.close()
     record = make_record(result, content=args.content, styles=args.styles, masks=args.mask, preset=args.preset,
                          inputs=run_key["inputs"])  # the files as they were read before the run
@@ -255,6 +267,18 @@ def _paint(args: argparse.Namespace, settings: Settings, machine: Machine, plan:
         say("painterly: the turtle photo is \"Green Sea Turtle grazing seagrass\" by P. Lindgren, CC BY-SA 3.0; "
             "share the result under the same licence")
     return 0
+
+
+def _cluster(address: str | None, settings: Settings):
+    """The Ray cluster ``--ray`` names, joined (None without ``--ray``); settings it cannot paint are
+    refused first, before anything starts."""
+    if not address:
+        return None
+    from ..engine.cluster import check_cluster
+    from ..workers.tiles_ray import RayTiles
+
+    check_cluster(settings)
+    return RayTiles(address)
 
 
 def interactive() -> bool:

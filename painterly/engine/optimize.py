@@ -171,18 +171,28 @@ class _Pairs:
         n = len(self.order)
         s, y = self.s[:n], self.y[:n]
         sg, yg = torch.stack([s @ g, y @ g]).cpu().double()  # to the CPU first: MPS has no float64
-        rows = torch.tensor(self.order)
-        sg, yg = sg[rows], yg[rows]
-        sy, yy = self.sy[rows][:, rows], self.yy[rows][:, rows]
-        r = sy.triu()
-        r_inv_sg = torch.linalg.solve_triangular(r, sg[:, None], upper=True)
-        inner = (torch.diag(sy.diagonal()) + gamma * yy) @ r_inv_sg - gamma * yg[:, None]
-        on_s = torch.zeros(n, dtype=torch.float64)
-        on_y = torch.zeros(n, dtype=torch.float64)
-        on_s[rows] = torch.linalg.solve_triangular(r.T, inner, upper=False)[:, 0]
-        on_y[rows] = -gamma * r_inv_sg[:, 0]
+        on_s, on_y = compact_coefficients(self.sy[:n, :n], self.yy[:n, :n], self.order, sg, yg, gamma)
         h_g = torch.addmv(torch.addmv(g * gamma, s.T, on_s.to(g)), y.T, on_y.to(g))
         return h_g.neg_()
+
+
+def compact_coefficients(sy: torch.Tensor, yy: torch.Tensor, order: list[int], sg: torch.Tensor,
+                         yg: torch.Tensor, gamma: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coefficients of ``H g = gamma g + S^T on_s + Y^T on_y`` in L-BFGS's compact form, from
+    the pairs' dot products alone (float64, rows as stored; ``order``: oldest to newest): so the
+    vectors can live anywhere, even split over machines, and only these scalars travel."""
+    n = len(order)
+    rows = torch.tensor(order)
+    sg, yg = sg[rows], yg[rows]
+    sy, yy = sy[rows][:, rows], yy[rows][:, rows]
+    r = sy.triu()
+    r_inv_sg = torch.linalg.solve_triangular(r, sg[:, None], upper=True)
+    inner = (torch.diag(sy.diagonal()) + gamma * yy) @ r_inv_sg - gamma * yg[:, None]
+    on_s = torch.zeros(n, dtype=torch.float64)
+    on_y = torch.zeros(n, dtype=torch.float64)
+    on_s[rows] = torch.linalg.solve_triangular(r.T, inner, upper=False)[:, 0]
+    on_y[rows] = -gamma * r_inv_sg[:, 0]
+    return on_s, on_y
 
 
 def make_optimizer(image: torch.Tensor, settings: Settings, steps: int | None = None) -> torch.optim.Optimizer:

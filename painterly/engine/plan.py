@@ -183,13 +183,18 @@ def peak_bytes(size: tuple[int, int], precision: str, history: int) -> int:
     return BASE_BYTES + (per_pixel + PAIR_BYTES_PER_PIXEL * history) * pixels
 
 
-def tiled_peak_bytes(size: tuple[int, int], precision: str, history: int, tile: int, halo: int) -> int:
+def tiled_peak_bytes(size: tuple[int, int], precision: str, history: int, tile: int, halo: int,
+                     workers: int | None = None) -> int:
     """Estimated peak memory of a tiled step: one tile with its halo at a time, plus what the whole
-    image needs (:data:`TILED_BYTES_PER_PIXEL`) and the L-BFGS pairs."""
+    image needs (:data:`TILED_BYTES_PER_PIXEL`) and the L-BFGS pairs. Spread over ``workers`` (a
+    cluster's), each worker's: its share of the image, and its pairs twice (the copies kept in its
+    node's object store so that a lost worker costs one step)."""
     w, h = size
     outer = min(h, tile + 2 * halo) * min(w, tile + 2 * halo)
     per_pixel = _measured(BYTES_PER_PIXEL, precision)
-    return BASE_BYTES + per_pixel * outer + (_whole_bytes(precision) + PAIR_BYTES_PER_PIXEL * history) * w * h
+    pairs = PAIR_BYTES_PER_PIXEL * history * (1 if workers is None else 2)
+    share = 1 if workers is None else max(1, workers)
+    return BASE_BYTES + per_pixel * outer + (_whole_bytes(precision) + pairs) * w * h // share
 
 
 def _whole_bytes(precision: str) -> int:
@@ -207,7 +212,7 @@ def _tiled_work(size: tuple[int, int], tile: int, halo: int, precision: str) -> 
 
 
 def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, budget: int | None,
-         halo: int) -> tuple[int, int, int, int, float]:
+         halo: int, workers: int | None = None) -> tuple[int, int, int, int, float]:
     """(tile, tiles, history, peak bytes, cost factor) of one scale: untiled where it fits ``budget``
     (or where ``tile_size`` says so), else the largest tile, then the most pairs, that fit."""
     untiled = peak_bytes(size, precision, history)
@@ -217,14 +222,14 @@ def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, bu
         if max(size) <= tile_size:
             return 0, 1, history, untiled, 1.0
         count, factor = _tiled_work(size, tile_size, halo, precision)
-        return tile_size, count, history, tiled_peak_bytes(size, precision, history, tile_size, halo), factor
+        return tile_size, count, history, tiled_peak_bytes(size, precision, history, tile_size, halo, workers), factor
     assert budget is not None
     floor = min(history, MIN_HISTORY)
-    pair_bytes = PAIR_BYTES_PER_PIXEL * size[0] * size[1]
+    pair_bytes = PAIR_BYTES_PER_PIXEL * size[0] * size[1] * (1 if workers is None else 2) // (workers or 1)
     choices = []  # (tile, pairs that fit), largest tile first
     for tile in TILE_SIZES:
         if tile < max(size):
-            room = budget - tiled_peak_bytes(size, precision, 0, tile, halo)
+            room = budget - tiled_peak_bytes(size, precision, 0, tile, halo, workers)
             choices.append((tile, min(history, room // pair_bytes if history else 0)))
     # The largest tile that keeps a useful history (tiles cost time: halos are computed twice), else
     # the most pairs any tile allows.
@@ -233,8 +238,8 @@ def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, bu
     if good or usable:
         tile, pairs = good[0] if good else max(usable, key=lambda c: c[1])
         count, factor = _tiled_work(size, tile, halo, precision)
-        return tile, count, int(pairs), tiled_peak_bytes(size, precision, int(pairs), tile, halo), factor
-    least = tiled_peak_bytes(size, precision, floor, TILE_SIZES[-1], halo)
+        return tile, count, int(pairs), tiled_peak_bytes(size, precision, int(pairs), tile, halo, workers), factor
+    least = tiled_peak_bytes(size, precision, floor, TILE_SIZES[-1], halo, workers)
     per_pixel = _whole_bytes(precision) + PAIR_BYTES_PER_PIXEL * floor
     room = budget - (least - per_pixel * size[0] * size[1])
     longer = int((max(0, room / per_pixel) * max(size) / min(size)) ** 0.5)  # the same shape, this many px
@@ -244,7 +249,7 @@ def _fit(tile_size: int, size: tuple[int, int], precision: str, history: int, bu
 
 
 def make_plan(settings: Settings, content_size: tuple[int, int], precision: str = "fp32",
-              budget: int | None = None, tile_size: int = 0) -> Plan:
+              budget: int | None = None, tile_size: int = 0, workers: int | None = None) -> Plan:
     """The plan of a run of ``settings`` on a content image of ``content_size`` (w, h).
 
     ``precision`` is the one the run will use (``bf16``, ``fp32`` or ``fp64``; see
@@ -252,7 +257,8 @@ def make_plan(settings: Settings, content_size: tuple[int, int], precision: str 
     may use (:func:`painterly.engine.devices.memory_budget`); a scale whose step would not fit is cut into
     tiles, with fewer L-BFGS pairs if need be (None: untiled unless ``tile_size`` says otherwise).
     ``tile_size`` is the machine's (:attr:`painterly.engine.settings.Machine.tile_size`): 0 tiles only what
-    does not fit, -1 never, a size always.
+    does not fit, -1 never, a size always. ``workers``: the tiled scales are spread over a cluster of
+    that many workers, and ``budget`` is each worker's (the untiled scales run here, in it too).
     Raises :class:`ImageError` if the content would be too thin for the network at some scale, and
     :class:`SettingsError` if a scale cannot fit ``budget`` even tiled.
     """
@@ -266,7 +272,7 @@ def make_plan(settings: Settings, content_size: tuple[int, int], precision: str 
         size = fit_size(content_size, longer)
         check_resized(size, longer, "the content image")
         history = 0 if settings.optimizer == "adam" else max(1, min(settings.lbfgs_history, steps - 1))
-        tile, tiles, history, peak, factor = _fit(tile_size, size, precision, history, budget, halo)
+        tile, tiles, history, peak, factor = _fit(tile_size, size, precision, history, budget, halo, workers)
         scales.append(ScalePlan(index, size, steps, style_size(longer, settings.style_scale), history,
                                 peak, steps * step_cost(size, factor * share, tiles), tile, tiles))
     return Plan(tuple(scales), tuple(content_size))  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from PIL import Image
 from ..errors import SettingsError
 from . import colour
 from .checkpoint import Checkpoint
+from .cluster import TileCluster, check_cluster
 from .devices import memory_budget, pick_device, pick_precision, release_freed_memory, storage_dtype
 from .images import ImageLike, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
 from .masks import prepare_masks
@@ -67,6 +68,7 @@ def stylize(
     engine: Engine | None = None,
     resume: Checkpoint | None = None,
     on_checkpoint: Callable[[Checkpoint], Any] | None = None,
+    cluster: TileCluster | None = None,
     **overrides: Any,
 ) -> Result:
     """Paint ``content`` in the style of ``style`` (one image or several, blended).
@@ -82,7 +84,9 @@ def stylize(
     ``for_size((w, h))`` method giving the term at a scale's size. ``engine`` shares the network and
     style targets between calls. ``on_checkpoint`` receives a :class:`painterly.engine.checkpoint.Checkpoint`
     at each scale's end and when the run is stopped; ``resume`` (one of those, of the same settings
-    and inputs) continues from where it was taken.
+    and inputs) continues from where it was taken. ``cluster`` (a :class:`painterly.RayTiles`, or
+    anything with :class:`painterly.engine.cluster.TileCluster`'s ``run_scale``) paints the tiled scales
+    with their tiles spread over its workers; the memory budget is then each worker's.
     """
     from .settings import DEFAULT
 
@@ -93,15 +97,17 @@ def stylize(
     content_img, style_imgs = _inputs(content, style, settings)
     device = pick_device(machine.device)
     precision = pick_precision(settings.precision, device)
+    if cluster is not None:
+        check_cluster(settings)
     plan = make_plan(settings, content_img.size, precision, memory_budget(machine.max_memory, device),
-                     machine.tile_size)
+                     machine.tile_size, cluster.workers if cluster is not None else None)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # one input size per scale: the autotuned kernels pay off
     engine = engine or Engine()
     run = _Run(content_img, style_imgs, masks, _init_image(settings, init_image), settings, machine, plan,
                engine.network(settings, device, precision), engine, extra_terms, device, precision,
                storage_dtype(precision), torch.bfloat16 if precision == "bf16" else None,
-               Tracker(plan, settings.optimizer, callback, SECONDS_PER_COST.get((device.type, precision))))
+               Tracker(plan, settings.optimizer, callback, SECONDS_PER_COST.get((device.type, precision))), cluster)
     outcome, image, reached, interrupted, to_rgb = _paint_scales(run, resume, on_checkpoint)
     return _result(run, outcome, image, reached, interrupted, to_rgb, started)
 
@@ -125,6 +131,7 @@ class _Run:
     dtype: torch.dtype
     autocast: torch.dtype | None
     tracker: Tracker
+    cluster: TileCluster | None = None  # paints the tiled scales, where given
 
 
 def _paint_scales(run: _Run, resume: Checkpoint | None, on_checkpoint: Callable[[Checkpoint], Any] | None):
@@ -149,10 +156,14 @@ def _paint_scales(run: _Run, resume: Checkpoint | None, on_checkpoint: Callable[
             return outcome, outcome.image, reached, True, to_rgb
         run.tracker.setup_seconds += time.perf_counter() - t0
         before = steps_done if scale.index == first_scale else 0  # run before a resume
-        done = run_scale(objective, image, run.settings, max(1, scale.steps - before),
-                         run.tracker.reporter(scale.index, to_rgb, before),
-                         gradient=gradient, history=scale.history or None, reuse_start=True,
-                         cuda_graphs=run.machine.cuda_graphs == "on")
+        report, steps = run.tracker.reporter(scale.index, to_rgb, before), max(1, scale.steps - before)
+        if run.cluster is not None and gradient is not None:
+            done = run.cluster.run_scale(gradient, image, run.settings, steps, report, scale.history or None,
+                                         run.precision)
+        else:
+            done = run_scale(objective, image, run.settings, steps, report, gradient=gradient,
+                             history=scale.history or None, reuse_start=True,
+                             cuda_graphs=run.machine.cuda_graphs == "on")
         if done.stopped and done.steps_run == 0:
             if outcome is None:  # Ctrl-C in the run's first step: nothing painted yet (not a loss of inf)
                 raise KeyboardInterrupt

@@ -25,8 +25,10 @@ moments) tile by tile, for :func:`painterly.engine.objective.build_objective`.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -160,7 +162,7 @@ class _Pairing(torch.autograd.Function):
 
 # -- each term, as statistics ------------------------------------------------------------------
 
-class _Adapter:
+class Adapter:
     """A term in tiled form: the sums it needs from each tile, its value from the whole image's sums,
     and the linear function of a tile's maps whose gradient is the term's."""
 
@@ -175,6 +177,13 @@ class _Adapter:
     def pairing(self, maps: dict[str, torch.Tensor], tile: Tile, grads: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    def crop(self, top: int, left: int, bottom: int, right: int) -> Adapter:
+        """This term for the tiles of the region rows ``top:bottom``, columns ``left:right`` of the
+        image, given in the region's own coordinates (``top`` and ``left`` multiples of ALIGN): its
+        ``stats`` and ``pairing``, with the whole image's counts and norms (its ``loss`` is the
+        whole image's to take)."""
+        return self
+
 
 def _mean_square(t: torch.Tensor) -> float:
     """The mean of ``t``'s squares in float64, a few channels at a time (no float64 copy of it all)."""
@@ -182,7 +191,7 @@ def _mean_square(t: torch.Tensor) -> float:
     return total / t.numel()
 
 
-class _ContentAdapter(_Adapter):
+class _ContentAdapter(Adapter):
     def __init__(self, term: ContentTerm, size: tuple[int, int]) -> None:
         self.term, self.size = term, size
         self.layers = term.layers
@@ -208,6 +217,13 @@ class _ContentAdapter(_Adapter):
             total = total + weight * value
         return cast(torch.Tensor, total)
 
+    def crop(self, top, left, bottom, right):
+        out = copy.copy(self)
+        out.term = dataclasses.replace(self.term, targets={
+            layer: t[..., top // stride(layer):bottom // stride(layer), left // stride(layer):right // stride(layer)]
+            .clone() for layer, t in self.term.targets.items()})
+        return out
+
     def pairing(self, maps, tile, grads):
         total: Any = 0.0
         for layer, d in self._differences(maps, tile):
@@ -216,7 +232,7 @@ class _ContentAdapter(_Adapter):
         return cast(torch.Tensor, total)
 
 
-class _StyleAdapter(_Adapter):
+class _StyleAdapter(Adapter):
     """Gram terms (the tutorial's and the relative one), masked or not."""
 
     def __init__(self, term: StyleTerm, size: tuple[int, int]) -> None:
@@ -263,6 +279,15 @@ class _StyleAdapter(_Adapter):
                 total = total + weight * target.weight * value
         return cast(torch.Tensor, total)
 
+    def crop(self, top, left, bottom, right):
+        out = copy.copy(self)
+        targets = [dataclasses.replace(t, mask=None) for t in self.term.targets]  # the masks below are cut
+        out.term = dataclasses.replace(self.term, targets=targets)
+        out.masks = {(layer, i): m[..., top // stride(layer):bottom // stride(layer),
+                                   left // stride(layer):right // stride(layer)].clone()
+                     for (layer, i), m in self.masks.items()}
+        return out
+
     def pairing(self, maps, tile, grads):
         total: Any = 0.0
         for layer, i, x, w in self._each(maps, tile):
@@ -272,7 +297,7 @@ class _StyleAdapter(_Adapter):
         return cast(torch.Tensor, total)
 
 
-class _MomentAdapter(_Adapter):
+class _MomentAdapter(Adapter):
     """The mean-and-covariance (Wasserstein-2) term; sums are taken about the style's mean, so the
     covariance keeps its digits in float32."""
 
@@ -317,7 +342,7 @@ class _MomentAdapter(_Adapter):
         return cast(torch.Tensor, total)
 
 
-def _adapter(term: Term, size: tuple[int, int]) -> _Adapter | None:
+def _adapter(term: Term, size: tuple[int, int]) -> Adapter | None:
     """The tiled form of ``term``; None for a term on the pixels alone (evaluated whole)."""
     if isinstance(term, ContentTerm):
         return _ContentAdapter(term, size)
@@ -342,33 +367,26 @@ class TiledGradient:
         self.layers = objective.layers
         self.halo = halo_for(self.layers) if self.layers else 0
         self.tiles = make_tiles(h, w, tile, self.halo)
-        self.adapters: list[tuple[Term, _Adapter | None]] = [(t, _adapter(t, (h, w))) for t in objective.terms]
+        self.adapters: list[tuple[Term, Adapter | None]] = [(t, _adapter(t, (h, w))) for t in objective.terms]
 
-    def _maps(self, image: torch.Tensor, tile: Tile) -> dict[str, torch.Tensor]:
-        y0, y1, x0, x1 = tile.outer
-        return self.objective.features(image[..., y0:y1, x0:x1], self.layers)
+    def features(self, piece: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The maps of a tile's pixels (its outer rows and columns) at the layers the terms read."""
+        return self.objective.features(piece, self.layers)
+
+    def mapped(self) -> list[tuple[Term, Adapter]]:
+        """The weighted terms that read the network's maps, each with its tiled form."""
+        return [(t, a) for t, a in self.adapters if a is not None and t.weight]
 
     def __call__(self, image: torch.Tensor) -> tuple[LossTerms, torch.Tensor]:
         image = image.detach()
-        mapped: list[tuple[Term, _Adapter]] = [(t, a) for t, a in self.adapters if a is not None and t.weight]
+        mapped = self.mapped()
+        adapters = [a for _, a in mapped]
         # 1. the whole image's statistics
         totals: list[dict[str, torch.Tensor]] = [{} for _ in mapped]
-        with torch.no_grad():
-            for tile in self.tiles:
-                maps = self._maps(image, tile)
-                for sums, (_, adapter) in zip(totals, mapped):
-                    for key, value in adapter.stats(maps, tile).items():
-                        sums[key] = sums[key] + value if key in sums else value
-                del maps
+        for tile in self.tiles:
+            add_tile_sums(self.features, adapters, outer_piece(image, tile), tile, totals)
         # 2. the terms from them, and their gradients in each statistic
-        parts: dict[str, torch.Tensor] = {}
-        grads: list[dict[str, torch.Tensor]] = []
-        for sums, (term, adapter) in zip(totals, mapped):
-            leaves = {k: v.detach().requires_grad_(True) for k, v in sums.items()}
-            value = term.weight * adapter.loss(leaves)
-            found = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
-            grads.append({k: g for k, g in zip(leaves, found) if g is not None})
-            parts[term.name] = value.detach()
+        parts, grads = loss_from_totals(mapped, totals)
         grad = torch.zeros_like(image)
         for term, maybe in self.adapters:
             if maybe is None and term.weight:
@@ -377,21 +395,64 @@ class TiledGradient:
         # 3. each tile's share of the gradient
         if mapped:
             for tile in self.tiles:
-                y0, y1, x0, x1 = tile.outer
-                piece = image[..., y0:y1, x0:x1].clone().requires_grad_(True)
-                maps = self.objective.features(piece, self.layers)
-                pairing: Any = 0.0
-                for g, (_, adapter) in zip(grads, mapped):
-                    pairing = pairing + adapter.pairing(maps, tile, g)
-                if isinstance(pairing, torch.Tensor) and pairing.requires_grad:
-                    pairing.backward()
-                    assert piece.grad is not None
-                    grad[..., y0:y1, x0:x1] += piece.grad
-                del maps, piece
-        ordered = {t.name: parts.get(t.name, image.new_zeros((), dtype=torch.float32)) for t in self.objective.terms}
-        wide = torch.float64 if image.dtype == torch.float64 else torch.float32
-        total = torch.stack([v.to(wide) for v in ordered.values()]).sum()
-        return LossTerms(total, ordered), grad
+                share = tile_gradient(self.features, adapters, outer_piece(image, tile), tile, grads)
+                if share is not None:
+                    y0, y1, x0, x1 = tile.outer
+                    grad[..., y0:y1, x0:x1] += share
+        return sum_terms(self.objective.terms, parts, image), grad
+
+
+def outer_piece(image: torch.Tensor, tile: Tile) -> torch.Tensor:
+    """The pixels a tile feeds to the network: its interior and halo."""
+    y0, y1, x0, x1 = tile.outer
+    return image[..., y0:y1, x0:x1]
+
+
+def add_tile_sums(features: Callable[[torch.Tensor], dict[str, torch.Tensor]], adapters: Sequence[Adapter],
+                  piece: torch.Tensor, tile: Tile, totals: list[dict[str, torch.Tensor]]) -> None:
+    """Pass 1 for one tile: add its sums into ``totals`` (one dict per adapter), without gradients."""
+    with torch.no_grad():
+        maps = features(piece)
+        for sums, adapter in zip(totals, adapters):
+            for key, value in adapter.stats(maps, tile).items():
+                sums[key] = sums[key] + value if key in sums else value
+
+
+def loss_from_totals(mapped: Sequence[tuple[Term, Adapter]], totals: Sequence[dict[str, torch.Tensor]]
+                     ) -> tuple[dict[str, torch.Tensor], list[dict[str, torch.Tensor]]]:
+    """Each term's weighted value from the whole image's sums, and its gradient in each sum."""
+    parts: dict[str, torch.Tensor] = {}
+    grads: list[dict[str, torch.Tensor]] = []
+    for sums, (term, adapter) in zip(totals, mapped):
+        leaves = {k: v.detach().requires_grad_(True) for k, v in sums.items()}
+        value = term.weight * adapter.loss(leaves)
+        found = torch.autograd.grad(value, list(leaves.values()), allow_unused=True)
+        grads.append({k: g for k, g in zip(leaves, found) if g is not None})
+        parts[term.name] = value.detach()
+    return parts, grads
+
+
+def tile_gradient(features: Callable[[torch.Tensor], dict[str, torch.Tensor]], adapters: Sequence[Adapter],
+                  piece: torch.Tensor, tile: Tile, grads: Sequence[dict[str, torch.Tensor]]) -> torch.Tensor | None:
+    """Pass 2 for one tile: the gradient in its outer pixels of its share of the terms (None: none)."""
+    piece = piece.detach().clone().requires_grad_(True)
+    maps = features(piece)
+    pairing: Any = 0.0
+    for g, adapter in zip(grads, adapters):
+        pairing = pairing + adapter.pairing(maps, tile, g)
+    if not (isinstance(pairing, torch.Tensor) and pairing.requires_grad):
+        return None
+    pairing.backward()
+    return piece.grad
+
+
+def sum_terms(terms: Sequence[Term], parts: dict[str, torch.Tensor], like: torch.Tensor) -> LossTerms:
+    """The terms in the objective's order (zero where unweighted) and their total, in ``like``'s
+    precision (float64 stays float64, else float32) and on its device."""
+    ordered = {t.name: parts.get(t.name, like.new_zeros((), dtype=torch.float32)) for t in terms}
+    wide = torch.float64 if like.dtype == torch.float64 else torch.float32
+    total = torch.stack([v.to(wide) for v in ordered.values()]).sum()
+    return LossTerms(total, ordered)
 
 
 #: Rows of the image per band when a term on the pixels alone is evaluated in bands.
