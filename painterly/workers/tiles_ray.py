@@ -34,16 +34,16 @@ class ShardActor:
     the shard of the scale being painted."""
 
     def __init__(self, threads: int) -> None:
-        from .api import Engine
-        from .devices import setup_process
+        from ..engine.devices import setup_process
+        from ..engine.run import Engine
 
         setup_process(threads)
         self.engine = Engine()
         self.shard: Shard | None = None
 
     def load(self, spec: ShardSpec) -> int:
-        from .devices import pick_device
-        from .objective import Objective
+        from ..engine.devices import pick_device
+        from ..engine.objective import Objective
 
         device = pick_device(spec.device)
         net = self.engine.network(spec.settings, device, spec.precision)
