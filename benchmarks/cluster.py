@@ -108,17 +108,20 @@ def model(measured: dict, workers: tuple[int, ...] = (4, 16, 64)) -> list[dict]:
     * the driver's part: the 1-worker cluster step less the single-process step (the loss from the
       totals, L-BFGS's scalars, serialization, the calls), taken as fixed;
     * bytes: each worker sends its sums and gets their gradients (the 1-worker figure, per worker, through
-      the driver's link), and exchanges halos with two neighbours (the 2-worker figure per boundary), at
-      :data:`BANDWIDTH`, plus :data:`ROUND_TRIPS` round trips at :data:`LATENCY`.
+      the driver's link), and the halos the workers exchange (from the tiles' geometry,
+      :func:`painterly.shards.halo_bytes`; each worker's share through its own link), at :data:`BANDWIDTH`,
+      plus :data:`ROUND_TRIPS` round trips at :data:`LATENCY`.
 
     At this size, and at 8192x8192 in tiles of :data:`BIG_TILE` px (the seconds per outer pixel as
-    measured, halo bytes scaled by the width)."""
+    measured)."""
+    from painterly.engine.shards import halo_bytes, share_out
+    from painterly.engine.tiles import make_tiles
+
     one = next(c for c in measured["cluster"] if c["workers"] == 1)
-    two = next((c for c in measured["cluster"] if c["workers"] == 2), None)
+    element = 8 if measured["precision"] == "fp64" else 4
     per_outer = measured["single_seconds_per_step"] / measured["outer_pixels"]
     driver_part = max(0.0, one["seconds_per_step"] - measured["single_seconds_per_step"])
     w, h = measured["size"]
-    boundary = two["halo_bytes_per_step"] if two else 0.0
     rows = []
     for width, height, tile in ((w, h, measured["tile"]), (8192, 8192, BIG_TILE)):
         tiles = math.ceil(width / tile) * math.ceil(height / tile)
@@ -128,12 +131,14 @@ def model(measured: dict, workers: tuple[int, ...] = (4, 16, 64)) -> list[dict]:
             outer = min(width, tile + 2 * measured["halo"]) * min(height, tile + 2 * measured["halo"])
         for n in workers:
             compute = per_outer * outer * math.ceil(tiles / n)
-            moved = n * one["driver_bytes_per_step"] + 2 * boundary * width / w
-            network = moved / BANDWIDTH + ROUND_TRIPS * LATENCY
+            halos = halo_bytes(share_out(make_tiles(height, width, tile, measured["halo"]), n, height, width)[2],
+                               element)
+            moved = n * one["driver_bytes_per_step"] + halos
+            network = max(n * one["driver_bytes_per_step"], halos / n) / BANDWIDTH + ROUND_TRIPS * LATENCY
             rows.append({"size": [width, height], "workers": n, "tiles": tiles, "compute_seconds": compute,
                          "driver_seconds": driver_part, "network_seconds": network,
                          "step_seconds": compute + driver_part + network, "bytes_per_step": moved,
-                         "image_bytes": width * height * 3 * (8 if measured["precision"] == "fp64" else 4),
+                         "halo_bytes_per_step": halos, "image_bytes": width * height * 3 * element,
                          "single_step_seconds": per_outer * outer * tiles})
     return rows
 

@@ -16,8 +16,8 @@ from painterly.engine.objective import build_objective
 from painterly.engine.optimize import run_scale
 from painterly.engine.plan import make_plan
 from painterly.engine.run import build_network
-from painterly.engine.shards import assign_tiles
-from painterly.engine.tiles import TiledGradient
+from painterly.engine.shards import assign_blocks, assign_tiles, halo_bytes, share_out
+from painterly.engine.tiles import TiledGradient, make_tiles
 from painterly.errors import SettingsError
 
 #: Shallow layers (a halo of 16 px): the tests' networks stop at block2, so a step takes a fraction of a second.
@@ -70,6 +70,12 @@ def test_tiles_are_shared_in_contiguous_runs() -> None:
     assert assign_tiles(6, 2) == [[0, 1, 2], [3, 4, 5]]
     assert assign_tiles(5, 3) == [[0, 1], [2], [3, 4]]
     assert assign_tiles(2, 4) == [[0], [1]]  # no more workers than tiles
+    # Blocks of the tile grid where they share it out as evenly: fewer tiles at their borders.
+    assert assign_blocks(4, 4, 4) == [[0, 1, 4, 5], [2, 3, 6, 7], [8, 9, 12, 13], [10, 11, 14, 15]]
+    assert assign_blocks(2, 3, 2) == [[0, 1, 2], [3, 4, 5]]  # blocks of 4 and 2: runs
+    # 8192 x 8192 in tiles of 512 px on 16 workers (blocks of 4 x 4 tiles): the halos of a step move
+    # less than a quarter of the image's bytes (runs, a row of tiles each: 0.59 of them).
+    assert halo_bytes(share_out(make_tiles(8192, 8192, 512, 80), 16, 8192, 8192)[2], 4) < 0.25 * 8192**2 * 3 * 4
 
 
 @pytest.mark.parametrize("workers", [2, 4])
@@ -152,6 +158,8 @@ def test_stylize_with_a_cluster_paints_the_tiled_picture(content_path: Path, sty
     assert [h["total"] for h in spread.history] == pytest.approx([h["total"] for h in alone.history], rel=1e-9)
     assert spread.best_step == alone.best_step
     assert cluster.traffic["steps"] == 3 and cluster.traffic["image_bytes"] == 3 * 96 * 64 * 8
+    tiles = make_tiles(64, 96, 64, 16)
+    assert cluster.traffic["halo_bytes_per_step"] == halo_bytes(share_out(tiles, 2, 64, 96)[2], 8)
 
 
 # -- on a real local Ray cluster ------------------------------------------------------------------

@@ -22,7 +22,7 @@ from .objective import LossTerms, Term, TVTerm
 from .optimize import ScaleOutcome, StepReport, compact_coefficients
 from .plan import BASE_BYTES, TILED_BYTES_PER_PIXEL, Plan
 from .settings import Settings
-from .shards import Shard, ShardSpec, assign_tiles, make_specs
+from .shards import Shard, ShardSpec, assign, make_specs
 from .tiles import TiledGradient, loss_from_totals, sum_terms
 
 #: Times one step is tried again after losing workers before the run gives up.
@@ -356,7 +356,7 @@ def describe_workers(plan: Plan, workers: int, precision: str = "fp32") -> list[
             continue
         w, h = s.size
         tiles = make_tiles(h, w, s.tile, 0)
-        owners = assign_tiles(len(tiles), workers)
+        owners = assign(tiles, workers)
         shares = [sum((t.inner[1] - t.inner[0]) * (t.inner[3] - t.inner[2]) for t in (tiles[i] for i in own))
                   for own in owners]
         counts = sorted({len(own) for own in owners})

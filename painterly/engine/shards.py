@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -53,6 +54,22 @@ def assign_tiles(count: int, workers: int) -> list[list[int]]:
     return [list(range(bounds[i], bounds[i + 1])) for i in range(workers)]
 
 
+def assign_blocks(rows: int, cols: int, workers: int) -> list[list[int]]:
+    """The tiles of a ``rows`` x ``cols`` grid (by index, row by row) each worker owns: blocks of the
+    grid, ``a`` down and ``workers / a`` across, as square as the grid allows (their halos border
+    fewer tiles than runs' do: 16 workers on 16 x 16 tiles exchange 2.5 times less); contiguous runs
+    (:func:`assign_tiles`) where no split of ``workers`` fits the grid or gives a worker more tiles
+    than runs would."""
+    runs = assign_tiles(rows * cols, workers)
+    fits = [a for a in range(1, workers + 1) if workers % a == 0 and a <= rows and workers // a <= cols]
+    if not fits:
+        return runs
+    down = min(fits, key=lambda a: abs(math.log(a * cols / (workers // a) / rows)))
+    row_groups, col_groups = assign_tiles(rows, down), assign_tiles(cols, workers // down)
+    blocks = [[r * cols + c for r in rs for c in cs] for rs in row_groups for cs in col_groups]
+    return blocks if max(map(len, blocks)) <= max(map(len, runs)) else runs
+
+
 def region_of(tiles: Sequence[Tile], height: int, width: int) -> Rect:
     """The pixels a shard holds: its tiles with their halos, and one more row and column (the
     neighbours total variation pairs each owned pixel with)."""
@@ -66,6 +83,30 @@ def region_of(tiles: Sequence[Tile], height: int, width: int) -> Rect:
 def overlap(a: Rect, b: Rect) -> Rect | None:
     y0, y1, x0, x1 = max(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), min(a[3], b[3])
     return (y0, y1, x0, x1) if y0 < y1 and x0 < x1 else None
+
+
+def assign(tiles: Sequence[Tile], workers: int) -> list[list[int]]:
+    """The tiles (by index) each worker owns: blocks of the tile grid (:func:`assign_blocks`)."""
+    rows = len({t.inner[0] for t in tiles})
+    return assign_blocks(rows, len(tiles) // rows, min(workers, len(tiles)))
+
+
+def share_out(tiles: Sequence[Tile], workers: int, height: int, width: int
+              ) -> tuple[list[list[Tile]], list[Rect], dict[tuple[int, int], list[Rect]]]:
+    """Each worker's tiles (:func:`assign`) and region, and for each pair of workers ``(j, k)``
+    the rects of ``j``'s pixels that ``k``'s tiles read: ``j`` sends their pixels to ``k`` after each
+    update, and ``k`` sends ``j`` its gradient on them after each pass 2."""
+    owned = [[tiles[i] for i in own] for own in assign(tiles, workers)]
+    regions = [region_of(t, height, width) for t in owned]
+    needs = [[region_of([t], height, width) for t in own] for own in owned]  # outers, and TV's neighbours
+    links = {(j, k): [r for t in owned[j] if (r := _cover(t.inner, needs[k]))]
+             for j in range(len(owned)) for k in range(len(owned)) if j != k}
+    return owned, regions, links
+
+
+def halo_bytes(links: dict[tuple[int, int], list[Rect]], element_size: int) -> int:
+    """Bytes the halos of a step move between workers: each rect's pixels one way, gradient the other."""
+    return 2 * 3 * element_size * sum((r[1] - r[0]) * (r[3] - r[2]) for rects in links.values() for r in rects)
 
 
 def _cover(inner: Rect, needs: Sequence[Rect]) -> Rect | None:
@@ -107,18 +148,13 @@ def make_specs(gradient: TiledGradient, image: torch.Tensor, settings: Settings,
             raise SettingsError(f"the loss term {term.name!r} reads the whole image and has no form spread over "
                                 "workers; run it without a cluster")
     h, w = image.shape[-2:]
-    owners = assign_tiles(len(gradient.tiles), workers)
-    tiles = [[gradient.tiles[i] for i in own] for own in owners]
-    regions = [region_of(t, h, w) for t in tiles]
-    needs = [[region_of([t], h, w) for t in own] for own in tiles]  # each tile's outer pixels, and TV's neighbours
-    links = {(j, k): [r for t in tiles[j] if (r := _cover(t.inner, needs[k]))]
-             for j in range(len(owners)) for k in range(len(owners)) if j != k}
+    tiles, regions, links = share_out(gradient.tiles, workers, h, w)
     tv = sum(t.weight for t, a in gradient.adapters if a is None and isinstance(t, TVTerm))
     specs = []
     for k, (own, (y0, y1, x0, x1)) in enumerate(zip(tiles, regions)):
         adapters = moved([a.crop(y0, x0, y1, x1) for _, a in gradient.mapped()], "cpu")
         specs.append(ShardSpec(
-            k, len(owners), own, regions[k], (h, w), adapters, gradient.layers, tv,
+            k, len(tiles), own, regions[k], (h, w), adapters, gradient.layers, tv,
             image[..., y0:y1, x0:x1].detach().cpu().clone(),
             {j: rects for (i, j), rects in links.items() if i == k and rects},
             {j: rects for (j, i), rects in links.items() if i == k and rects},
