@@ -109,7 +109,7 @@ def model(measured: dict, workers: tuple[int, ...] = (4, 16, 64)) -> list[dict]:
       totals, L-BFGS's scalars, serialization, the calls), taken as fixed;
     * bytes: each worker sends its sums and gets their gradients (the 1-worker figure, per worker, through
       the driver's link), and the halos the workers exchange (from the tiles' geometry,
-      :func:`painterly.shards.halo_bytes`; each worker's share through its own link), at :data:`BANDWIDTH`,
+      :func:`painterly.engine.shards.halo_bytes`; each worker's share through its own link), at :data:`BANDWIDTH`,
       plus :data:`ROUND_TRIPS` round trips at :data:`LATENCY`.
 
     At this size, and at 8192x8192 in tiles of :data:`BIG_TILE` px (the seconds per outer pixel as
