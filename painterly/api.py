@@ -22,6 +22,7 @@ from .masks import prepare_masks
 from .network import VGG19, deepest
 from .objective import WHOLE, build_objective
 from .optimize import ScaleOutcome, run_scale
+from .palette import tone_palette
 from .plan import SECONDS_PER_COST, Plan, ScalePlan, make_plan
 from .prints import to_uint16
 from .settings import Machine, Settings, split_fields
@@ -488,4 +489,6 @@ def _first_image(
         return noise.to(device)
     if settings.init == "style":
         return resize_tensor(style_ts[0], size)
+    if settings.init == "palette":
+        return tone_palette(content_t, style_ts)
     return content_t.clone()

@@ -154,7 +154,8 @@ class Settings:
     # -- init and colour
     init: str = field(
         default="content",
-        metadata=_opt("what the painting starts from: content (the photo), noise, style, or an image file",
+        metadata=_opt("what the painting starts from: content (the photo), palette (the photo in the artwork's "
+                      "colours, dark kept dark), noise, style, or an image file",
                       group="image", metavar="INIT"),
     )
     init_file: str = field(
@@ -392,6 +393,7 @@ DEFAULT = Settings(
     scale_steps_decay=0.6,
     min_scale_steps=10,
     patience=15,
+    init="palette",
 )
 
 #: Slower, cleaner: more steps at every scale, a slightly stronger artwork.

@@ -64,7 +64,8 @@ STATIC = Path(__file__).parent / "static"
 #: Room in a request body for the settings and the multipart framing, besides the images.
 FORM_OVERHEAD = 256 * 1024
 #: Help of a field as the page shows it, where the CLI's would offer what the web refuses.
-WEB_HELP = {"init": "what the painting starts from: content (the photo), noise or style"}
+WEB_HELP = {"init": "what the painting starts from: content (the photo), palette (the photo in the "
+                   "artwork's colours, dark kept dark), noise or style"}
 
 
 def _opt(help: str, **extra: Any) -> dict[str, Any]:
