@@ -489,6 +489,6 @@ def _first_image(
         return noise.to(device)
     if settings.init == "style":
         return resize_tensor(style_ts[0], size)
-    if settings.init == "palette":
+    if settings.init == "palette" and settings.loss_weights()[1] > 0:  # strength 0 keeps the photo: no palette
         return tone_palette(content_t, style_ts)
     return content_t.clone()

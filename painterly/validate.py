@@ -111,7 +111,8 @@ def _layers(name: str, layers: tuple[str, ...], weights: tuple[float, ...], allo
 def check_settings(s: Settings) -> None:
     """Every field of a picture's :class:`~painterly.settings.Settings`, and how they fit together."""
     _check_sizes(s)
-    for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "adam_eps", "min_improvement"):
+    for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "lbfgs_first_step", "adam_eps",
+                 "min_improvement"):
         finite_nonneg(name, getattr(s, name))
     _check(s.lr > 0, f"lr must be > 0, got {s.lr}")
     _check(_is_number(s.strength) and (s.strength == -1 or 0 <= s.strength <= 1),

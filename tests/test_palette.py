@@ -100,3 +100,10 @@ def test_the_default_presets_start_from_the_palette_and_the_tutorial_from_the_ph
     start = _first_image(DEFAULT, None, photo, [art], (48, 32), torch.device("cpu"))
     assert torch.equal(start, tone_palette(photo, [art]))
     assert torch.equal(_first_image(TUTORIAL, None, photo, [art], (48, 32), torch.device("cpu")), photo)
+
+
+def test_strength_zero_starts_from_the_photo_itself() -> None:
+    """No artwork is painted at strength 0, so the palette start would only be a recolouring to undo."""
+    photo, art = _photo(), _artwork()
+    start = _first_image(DEFAULT.replace(strength=0.0), None, photo, [art], (48, 32), torch.device("cpu"))
+    assert torch.equal(start, photo)
