@@ -232,7 +232,7 @@ def test_build_network_is_cut_after_the_deepest_layer() -> None:
 def test_a_schedule_of_countless_scales_is_refused_at_once() -> None:
     with pytest.raises(SettingsError, match="at most 32 are allowed"):
         DEFAULT.replace(scale_factor=1 + 1e-12)
-    assert DEFAULT.scale_count() == len(DEFAULT.scale_sizes()) == 3
+    assert DEFAULT.scale_count() == len(DEFAULT.scale_sizes()) == 2
 
 
 def test_a_loss_that_overflows_is_an_error_not_a_result() -> None:

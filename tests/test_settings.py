@@ -215,7 +215,7 @@ def test_scale_sizes_shrink_by_the_factor_down_to_start_size() -> None:
 def test_scale_sizes_reach_start_size_despite_float_rounding() -> None:
     # 512 / sqrt(2)^4 is 128 exactly but 127.99999999999997 in floats: the 128 px scale must stay.
     assert Settings(size=512, start_size=128).scale_sizes() == [128, 181, 256, 362, 512]
-    assert DEFAULT.scale_sizes()[0] == DEFAULT.start_size == 256
+    assert DEFAULT.scale_sizes()[0] == DEFAULT.start_size == 362
 
 
 def test_scale_steps_decay_per_scale() -> None:

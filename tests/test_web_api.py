@@ -119,7 +119,7 @@ def test_settings_come_from_the_dataclass(client: TestClient) -> None:
     assert set(fields) == set(FIELD_NAMES) - set(REFUSED)
     assert fields["size"]["default"] == Settings().size and fields["size"]["type"] == "int"
     assert fields["colour"]["choices"] == ["none", "luminance", "histogram"]
-    assert fields["init"]["choices"] == ["content", "noise", "style"]  # no file names from the web
+    assert fields["init"]["choices"] == ["content", "palette", "noise", "style"]  # no file names from the web
     assert fields["style_layers"]["type"] == "list[str]"
     assert fields["steps"]["help"] == Settings.__dataclass_fields__["steps"].metadata["help"]
     assert schema["presets"] == {name: p.to_dict() for name, p in PRESETS.items()}

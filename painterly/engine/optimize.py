@@ -66,16 +66,21 @@ class PixelLBFGS(torch.optim.Optimizer):
     evaluation per step. The pairs are taken between the points actually evaluated, so clamping the
     image between steps keeps them consistent.
 
+    Before there is a curvature pair the direction is ``-g``, and ``lr`` times the gradient of a loss
+    relative to its target's size moves a pixel by a small fraction of a level: the first step is
+    nearly lost, and so is the second (its pair describes that tiny step). ``first_step`` (levels, 0:
+    off) scales that step so that its largest pixel change is ``first_step``.
+
     ``compact`` picks how ``-H g`` is computed (the same step either way, see :class:`_Pairs`):
     ``None`` takes the compact form on GPUs and the two-loop recursion on the CPU.
     """
 
     def __init__(self, params, lr: float = 1.0, history_size: int = 100, max_step: float = 16.0,
-                 compact: bool | None = None):
+                 compact: bool | None = None, first_step: float = 0.0):
         super().__init__(params, {"lr": lr, "history_size": history_size, "max_step": max_step})
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
             raise ValueError("PixelLBFGS optimizes exactly one tensor")
-        self.compact = compact
+        self.compact, self.first_step = compact, first_step
 
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor]):  # type: ignore[override]
@@ -99,6 +104,8 @@ class PixelLBFGS(torch.optim.Optimizer):
         else:
             state["x"], state["g"] = x.clone(), g.clone()
         d = state["pairs"].direction(state["g"]).mul_(group["lr"])
+        if self.first_step and not len(state["pairs"]):
+            d.mul_(self.first_step / d.abs().max().clamp(min=1e-30))
         # Scale the step down so that no pixel moves more than max_step (on the device: no sync).
         d.mul_((group["max_step"] / d.abs().max()).clamp(max=1.0))
         p.add_(d.view_as(p).to(p.dtype))
@@ -204,7 +211,8 @@ def make_optimizer(image: torch.Tensor, settings: Settings, steps: int | None = 
     if settings.optimizer == "adam":
         return TFAdam([image], lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps)
     history = settings.lbfgs_history if steps is None else max(1, min(settings.lbfgs_history, steps - 1))
-    return PixelLBFGS([image], lr=settings.lr, history_size=history, max_step=settings.lbfgs_max_step)
+    return PixelLBFGS([image], lr=settings.lr, history_size=history, max_step=settings.lbfgs_max_step,
+                      first_step=settings.lbfgs_first_step)
 
 
 def capture_graph(run: Callable[[], object], device: torch.device, warmup: int = 2):

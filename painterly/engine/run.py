@@ -21,6 +21,7 @@ from .masks import prepare_masks
 from .network import VGG19, deepest
 from .objective import WHOLE, build_objective
 from .optimize import ScaleOutcome, run_scale
+from .palette import tone_palette
 from .plan import SECONDS_PER_COST, Plan, ScalePlan, make_plan
 from .prints import to_uint16
 from .progress import Tracker
@@ -228,7 +229,7 @@ def _set_up_scale(scale: ScalePlan, image: torch.Tensor | None, run: _Run):
                                 cache=run.engine.style_cache, measure=measure)
     gradient = TiledGradient(objective, scale.size, scale.tile) if scale.tile else None
     if image is None:
-        image = _first_image(settings, run.start, content_t, style_ts, scale.size, device).to(run.dtype)
+        image = first_image(settings, run.start, content_t, style_ts, scale.size, device).to(run.dtype)
         if settings.colour == "luminance":  # the run happens on gray images
             image = colour.gray_as_rgb(colour.luminance(image))
     elif image.shape[-2:] != (scale.size[1], scale.size[0]):
@@ -304,7 +305,7 @@ def _init_image(settings: Settings, init_image: ImageLike | None) -> Image.Image
     return open_image(settings.init_file)
 
 
-def _first_image(
+def first_image(
     settings: Settings,
     start_img: Image.Image | None,
     content_t: torch.Tensor,
@@ -322,4 +323,6 @@ def _first_image(
         return noise.to(device)
     if settings.init == "style":
         return resize_tensor(style_ts[0], size)
+    if settings.init == "palette" and settings.loss_weights()[1] > 0:  # strength 0 keeps the photo: no palette
+        return tone_palette(content_t, style_ts)
     return content_t.clone()

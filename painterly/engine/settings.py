@@ -51,7 +51,8 @@ def _opt(help: str, choices: tuple[str, ...] | None = None, group: str = "run", 
 def check_settings(s: Settings) -> None:
     """Every field of a picture's :class:`~painterly.engine.settings.Settings`, and how they fit together."""
     _check_sizes(s)
-    for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "adam_eps", "min_improvement"):
+    for name in ("content_weight", "style_weight", "tv_weight", "lr", "lbfgs_max_step", "lbfgs_first_step", "adam_eps",
+                 "min_improvement"):
         finite_nonneg(name, getattr(s, name))
     require(s.lr > 0, f"lr must be > 0, got {s.lr}")
     require(is_number(s.strength) and (s.strength == -1 or 0 <= s.strength <= 1),
@@ -98,7 +99,7 @@ def _check_sizes(s: Settings) -> None:
 
 def _check_init(s: Settings) -> None:
     require(isinstance(s.init, str) and s.init in (*INITS, "file"),
-           f"init must be content, noise, style, or file with init_file; got {s.init!r}")
+           f"init must be content, palette, noise, style, or file with init_file; got {s.init!r}")
     require(isinstance(s.init_file, str), "init_file must be the path of an image file")
     require(s.init != "file" or bool(s.init_file), "init file needs init_file: the image to start from")
     require(s.init == "file" or not s.init_file,
@@ -217,6 +218,11 @@ class Settings:
         default=128.0,
         metadata=_opt("largest change of a pixel in one L-BFGS step, in levels of 0..255", group="optimizer"),
     )
+    lbfgs_first_step: float = field(
+        default=0.0,
+        metadata=_opt("largest change of a pixel in each scale's first L-BFGS step, in levels (0: the gradient "
+                      "times lr, which may hardly move the pixels)", group="optimizer"),
+    )
     ema: float = field(
         default=0.0,
         metadata=_opt("keep a moving average of the picture, calmer (0: off; 0.9: about the last 10 steps)",
@@ -231,7 +237,8 @@ class Settings:
     # -- init and colour
     init: str = field(
         default="content",
-        metadata=_opt("what the painting starts from: content (the photo), noise, style, or an image file",
+        metadata=_opt("what the painting starts from: content (the photo), palette (the photo in the artwork's "
+                      "colours, dark kept dark), noise, style, or an image file",
                       group="image", metavar="INIT"),
     )
     init_file: str = field(
@@ -444,15 +451,26 @@ STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 #: with a structure figure that shares nothing with the network and a face detector
 #: (benchmarks/quality.py; astronaut x Great Wave at 512 px):
 #:
-#: * the first scale is 256 px, not 128: at 128 px the deep layers' statistics span the whole picture
-#:   and the optimizer paints the artwork's large motifs over the layout (the face became a wave);
-#:   structure 0.35 -> 0.18 (pastiche 0.15), and the face is found again;
+#: * the run starts from the photo in the artwork's palette, tones in the photo's order (``init="palette"``,
+#:   :mod:`painterly.engine.palette`). Started from the photo itself, the strong shallow style term pulled each
+#:   region to whichever of the artwork's colours was nearest, and on a third of the pairs the palette
+#:   landed in the opposite tone order: the white cup blue, the saucer dark (coffee x Starry Night,
+#:   structure 2.4x pastiche's), Grace Hopper's dark uniform the Great Wave's cream. Lower strengths did
+#:   not close it; the palette start did (coffee x Starry Night 0.41 -> 0.12 at the same style);
+#: * the first scale is 362 px (two scales, 18 and 14 steps: 23 full-size steps' worth, as many as the
+#:   256/362/512 plan's 24, 14 and 10). At 128 px the deep layers' statistics span the whole picture and
+#:   the optimizer paints the artwork's large motifs over the layout (the face became a wave); from 256
+#:   they still come out larger than pastiche's (which paints at 512 px only), as coarse texture over
+#:   the photo's plain areas.
+#:   From 362 px: astronaut x Composition VII structure 0.14 -> 0.10, Grace Hopper x the Great Wave
+#:   0.22 -> 0.19 (pastiche 0.074 and 0.18). Lower strengths hardly move this figure (0.105 at 0.3);
 #: * the content is compared at block3_conv2 as well as block4_conv2: the shapes of eyes and mouth stay
 #:   while the strokes change, and the artwork's texture comes through more (style 0.34 -> 0.24 at
-#:   strength 0.4), so the strength can be 0.5 again: style 0.16 against pastiche's 0.36;
-#: * the steps fall fast from scale to scale (24, 14, 10): the layout is settled where pixels are cheap
-#:   and the finest scale only sharpens it; 23 full-size steps' worth instead of 49. 30 steps falling to
-#:   11 scored the same (style 0.16, structure 0.19, the face found) in 1.25x the time.
+#:   strength 0.4), so the strength can be 0.5: style 0.16 against pastiche's 0.36.
+#:
+#: On the benchmark's 14 pairs at 512 px: structure at most pastiche's on 13 (0.37-0.99x; astronaut x
+#: Composition VII 1.48x, Kandinsky's strokes over the plain wall), style 0.35-0.93x, colour 0.09-0.68x,
+#: the face found on every portrait (benchmarks/quality/results.md).
 #:
 #: Profiled in fp32 at 512 px (``benchmarks/bench.py --only profile``), the network's passes are three
 #: quarters of the run, the Grams and covariances a tenth, the eigen-solves 3%: the time goes where the
@@ -471,22 +489,26 @@ DEFAULT = Settings(
     content_layers=("block3_conv2", "block4_conv2"),
     style_layers=STYLE_LAYERS,
     style_layer_weights=(256.0, 64.0, 16.0, 4.0),
-    steps=24,
-    start_size=256,
-    scale_steps_decay=0.6,
+    steps=18,
+    start_size=362,
+    scale_steps_decay=0.78,
     min_scale_steps=10,
     patience=15,
+    init="palette",
 )
 
 #: Slower, cleaner: more steps at every scale, a slightly stronger artwork.
 QUALITY = DEFAULT.replace(steps=60, scale_steps_decay=0.7, min_scale_steps=20, strength=0.55)
 
-#: A quick look: small and short (one scale of 20 steps at 256 px).
-DRAFT = DEFAULT.replace(size=256, steps=20)
+#: A quick look: small and short (one scale of 16 steps at 256 px). In one scale L-BFGS's first step
+#: would hardly move the pixels, so it is scaled to 16 levels: astronaut x Great Wave scored the same
+#: in 16 steps (style 0.19, structure 0.16) as in 20 without it (0.18, 0.17).
+DRAFT = DEFAULT.replace(size=256, steps=16, lbfgs_first_step=16.0)
 
 #: What ``painterly`` with no arguments runs: the default at a size that finishes in about 20 s on a
-#: laptop CPU without bf16 (two scales, 272 and 384 px, 14 and 8 steps).
-DEMO = DEFAULT.replace(size=384, steps=14, min_scale_steps=8)
+#: laptop CPU without bf16 (two scales, 272 and 384 px, 14 and 8 steps; from 256 px, as the default
+#: started before, since 362 px would leave one scale at 384).
+DEMO = DEFAULT.replace(size=384, steps=14, min_scale_steps=8, start_size=256, scale_steps_decay=0.6)
 
 PRESETS: dict[str, Settings] = {"default": DEFAULT, "tutorial": TUTORIAL, "quality": QUALITY, "draft": DRAFT,
                                 "demo": DEMO}

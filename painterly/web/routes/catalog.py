@@ -17,7 +17,8 @@ from ..schemas import ERRORS
 from ..studio import StudioDep
 
 #: Help of a field as the page shows it, where the CLI's would offer what the web refuses.
-WEB_HELP = {"init": "what the painting starts from: content (the photo), noise or style"}
+WEB_HELP = {"init": "what the painting starts from: content (the photo), palette (the photo in the "
+                   "artwork's colours, dark kept dark), noise or style"}
 
 router = APIRouter()
 
