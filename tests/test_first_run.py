@@ -190,7 +190,7 @@ def test_sigint_in_a_real_process_says_enlarged_from_and_names_the_checkpoint(
         tmp_path: Path, content_path: Path, style_path: Path, fast_args: list[str]) -> None:
     out = tmp_path / "out.png"
     argv = [sys.executable, "-m", "painterly", str(content_path), str(style_path), "-o", str(out), *fast_args,
-            *THREE_SCALES, "--steps", "5", "--scale-steps-decay", "4", "--patience", "0",  # 5, 20, 80 steps
+            *THREE_SCALES, "--steps", "20", "--scale-steps-decay", "4", "--patience", "0",  # 20, 80, 320 steps
             "--threads", "1"]
     process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
