@@ -18,8 +18,8 @@ It measures, side by side in one run (wall-clock seconds, medians of --repeat ru
   layers) and is stopped as soon as its image, judged the same way, scores <= L (the clock is
   paused while judging). Reported with its ratio to the tutorial's time;
 * ``compile``: the bare step at 256 px eager and under ``torch.compile`` (compile time apart);
-* ``presets``: wall time of the demo (``painterly`` with no arguments) and of the default preset at
-  512 px on the demo pair, from the command line, in a fresh process each (--repeat-presets runs);
+* ``presets``: wall time of the demo (``painterly`` with no arguments) and of the default and quality
+  presets at 512 px on the demo pair, from the command line, in a fresh process each (--repeat-presets runs);
 * ``memory``: peak resident memory (and, on a GPU, peak GPU memory) of the default preset's last
   scale at 512, 1024 and 2048 px: a one-scale run of as many steps as that scale runs, so that L-BFGS
   holds as many curvature pairs as in a real run (each in a fresh process);
@@ -304,6 +304,7 @@ def part_presets(repeat: int, device: torch.device, precisions: list[str]) -> li
     commands = {
         "demo (painterly, no arguments)": [],
         "default preset, 512 px": [str(content), str(style), "--size", "512"],
+        "quality preset, 512 px": [str(content), str(style), "--size", "512", "--preset", "quality"],
     }
     runs = [(name, args, precision) for name, args in commands.items() for precision in precisions]
     times: dict[int, list[float]] = {i: [] for i in range(len(runs))}

