@@ -144,9 +144,10 @@ def judged(picture: Image.Image, photo_name: str, p_img: Image.Image, a_img: Ima
 
 
 def run_preset(photo_name: str, art_name: str, preset: str, size: int, out: Path,
-               p_img: Image.Image, a_img: Image.Image) -> tuple[dict, Image.Image]:
-    """One painterly preset on one pair, judged; its picture kept as JPEG. (its record, its picture)"""
-    file = out / "images" / f"{photo_name}-{art_name}-{preset}.png"
+               p_img: Image.Image, a_img: Image.Image, name: str | None = None) -> tuple[dict, Image.Image]:
+    """One painterly preset on one pair, judged; its picture kept as JPEG, named after the pair and
+    ``name`` (the preset if not given). (its record, its picture)"""
+    file = out / "images" / f"{photo_name}-{art_name}-{name or preset}.png"
     seconds = run_painterly(photo_path(photo_name), art_path(art_name), preset, size, file)
     picture = open_image(file)
     keep(file)
@@ -429,13 +430,10 @@ def part_sizes(args: argparse.Namespace, out: Path) -> dict:
         entry: dict = {"photo": photo, "artwork": artwork, "runs": {}}
         row = [(p_img, photo), (a_img, artwork)]
         for size in SIZES:
-            file = folder / "images" / f"{photo}-{artwork}-{size}.png"
-            seconds = run_painterly(photo_path(photo), art_path(artwork), "default", size, file)
-            picture = open_image(file)
-            figures = {k: v for k, v in judged(picture, photo, p_img, a_img).items() if k != "content"}
-            entry["runs"][str(size)] = _record(seconds, figures)
-            row.append((picture, f"{size} px\n{_figures(figures, seconds)}"))
-            keep(file)
+            record, picture = run_preset(photo, artwork, "default", size, folder, p_img, a_img, name=str(size))
+            del record["content"]  # the VGG figure; the sizes part reports the judge's other three
+            entry["runs"][str(size)] = record
+            row.append((picture, f"{size} px\n{_figures(record, record['seconds'])}"))
         results["pairs"].append(entry)
         rows.append(row)
         print(json.dumps(entry), flush=True)
