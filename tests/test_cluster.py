@@ -97,8 +97,11 @@ def test_sharded_step_equals_tiled_step_in_fp32(case: str) -> None:
     _check_equal(terms, grad, ref_terms, ref_grad, torch.float32)
 
 
-def test_sharded_run_follows_the_single_process_run() -> None:
+@pytest.mark.parametrize("first_step", [0.0, 8.0])
+def test_sharded_run_follows_the_single_process_run(first_step: float) -> None:
     settings, precision, tiled, image = _setup("gram", torch.float64)
+    settings = settings.replace(lbfgs_first_step=first_step)
+    assert bool(((image < 4) | (image > 251)).any())  # pixels that reach a bound, which both leave out
     single: list[float] = []
     spread: list[float] = []
     ref = run_scale(tiled.objective, image, settings, 5, lambda i, losses, _: single.append(losses["total"]) and False,

@@ -14,7 +14,14 @@ import pytest
 import torch
 
 from painterly.engine.objective import LossTerms, layer_weights
-from painterly.engine.optimize import PixelLBFGS, TFAdam, graphed_gradient, make_optimizer, run_scale
+from painterly.engine.optimize import (
+    PixelLBFGS,
+    TFAdam,
+    graphed_gradient,
+    held_at_bounds,
+    make_optimizer,
+    run_scale,
+)
 from painterly.engine.settings import Settings
 
 # x after each of three TF-rule Adam steps (lr 5, betas 0.99/0.999, eps 0.1) on (x - 3)^2 from x = 0,
@@ -128,6 +135,45 @@ def test_pixel_lbfgs_caps_every_step() -> None:
     assert max(steps) <= 5.0 + 1e-4
     assert steps[0] == pytest.approx(5.0)  # the first step is the capped gradient step
     assert float(loss_of(x)) < float(loss_of(torch.zeros(1, 3, 4, 4))) * 1e-3
+
+
+def _clamped_run(bounds, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A quadratic whose minimum lies outside 0..255 on a few pixels, each step clamped as run_scale
+    clamps it; returns the image and the target."""
+    target = torch.linspace(40, 215, 48).view(1, 3, 4, 4).clone()
+    target[..., 0, 0] = 400.0  # far above the range: held at 255 with the gradient pushing out
+    target[..., 1, 1] = -150.0  # far below it
+    x = torch.full((1, 3, 4, 4), 128.0)
+    x[..., 0, 0], x[..., 1, 1] = 255.0, 0.0  # already at the bounds, as a painted picture's extremes are
+    x.requires_grad_(True)
+    optimizer = PixelLBFGS([x], max_step=16.0, first_step=8.0, bounds=bounds)
+
+    def closure():
+        optimizer.zero_grad()
+        loss = 0.5 * ((x - target) ** 2).sum()
+        loss.backward()
+        return loss
+
+    for _ in range(steps):
+        optimizer.step(closure)
+        with torch.no_grad():
+            x.clamp_(0, 255)
+    return x.detach(), target
+
+
+def test_pixels_held_at_a_bound_are_left_out_of_the_step() -> None:
+    x = torch.tensor([0.0, 0.0, 255.0, 255.0, 100.0])
+    g = torch.tensor([1.0, -1.0, -1.0, 1.0, 1.0])  # descent goes along -g
+    assert held_at_bounds(x, g, (0.0, 255.0)).tolist() == [True, False, True, False, False]
+    # The pixels that want out of the range no longer set the step's largest change: the others reach
+    # their targets in a few steps; without the bounds every step was cut to the outside pixels' cap.
+    inside = torch.ones(1, 3, 4, 4, dtype=torch.bool)
+    inside[..., 0, 0] = inside[..., 1, 1] = False
+    bounded, target = _clamped_run((0.0, 255.0), 8)
+    unbounded, _ = _clamped_run(None, 8)
+    assert float((bounded - target)[inside].abs().max()) < 0.5
+    assert float((unbounded - target)[inside].abs().max()) > 10 * float((bounded - target)[inside].abs().max())
+    assert float(bounded[..., 0, 0].min()) == 255.0 and float(bounded[..., 1, 1].max()) == 0.0
 
 
 def test_pixel_lbfgs_skips_pairs_without_positive_curvature() -> None:

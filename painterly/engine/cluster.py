@@ -186,7 +186,7 @@ class _Run:
         row, gamma, on_s, on_y = book.step(torch.stack(dots).sum(dim=0), self.steps > 0)
         directions = [pool.call(k, "direction", row, gamma, on_s, on_y, returns=2) for k in range(n)]
         largest = max(pool.get([d[0] for d in directions]))
-        moved = [pool.call(k, "update", largest, returns=n) for k in range(n)]
+        moved = [pool.call(k, "update", largest, gamma is None, returns=n) for k in range(n)]
         kept = [pool.call(k, "keep", returns=2) for k in range(n)]
         pool.get([k[1] for k in kept])  # the step is whole on every shard before it counts (states stay there)
         self.book, self.states = book, [k[0] for k in kept]

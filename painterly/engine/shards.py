@@ -39,6 +39,7 @@ import torch
 
 from ..errors import SettingsError
 from .objective import TVTerm
+from .optimize import PIXEL_RANGE, held_at_bounds
 from .settings import Settings
 from .tiles import Adapter, Tile, TiledGradient, add_tile_sums, tile_gradient
 
@@ -308,6 +309,7 @@ class Shard:
             for (a, b, c, d), piece in zip(map(self._local, self.spec.sends.get(j, [])), got or []):
                 grad[..., a:b, c:d] += piece.to(self.device)
         x, g = self.owned(), self.owned(grad)
+        g.masked_fill_(held_at_bounds(x, g, PIXEL_RANGE), 0)  # as PixelLBFGS leaves them out
         self.step = {"x": x, "g": g}
         if keep_best:
             self.best = x.clone()
@@ -346,13 +348,18 @@ class Shard:
         self.step["d"] = d
         return d.abs().max().cpu(), kept
 
-    def update(self, largest: torch.Tensor) -> list[Any]:
+    def update(self, largest: torch.Tensor, first: bool = False) -> list[Any]:
         """Move the owned pixels by the direction, scaled so that no pixel of the whole image moves
         more than ``max_step`` (``largest``: the whole direction's largest entry), clamp them, and
-        return the pixels each other shard holds as halo."""
+        return the pixels each other shard holds as halo. ``first``: there is no curvature pair yet,
+        and the step is scaled to ``lbfgs_first_step`` first where that is set, as PixelLBFGS does."""
         x, g, d = self.step["x"], self.step["g"], self.step["d"]
-        d.mul_((self.settings.lbfgs_max_step / largest.to(d)).clamp(max=1.0))
-        moved = (x + d.to(x.dtype)).clamp_(0, 255)
+        largest = largest.to(d)
+        if first and self.settings.lbfgs_first_step:
+            d.mul_(self.settings.lbfgs_first_step / largest.clamp(min=1e-30))
+            largest = torch.full_like(largest, self.settings.lbfgs_first_step)
+        d.mul_((self.settings.lbfgs_max_step / largest).clamp(max=1.0))
+        moved = (x + d.to(x.dtype)).clamp_(*PIXEL_RANGE)
         self._scatter(moved)
         if self.average is not None:
             self.average.lerp_(moved, 1 - self.settings.ema)
