@@ -117,12 +117,19 @@ class PixelLBFGS(torch.optim.Optimizer):
         else:
             state["x"], state["g"] = x.clone(), g.clone()
         d = state["pairs"].direction(state["g"]).mul_(group["lr"])
-        if self.first_step and not len(state["pairs"]):
-            d.mul_(self.first_step / d.abs().max().clamp(min=1e-30))
-        # Scale the step down so that no pixel moves more than max_step (on the device: no sync).
-        d.mul_((group["max_step"] / d.abs().max()).clamp(max=1.0))
+        # On the device: no sync.
+        d.mul_(step_factor(d.abs().max(), group["max_step"], 0.0 if len(state["pairs"]) else self.first_step))
         p.add_(d.view_as(p).to(p.dtype))
         return loss
+
+
+def step_factor(largest: torch.Tensor, max_step: float, first_step: float = 0.0) -> torch.Tensor:
+    """What scales a direction whose largest entry is ``largest``: to ``first_step`` where that is set (a
+    scale's first step, before any curvature pair), then down so that no pixel moves more than
+    ``max_step``."""
+    if first_step:
+        return first_step / largest.clamp(min=1e-30) * min(1.0, max_step / first_step)
+    return (max_step / largest).clamp(max=1.0)
 
 
 def held_at_bounds(x: torch.Tensor, g: torch.Tensor, bounds: tuple[float, float]) -> torch.Tensor:

@@ -39,7 +39,7 @@ import torch
 
 from ..errors import SettingsError
 from .objective import TVTerm
-from .optimize import PIXEL_RANGE, held_at_bounds
+from .optimize import PIXEL_RANGE, held_at_bounds, step_factor
 from .settings import Settings
 from .tiles import Adapter, Tile, TiledGradient, add_tile_sums, tile_gradient
 
@@ -354,11 +354,8 @@ class Shard:
         return the pixels each other shard holds as halo. ``first``: there is no curvature pair yet,
         and the step is scaled to ``lbfgs_first_step`` first where that is set, as PixelLBFGS does."""
         x, g, d = self.step["x"], self.step["g"], self.step["d"]
-        largest = largest.to(d)
-        if first and self.settings.lbfgs_first_step:
-            d.mul_(self.settings.lbfgs_first_step / largest.clamp(min=1e-30))
-            largest = torch.full_like(largest, self.settings.lbfgs_first_step)
-        d.mul_((self.settings.lbfgs_max_step / largest).clamp(max=1.0))
+        first_step = self.settings.lbfgs_first_step if first else 0.0
+        d.mul_(step_factor(largest.to(d), self.settings.lbfgs_max_step, first_step))
         moved = (x + d.to(x.dtype)).clamp_(*PIXEL_RANGE)
         self._scatter(moved)
         if self.average is not None:
