@@ -94,6 +94,15 @@ def test_make_optimizer() -> None:
     assert make_optimizer(image, Settings(optimizer="lbfgs", lbfgs_history=7), steps=1).defaults["history_size"] == 1
 
 
+@pytest.mark.parametrize("strength, cap", [(-1.0, 12.0), (0.3, 12.0), (0.8, 12.0), (0.9, 24.0), (1.0, 48.0)])
+def test_strengths_above_0_8_let_the_steps_grow(strength: float, cap: float) -> None:
+    """Above strength 0.8 the loss's balance hardly moves the picture: the rest of the dial lets L-BFGS
+    travel further, its step cap growing to 4x at strength 1."""
+    image = torch.zeros(1, 3, 4, 4, requires_grad=True)
+    settings = Settings(optimizer="lbfgs", lbfgs_max_step=12.0, strength=strength)
+    assert make_optimizer(image, settings).defaults["max_step"] == pytest.approx(cap)
+
+
 def _minimize(optimizer_for, loss_of, x0: torch.Tensor, steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     x = x0.clone().requires_grad_(True)
     optimizer = optimizer_for(x)

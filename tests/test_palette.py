@@ -107,3 +107,15 @@ def test_strength_zero_starts_from_the_photo_itself() -> None:
     photo, art = _photo(), _artwork()
     start = first_image(DEFAULT.replace(strength=0.0), None, photo, [art], (48, 32), torch.device("cpu"))
     assert torch.equal(start, photo)
+
+
+def test_low_strengths_mix_the_palette_start_with_the_photo() -> None:
+    """The low end of the dial is the photo with the artwork's texture: below strength 0.4 the start is
+    the photo and its palette version mixed, the palette's share the square of the strength's fraction of 0.4."""
+    photo, art = _photo(), _artwork()
+    palette = tone_palette(photo, [art])
+    for strength, share in ((0.1, 0.0625), (0.3, 0.5625), (0.4, 1.0), (0.9, 1.0)):
+        start = first_image(DEFAULT.replace(strength=strength), None, photo, [art], (48, 32), torch.device("cpu"))
+        assert torch.allclose(start, photo + share * (palette - photo), atol=1e-4), strength
+    raw = DEFAULT.replace(content_weight=1.0, style_weight=1.0)  # raw weights: strength off, the full palette
+    assert torch.equal(first_image(raw, None, photo, [art], (48, 32), torch.device("cpu")), palette)

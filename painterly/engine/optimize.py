@@ -237,7 +237,7 @@ def make_optimizer(image: torch.Tensor, settings: Settings, steps: int | None = 
     if settings.optimizer == "adam":
         return TFAdam([image], lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps)
     history = settings.lbfgs_history if steps is None else max(1, min(settings.lbfgs_history, steps - 1))
-    return PixelLBFGS([image], lr=settings.lr, history_size=history, max_step=settings.lbfgs_max_step,
+    return PixelLBFGS([image], lr=settings.lr, history_size=history, max_step=settings.step_cap(),
                       first_step=settings.lbfgs_first_step, bounds=PIXEL_RANGE)
 
 

@@ -324,5 +324,5 @@ def first_image(
     if settings.init == "style":
         return resize_tensor(style_ts[0], size)
     if settings.init == "palette" and settings.loss_weights()[1] > 0:  # strength 0 keeps the photo: no palette
-        return tone_palette(content_t, style_ts)
+        return torch.lerp(content_t, tone_palette(content_t, style_ts), settings.palette_share())
     return content_t.clone()

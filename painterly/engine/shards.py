@@ -355,7 +355,7 @@ class Shard:
         and the step is scaled to ``lbfgs_first_step`` first where that is set, as PixelLBFGS does."""
         x, g, d = self.step["x"], self.step["g"], self.step["d"]
         first_step = self.settings.lbfgs_first_step if first else 0.0
-        d.mul_(step_factor(largest.to(d), self.settings.lbfgs_max_step, first_step))
+        d.mul_(step_factor(largest.to(d), self.settings.step_cap(), first_step))
         moved = (x + d.to(x.dtype)).clamp_(*PIXEL_RANGE)
         self._scatter(moved)
         if self.average is not None:
