@@ -192,7 +192,10 @@ def test_sigint_in_a_real_process_says_enlarged_from_and_names_the_checkpoint(
     argv = [sys.executable, "-m", "painterly", str(content_path), str(style_path), "-o", str(out), *fast_args,
             *THREE_SCALES, "--steps", "20", "--scale-steps-decay", "4", "--patience", "0",  # 20, 80, 320 steps
             "--threads", "1"]
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    # A test run started in the background by a shell (`nohup ... &`) ignores SIGINT, and so would the
+    # child, which Python then leaves without its KeyboardInterrupt handler: give it the default back.
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not path_for(out).exists():  # the first scale has ended
         time.sleep(0.05)
