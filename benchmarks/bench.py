@@ -26,6 +26,10 @@ It measures, side by side in one run (wall-clock seconds, medians of --repeat ru
 * ``cudagraph`` (CUDA only): the bare step eager against the same step captured once in a CUDA graph
   and replayed, at 256 and 512 px in fp32 and bf16.
 
+``--as-avx2`` runs the chosen parts as a CPU with AVX2 only would (the common laptop): it reruns itself with
+torch's kernels (``ATEN_CPU_CAPABILITY``) and oneDNN's (``ONEDNN_MAX_CPU_ISA``) capped at AVX2, so that
+native bf16 is gone too and ``auto`` runs fp32; its figures go to ``results-avx2.*``.
+
 Results go to ``benchmarks/results.json`` and ``benchmarks/results.md`` (the table the README quotes);
 ``bash benchmarks/gpu.sh`` runs the CUDA tests and every part on a GPU into ``results-cuda.*``.
 """
@@ -55,6 +59,8 @@ from painterly.samples import demo_paths
 
 HERE = Path(__file__).parent
 PARTS = ("steps", "quality", "compile", "presets", "memory", "cudagraph", "profile")
+#: The environment of a CPU without AVX-512 or native bf16, for ``--as-avx2`` (child processes inherit it).
+AVX2_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 STYLE_LAYERS = TUTORIAL.style_layers
 LAYERS = (*STYLE_LAYERS, "block5_conv2")
 
@@ -74,6 +80,7 @@ def machine() -> dict:
         "torch_threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "native_bf16": cpu_has_fast_bf16(),
+        "isa_cap": os.environ.get("ONEDNN_MAX_CPU_ISA"),
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "cuda_version": torch.version.cuda,
         "cudnn_version": torch.backends.cudnn.version() if torch.cuda.is_available() else None,
@@ -436,7 +443,8 @@ def markdown(results: dict) -> str:
     m = results["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['versions']['torch']}, "
              f"CPU capability {m['cpu_capability']}, native bf16: {m['native_bf16']}, CUDA: {m['cuda']}"
-             + (f" (CUDA {m['cuda_version']}, cuDNN {m['cudnn_version']})" if m.get("cuda") else "") + ".", ""]
+             + (f" (CUDA {m['cuda_version']}, cuDNN {m['cudnn_version']})" if m.get("cuda") else "")
+             + (f"; kernels capped at {m['isa_cap']} (--as-avx2)" if m.get("isa_cap") else "") + ".", ""]
     if "steps" in results:
         lines += ["| size | precision | bare step (s) | Adam step (s) | ratio | L-BFGS step (s) | ratio | "
                   "L-BFGS step, 100 pairs held (s) | ratio |",
@@ -514,8 +522,16 @@ def main() -> int:
                         help="precisions of the presets part (fp32: a CPU without native bf16)")
     parser.add_argument("--profile-precision", default="fp32", help="precision of the profile part")
     parser.add_argument("--profile-size", type=int, default=512)
-    parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument("--out", type=Path, default=None, help="results file stem (default results, or "
+                        "results-avx2 with --as-avx2)")
+    parser.add_argument("--as-avx2", action="store_true",
+                        help="cap torch's and oneDNN's kernels at AVX2 (no AVX-512, no native bf16): a laptop CPU")
     args = parser.parse_args()
+    if args.as_avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != AVX2_ENV["ONEDNN_MAX_CPU_ISA"]:
+        # The caps are read when torch loads: run again in a process that has them from the start.
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
+    if args.out is None:
+        args.out = HERE / ("results-avx2" if args.as_avx2 else "results")
     device = pick_device(args.device)
     if device.type == "cpu":
         keep_freed_memory()  # as painterly's runs do, so that the bare step has the same allocator
