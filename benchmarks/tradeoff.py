@@ -28,13 +28,14 @@ PAIRS = (("astronaut", "great_wave"), ("grace_hopper", "starry_night"), ("rocket
          ("chelsea", "composition_vii"), ("coffee", "starry_night"), ("coffee", "great_wave"),
          ("green_sea_turtle", "starry_night"), ("green_sea_turtle", "composition_vii"), ("grace_hopper", "great_wave"))
 #: 0.8 is the default preset's strength; 0.05 is nearly the photo with a little of the artwork's texture;
-#: above 0.8 the steps grow (``Settings.step_cap``). (The first seven pairs also ran at 0.6 with the same
-#: code; those points are kept in sweep.json.)
-STRENGTHS = (0.05, 0.2, 0.3, 0.4, 0.8, 0.9, 1.0)
+#: above 0.8 the steps grow (``Settings.step_cap``); 0.1 fills the low end, where the curve bends. (The
+#: first seven pairs also ran at 0.6 with the same code; those points are kept in sweep.json.)
+STRENGTHS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.8, 0.9, 1.0)
 #: ``--style-loss nearest`` costs a third more a run: two strengths draw its line.
 NEAREST_STRENGTHS = (0.2, 0.8)
 #: pastiche's --content-weight values (its default is 1: pastiche's own balance). From 0.3 to 3 its figures
 #: move by under 0.01 (its style loss is about 1e7 at the photo); 1000 and 1e5 move it toward the photo.
+#: Every pair ran at 1 and 1000; the others on the pairs that say so in sweep.json.
 CONTENT_WEIGHTS = (0.3, 1.0, 3.0, 1000.0, 100000.0)
 
 Runner = Callable[[str, str, str, float, Path], float]
