@@ -527,7 +527,7 @@ def main() -> int:
     parser.add_argument("--as-avx2", action="store_true",
                         help="cap torch's and oneDNN's kernels at AVX2 (no AVX-512, no native bf16): a laptop CPU")
     args = parser.parse_args()
-    if args.as_avx2 and os.environ.get("ONEDNN_MAX_CPU_ISA") != AVX2_ENV["ONEDNN_MAX_CPU_ISA"]:
+    if args.as_avx2 and any(os.environ.get(name) != value for name, value in AVX2_ENV.items()):
         # The caps are read when torch loads: run again in a process that has them from the start.
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
     if args.out is None:
