@@ -522,8 +522,8 @@ def main() -> int:
                         help="precisions of the presets part (fp32: a CPU without native bf16)")
     parser.add_argument("--profile-precision", default="fp32", help="precision of the profile part")
     parser.add_argument("--profile-size", type=int, default=512)
-    parser.add_argument("--out", type=Path, default=None, help="results file stem (default results, or "
-                        "results-avx2 with --as-avx2)")
+    parser.add_argument("--out", type=Path, default=None, help="results file stem, in benchmarks/ unless it names a "
+                        "folder (default results, or results-avx2 with --as-avx2)")
     parser.add_argument("--as-avx2", action="store_true",
                         help="cap torch's and oneDNN's kernels at AVX2 (no AVX-512, no native bf16): a laptop CPU")
     args = parser.parse_args()
@@ -532,6 +532,8 @@ def main() -> int:
         os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
     if args.out is None:
         args.out = HERE / ("results-avx2" if args.as_avx2 else "results")
+    elif args.out.parent == Path():
+        args.out = HERE / args.out
     device = pick_device(args.device)
     if device.type == "cpu":
         keep_freed_memory()  # as painterly's runs do, so that the bare step has the same allocator
