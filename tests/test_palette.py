@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from painterly.engine.colour import luminance, rgb_to_yiq, yiq_to_rgb
-from painterly.engine.palette import tone_palette
+from painterly.engine.palette import SPAN_LEVELS, SPAN_QUANTILES, SPAN_SHARE, tone_palette
 from painterly.engine.run import first_image
 from painterly.engine.settings import DEFAULT, DEMO, QUALITY, TUTORIAL
 
@@ -87,10 +88,56 @@ def test_several_artworks_pool_their_palettes() -> None:
     assert out.min() < 40 and out.max() > 210
 
 
-def test_a_flat_artwork_paints_one_colour() -> None:
+def test_a_flat_artwork_paints_its_colour_with_the_photos_shapes_in_tone() -> None:
     art = torch.tensor([200.0, 60.0, 30.0]).view(1, 3, 1, 1).expand(1, 3, 24, 24).contiguous()
-    out = tone_palette(_photo(), [art])
-    assert torch.allclose(out, art[..., :1, :1].expand_as(out), atol=1.5)
+    photo = _photo()
+    out = tone_palette(photo, [art])
+    # Its one hue everywhere: chroma within a few levels of the artwork's (a little off where red clips at 255)...
+    off = (rgb_to_yiq(out)[:, 1:] - rgb_to_yiq(art)[:, 1:, :1, :1]).abs()
+    assert off.mean() < 3 and off.max() < 10
+    # ...and the photo's light and dark halves apart in tone, by the floor of span (64 levels at most).
+    y = luminance(out)
+    assert 50 < y[..., :36].mean() - y[..., 36:].mean() < 75
+
+
+def _span(y: torch.Tensor) -> float:
+    low, high = y.flatten().quantile(torch.tensor(SPAN_QUANTILES)).tolist()
+    return high - low
+
+
+def _deep_field(seed: int = 4) -> torch.Tensor:
+    """Nine tenths within a few levels of black, a few bright specks (the Hubble deep field): 40x40."""
+    image = 8.0 + 10 * _rand(1, 3, 40, 40, seed=seed)
+    specks = _rand(40, 40, seed=seed + 1) < 0.05
+    image[:, :, specks] = 230.0
+    return image
+
+
+@pytest.mark.parametrize("contrast", [1.0, 0.4])
+def test_an_artwork_of_narrow_tones_keeps_the_photos_subject_visible(contrast: float) -> None:
+    """The photo is not squeezed into the artwork's few levels of black: its tones span half the photo's,
+    or SPAN_LEVELS when that is less, in their order; the picture stays dark, as the artwork is."""
+    photo = 128 + contrast * (_photo() - 128)
+    art = _deep_field()
+    assert _span(luminance(art)) < 20
+    out = tone_palette(photo, [art])
+    y_photo, y_out = luminance(photo), luminance(out)
+    wanted = min(SPAN_SHARE * _span(y_photo), SPAN_LEVELS)
+    assert _span(y_out) == pytest.approx(wanted, abs=3.0)
+    r_photo, r_out = _ranks(y_photo), _ranks(y_out)
+    assert torch.corrcoef(torch.stack([r_photo, r_out]))[0, 1] > 0.99
+    assert y_out.median() < y_photo.median() - 40
+    assert y_out.flatten().quantile(0.1) < luminance(art).flatten().quantile(0.1) + 2
+
+
+def test_an_artwork_of_ordinary_range_is_matched_as_before() -> None:
+    """The floor of span changes nothing where the artwork spans enough: the matched luminance is the
+    artwork's at every quantile, as without it."""
+    art, photo = _artwork(), _photo()
+    assert _span(luminance(art)) > SPAN_LEVELS
+    out = tone_palette(photo, [art])
+    q = torch.linspace(0.02, 0.7, 12)  # below the jump to the stars
+    assert torch.allclose(luminance(out).flatten().quantile(q), luminance(art).flatten().quantile(q), atol=6.0)
 
 
 def test_the_default_presets_start_from_the_palette_and_the_tutorial_from_the_photo() -> None:

@@ -10,7 +10,15 @@ no reason to turn the tones over.
 :func:`tone_palette` builds that image in YIQ (see :mod:`painterly.colour`):
 
 * **luminance**: the photo's luminance mapped monotonically onto the artwork's (histogram matching by
-  quantiles), so every pixel keeps its rank among the photo's tones;
+  quantiles), so every pixel keeps its rank among the photo's tones. An artwork whose tones span a narrow
+  range (the Hubble deep field: nine tenths of its pixels within 17 levels of black) would squeeze the
+  photo into that range, and the strong style term then paints over a subject the start no longer shows
+  (the cat under the deep field came out black with its eyes barely there). So the start keeps a floor of
+  tonal span: where the artwork's span (10th to 90th percentile) is under :data:`SPAN_SHARE` of the
+  photo's, and under :data:`SPAN_LEVELS`, the matched luminance is blended with the photo's own, set at the
+  artwork's dark end, just enough to reach that span. The order of tones is kept, the artwork's darkness
+  mostly too; artworks of an ordinary range (every artwork of the quality benchmark spans more than 160
+  levels) are matched as before;
 * **chroma**: at each rank, the artwork's mean I and Q among its pixels of that rank (its colour at that
   tone), plus the photo's own chroma around its mean at that rank, scaled to the artwork's spread there:
   the artwork's hues in the photo's places.
@@ -28,6 +36,15 @@ from .colour import rgb_to_yiq, yiq_to_rgb
 QUANTILES = 257
 #: Tone bands, each an equal share of the pixels, in which the chroma is averaged.
 BANDS = 16
+#: The start's luminance spans (10th to 90th percentile) at least this share of the photo's span...
+SPAN_SHARE = 0.5
+#: ...or this many levels of 255, whichever is less: enough to see the subject by, without lighting a dark
+#: artwork up. Chosen by eye on the Hubble deep field under the cat, the astronaut, Grace Hopper and the
+#: rocket at the default: half the photo's span with no cap lit the astronaut to a grey photo (mean level
+#: 59, the artwork's 19), 48 levels left her in the dark, 64 kept her face and the field's colours.
+SPAN_LEVELS = 64.0
+#: The percentiles between which a tonal span is measured.
+SPAN_QUANTILES = (0.1, 0.9)
 
 
 def _interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
@@ -68,6 +85,23 @@ def _band_stats(ranks: torch.Tensor, chroma: torch.Tensor) -> tuple[torch.Tensor
     return mean, spread.sqrt()
 
 
+def _kept_span(photo_y: torch.Tensor, art_y: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
+    """``matched`` (the photo's luminance ``photo_y`` histogram-matched to ``art_y``) blended with the photo's
+    own luminance set at the artwork's dark end, where the artwork's tonal span is too narrow for the photo's
+    subject to show (see the module's notes); ``matched`` itself otherwise."""
+    q = torch.tensor(SPAN_QUANTILES, dtype=photo_y.dtype, device=photo_y.device)
+    photo_low, photo_high = _quantiles(photo_y, q).tolist()
+    art_low, art_high = _quantiles(art_y, q).tolist()
+    photo_span, art_span = photo_high - photo_low, art_high - art_low
+    wanted = min(SPAN_SHARE * photo_span, SPAN_LEVELS)
+    if art_span >= wanted:
+        return matched
+    # Both maps are monotone in the photo's luminance, so their blend keeps the order of tones; its span is
+    # the blend of theirs, art_span and photo_span, which is `wanted` at this share.
+    share = (wanted - art_span) / (photo_span - art_span)
+    return torch.lerp(matched, art_low + (photo_y - photo_low), share)
+
+
 def tone_palette(content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
     """``content`` (1, 3, H, W) recoloured in the palette of ``styles`` (their pixels pooled), its tones in
     the same order as before (see the module's notes)."""
@@ -75,7 +109,7 @@ def tone_palette(content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Ten
     art = torch.cat([rgb_to_yiq(s.float()).reshape(3, -1).T for s in styles])
     q = torch.linspace(0, 1, QUANTILES, dtype=photo.dtype, device=photo.device)
     photo_ranks, art_ranks = _ranks(photo[:, 0], q), _ranks(art[:, 0], q)
-    y = _interp(photo_ranks, q, _quantiles(art[:, 0], q))
+    y = _kept_span(photo[:, 0], art[:, 0], _interp(photo_ranks, q, _quantiles(art[:, 0], q)))
     centres = (torch.arange(BANDS, dtype=photo.dtype, device=photo.device) + 0.5) / BANDS
     art_mean, art_spread = _band_stats(art_ranks, art[:, 1:])
     photo_mean, photo_spread = _band_stats(photo_ranks, photo[:, 1:])
