@@ -16,9 +16,9 @@ no reason to turn the tones over.
   (the cat under the deep field came out black with its eyes barely there). So the start keeps a floor of
   tonal span: where the artwork's span (10th to 90th percentile) is under :data:`SPAN_SHARE` of the
   photo's, and under :data:`SPAN_LEVELS`, the matched luminance is blended with the photo's own, set at the
-  artwork's dark end, just enough to reach that span. The order of tones is kept, the artwork's darkness
-  mostly too; artworks of an ordinary range (every artwork of the quality benchmark spans more than 160
-  levels) are matched as before;
+  artwork's dark end (or as near it as fits under white, for a pale artwork), just enough to reach that
+  span. The order of tones is kept, the artwork's darkness (or paleness) mostly too; artworks of an
+  ordinary range (every artwork of the quality benchmark spans more than 160 levels) are matched as before;
 * **chroma**: at each rank, the artwork's mean I and Q among its pixels of that rank (its colour at that
   tone), plus the photo's own chroma around its mean at that rank, scaled to the artwork's spread there:
   the artwork's hues in the photo's places.
@@ -87,8 +87,9 @@ def _band_stats(ranks: torch.Tensor, chroma: torch.Tensor) -> tuple[torch.Tensor
 
 def _kept_span(photo_y: torch.Tensor, art_y: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
     """``matched`` (the photo's luminance ``photo_y`` histogram-matched to ``art_y``) blended with the photo's
-    own luminance set at the artwork's dark end, where the artwork's tonal span is too narrow for the photo's
-    subject to show (see the module's notes); ``matched`` itself otherwise."""
+    own luminance set at the artwork's dark end (lower if it would not fit under white), where the artwork's
+    tonal span is too narrow for the photo's subject to show (see the module's notes); ``matched`` itself
+    otherwise."""
     q = torch.tensor(SPAN_QUANTILES, dtype=photo_y.dtype, device=photo_y.device)
     photo_low, photo_high = _quantiles(photo_y, q).tolist()
     art_low, art_high = _quantiles(art_y, q).tolist()
@@ -99,7 +100,10 @@ def _kept_span(photo_y: torch.Tensor, art_y: torch.Tensor, matched: torch.Tensor
     # Both maps are monotone in the photo's luminance, so their blend keeps the order of tones; its span is
     # the blend of theirs, art_span and photo_span, which is `wanted` at this share.
     share = (wanted - art_span) / (photo_span - art_span)
-    return torch.lerp(matched, art_low + (photo_y - photo_low), share)
+    # The photo's tones from the artwork's dark end up, or lower where they would not fit under white (a pale
+    # artwork, a drawing on white paper): clipped at 255 they would lose the span this is for.
+    base = min(art_low, 255.0 - photo_span)
+    return torch.lerp(matched, base + (photo_y - photo_low), share)
 
 
 def tone_palette(content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Tensor:
