@@ -30,7 +30,7 @@ PAIRS = (("astronaut", "great_wave"), ("grace_hopper", "starry_night"), ("rocket
 #: 0.8 is the default preset's strength; 0.05 is nearly the photo with a little of the artwork's texture;
 #: above 0.8 the steps grow (``Settings.step_cap``); 0.1 fills the low end, where the curve bends. (The
 #: first seven pairs also ran at 0.6 with the same code; those points are kept in sweep.json.)
-STRENGTHS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.8, 0.9, 1.0)
+STRENGTHS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.8, 0.9, 1.0)
 #: ``--style-loss nearest`` costs a third more a run: two strengths draw its line.
 NEAREST_STRENGTHS = (0.2, 0.8)
 #: pastiche's --content-weight values (its default is 1: pastiche's own balance). From 0.3 to 3 its figures
@@ -87,18 +87,19 @@ def sweep(out: Path, size: int, pairs: list[tuple[str, str]], tools: list[str], 
 
 
 def curve(points: list[dict], photo: str, artwork: str, tool: str) -> list[tuple[float, float, float]]:
-    """(structure, style, value) of one tool on one pair, by structure."""
+    """(structure, style, value) of one tool on one pair, in the order of its dial (strength, content weight):
+    the line a user moves along. Its structure need not rise at every step of the dial."""
     rows = [(p["structure"], p["style"], p["value"]) for p in points
             if (p["photo"], p["artwork"], p["tool"]) == (photo, artwork, tool)]
-    return sorted(rows)
+    return sorted(rows, key=lambda row: row[2])
 
 
 def style_at(line: list[tuple[float, float, float]], structure: float) -> float | None:
-    """The style figure of a curve at ``structure``, linearly interpolated; None outside its range."""
-    for (x0, y0, _), (x1, y1, _) in zip(line, line[1:]):
-        if x0 <= structure <= x1:
-            return y0 if x1 == x0 else y0 + (y1 - y0) * (structure - x0) / (x1 - x0)
-    return None
+    """The style figure of a curve at ``structure``, linearly interpolated between neighbours on the dial; where
+    the line crosses that structure more than once, the lowest (the best setting there); None outside its range."""
+    found = [y0 if x1 == x0 else y0 + (y1 - y0) * (structure - x0) / (x1 - x0)
+             for (x0, y0, _), (x1, y1, _) in zip(line, line[1:]) if min(x0, x1) <= structure <= max(x0, x1)]
+    return min(found, default=None)
 
 
 def verdict(points: list[dict], photo: str, artwork: str, tool: str = "painterly") -> dict:
