@@ -67,9 +67,9 @@ def _quantiles(values: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return ordered[low] + (pos - low) * (ordered[high] - ordered[low])
 
 
-def _ranks(values: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """Each value's rank among ``values`` as a fraction of 0..1, read off their quantiles at ``q``."""
-    return _interp(values, _quantiles(values, q), q)
+def _ranks(values: torch.Tensor, quantiles: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Each value's rank among ``values`` as a fraction of 0..1, read off their ``quantiles`` at ``q``."""
+    return _interp(values, quantiles, q)
 
 
 def _band_stats(ranks: torch.Tensor, chroma: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,14 +85,15 @@ def _band_stats(ranks: torch.Tensor, chroma: torch.Tensor) -> tuple[torch.Tensor
     return mean, spread.sqrt()
 
 
-def _kept_span(photo_y: torch.Tensor, art_y: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
-    """``matched`` (the photo's luminance ``photo_y`` histogram-matched to ``art_y``) blended with the photo's
-    own luminance set at the artwork's dark end (lower if it would not fit under white), where the artwork's
-    tonal span is too narrow for the photo's subject to show (see the module's notes); ``matched`` itself
-    otherwise."""
-    q = torch.tensor(SPAN_QUANTILES, dtype=photo_y.dtype, device=photo_y.device)
-    photo_low, photo_high = _quantiles(photo_y, q).tolist()
-    art_low, art_high = _quantiles(art_y, q).tolist()
+def _kept_span(photo_y: torch.Tensor, matched: torch.Tensor, photo_q: torch.Tensor, art_q: torch.Tensor,
+               q: torch.Tensor) -> torch.Tensor:
+    """``matched`` (the photo's luminance ``photo_y`` histogram-matched to the artwork's) blended with the
+    photo's own luminance set at the artwork's dark end (lower if it would not fit under white), where the
+    artwork's tonal span is too narrow for the photo's subject to show (see the module's notes); ``matched``
+    itself otherwise. ``photo_q`` and ``art_q``: the two luminances' quantiles at ``q``."""
+    span_q = torch.tensor(SPAN_QUANTILES, dtype=q.dtype, device=q.device)
+    photo_low, photo_high = _interp(span_q, q, photo_q).tolist()
+    art_low, art_high = _interp(span_q, q, art_q).tolist()
     photo_span, art_span = photo_high - photo_low, art_high - art_low
     wanted = min(SPAN_SHARE * photo_span, SPAN_LEVELS)
     if art_span >= wanted:
@@ -112,8 +113,9 @@ def tone_palette(content: torch.Tensor, styles: list[torch.Tensor]) -> torch.Ten
     photo = rgb_to_yiq(content.float()).reshape(3, -1).T  # (N, 3): Y, I, Q
     art = torch.cat([rgb_to_yiq(s.float()).reshape(3, -1).T for s in styles])
     q = torch.linspace(0, 1, QUANTILES, dtype=photo.dtype, device=photo.device)
-    photo_ranks, art_ranks = _ranks(photo[:, 0], q), _ranks(art[:, 0], q)
-    y = _kept_span(photo[:, 0], art[:, 0], _interp(photo_ranks, q, _quantiles(art[:, 0], q)))
+    photo_q, art_q = _quantiles(photo[:, 0], q), _quantiles(art[:, 0], q)
+    photo_ranks, art_ranks = _ranks(photo[:, 0], photo_q, q), _ranks(art[:, 0], art_q, q)
+    y = _kept_span(photo[:, 0], _interp(photo_ranks, q, art_q), photo_q, art_q, q)
     centres = (torch.arange(BANDS, dtype=photo.dtype, device=photo.device) + 0.5) / BANDS
     art_mean, art_spread = _band_stats(art_ranks, art[:, 1:])
     photo_mean, photo_spread = _band_stats(photo_ranks, photo[:, 1:])
