@@ -50,7 +50,7 @@ import torch
 
 import painterly
 from painterly import TUTORIAL, Machine, stylize
-from painterly.engine.devices import cpu_has_fast_bf16, keep_freed_memory, pick_device
+from painterly.engine.devices import cpu_has_fast_bf16, keep_freed_memory, large_blocks_from_heap, pick_device
 from painterly.engine.images import open_image, resize_longer, to_tensor
 from painterly.engine.objective import build_objective
 from painterly.engine.optimize import PixelLBFGS, capture_graph
@@ -541,6 +541,7 @@ def main() -> int:
     device = pick_device(args.device)
     if device.type == "cpu":
         keep_freed_memory()  # as painterly's runs do, so that the bare step has the same allocator
+        large_blocks_from_heap(True)  # as their untiled scales do
     parts = args.only or list(PARTS)
     # With --only, the other parts' earlier figures are kept, each with the command that made it.
     json_path = args.out.with_suffix(".json")

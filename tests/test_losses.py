@@ -11,6 +11,7 @@ from painterly.engine.losses import (
     StyleTarget,
     content_loss,
     content_term,
+    feature_moments,
     gram_difference,
     gram_matrix,
     style_loss,
@@ -152,6 +153,28 @@ def test_gradcheck_content_loss() -> None:
 def test_gradcheck_total_variation() -> None:
     x = _rand(1, 3, 5, 6).requires_grad_()
     assert gradcheck(total_variation, (x,))
+
+
+def test_gradcheck_feature_moments() -> None:
+    # Their backward is written by hand (one matmul): check it against finite differences, with the
+    # mean and the covariance used together and each alone.
+    x = torch.rand(1, 5, 4, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(5, dtype=torch.float64), torch.rand(5, 5, dtype=torch.float64)
+    assert gradcheck(lambda f: feature_moments(f), (x,))
+    assert gradcheck(lambda f: (feature_moments(f)[0] * weights[0]).sum(), (x,))
+    assert gradcheck(lambda f: (feature_moments(f)[1] * weights[1]).sum(), (x,))
+
+
+def test_feature_moments_are_the_mean_and_covariance_and_keep_the_maps_precision() -> None:
+    x = torch.rand(1, 6, 7, 5, dtype=torch.float64)
+    positions = x.reshape(6, -1).T
+    mean, cov = feature_moments(x)
+    assert torch.allclose(mean, positions.mean(0)) and torch.allclose(cov, torch.cov(positions.T, correction=0))
+    half = x.bfloat16().requires_grad_(True)
+    mean, cov = feature_moments(half)
+    assert mean.dtype == cov.dtype == torch.float32
+    (mean.sum() + cov.sum()).backward()
+    assert half.grad is not None and half.grad.dtype == torch.bfloat16
 
 
 def test_style_loss_gradient_matches_the_closed_form() -> None:

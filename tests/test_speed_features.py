@@ -70,15 +70,17 @@ def test_network_is_frozen_and_cut_after_the_deepest_layer():
 
 _FAULTS = """
 import ctypes, resource, sys
-from painterly.engine.devices import keep_freed_memory
-tuned = keep_freed_memory() if sys.argv[1] == "tuned" else None
+from painterly.engine.devices import keep_freed_memory, large_blocks_from_heap
+tuned = keep_freed_memory() if sys.argv[1] in ("tuned", "heap") else None
+large_blocks_from_heap(sys.argv[1] == "heap")
+size = int(sys.argv[2]) << 20
 libc = ctypes.CDLL(None)
 libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
-def step():  # a step's worth of 20 MB maps: allocated, written, freed
-    blocks = [libc.malloc(20 << 20) for _ in range(3)]
+def step():  # a step's worth of maps: allocated, written, freed
+    blocks = [libc.malloc(size) for _ in range(3)]
     for b in blocks:
-        ctypes.memset(b, 1, 20 << 20)
+        ctypes.memset(b, 1, size)
     for b in blocks:
         libc.free(b)
 for _ in range(3):
@@ -96,14 +98,34 @@ def test_freed_memory_is_reused_without_page_faults():
     # them in again on the next (one fault per 4 KiB page); keep_freed_memory (called by every CPU
     # run) keeps them, so steps after the first few take no page faults. The blocks come straight
     # from malloc, so that no Python object lands between them and the heap's top.
-    def faults(mode: str) -> tuple[str, int]:
-        out = subprocess.run([sys.executable, "-c", _FAULTS, mode], capture_output=True, text=True, check=True)
-        tuned, per_step = out.stdout.split()
-        return tuned, int(per_step)
-
-    (flag, tuned), (_, untuned) = faults("tuned"), faults("default")
+    (flag, tuned), (_, untuned) = _faults("tuned", 20), _faults("default", 20)
     assert flag == "True"
     assert untuned > 10_000 and tuned < 100, (untuned, tuned)
+
+
+def _faults(mode: str, megabytes: int) -> tuple[str, int]:
+    """(whether the allocator was tuned, page faults per step) of steps of three ``megabytes`` blocks."""
+    out = subprocess.run([sys.executable, "-c", _FAULTS, mode, str(megabytes)], capture_output=True, text=True,
+                         check=True)
+    tuned, per_step = out.stdout.split()
+    return tuned, int(per_step)
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc's malloc only")
+def test_maps_over_32_mib_are_reused_from_the_heap_in_untiled_scales():
+    # glibc maps each block over 32 MiB on its own and unmaps it when freed (block1's maps at 512 px
+    # in fp32 are 50-64 MiB): keeping freed memory does not reach them, the heap does.
+    (_, mapped), (_, heap) = _faults("tuned", 48), _faults("heap", 48)
+    assert mapped > 10_000 and heap < 100, (mapped, heap)
+
+
+def test_the_engine_takes_large_blocks_from_the_heap_in_untiled_scales_only(pair, monkeypatch):
+    calls: list[bool] = []
+    monkeypatch.setattr("painterly.engine.run.large_blocks_from_heap", calls.append)
+    result = stylize(*pair, TUTORIAL.replace(size=96, start_size=48, steps=1, min_scale_steps=1), device="cpu",
+                     tile_size=64)
+    assert [h["size"] for h in result.history][0] != list(result.image.size)
+    assert calls == [True, False, False, False]  # 48 px whole, 68 and 96 px in tiles of 64, then back to mapping
 
 
 def test_the_cli_keeps_freed_memory_and_the_library_leaves_the_process_alone(pair, tmp_path, monkeypatch):

@@ -15,7 +15,14 @@ from ..errors import SettingsError
 from . import colour
 from .checkpoint import Checkpoint
 from .cluster import TileCluster, check_cluster
-from .devices import memory_budget, pick_device, pick_precision, release_freed_memory, storage_dtype
+from .devices import (
+    large_blocks_from_heap,
+    memory_budget,
+    pick_device,
+    pick_precision,
+    release_freed_memory,
+    storage_dtype,
+)
 from .images import ImageLike, from_any, open_image, resize_longer, resize_tensor, to_pil, to_tensor
 from .masks import prepare_masks
 from .network import VGG19, deepest
@@ -109,7 +116,10 @@ def stylize(
                engine.network(settings, device, precision), engine, extra_terms, device, precision,
                storage_dtype(precision), torch.bfloat16 if precision == "bf16" else None,
                Tracker(plan, settings.optimizer, callback, SECONDS_PER_COST.get((device.type, precision))), cluster)
-    outcome, image, reached, interrupted, to_rgb = _paint_scales(run, resume, on_checkpoint)
+    try:
+        outcome, image, reached, interrupted, to_rgb = _paint_scales(run, resume, on_checkpoint)
+    finally:
+        large_blocks_from_heap(False)  # the process's other work maps them again
     return _result(run, outcome, image, reached, interrupted, to_rgb, started)
 
 
@@ -149,6 +159,7 @@ def _paint_scales(run: _Run, resume: Checkpoint | None, on_checkpoint: Callable[
     reached = first_scale
     for scale in run.plan.scales[first_scale:]:
         t0 = time.perf_counter()
+        large_blocks_from_heap(scale.tile == 0)  # untiled scales: see its docstring
         try:
             objective, gradient, to_rgb, image = _set_up_scale(scale, image, run)
         except KeyboardInterrupt:
