@@ -357,7 +357,8 @@ def test_the_progress_line_eta_comes_from_the_runs_own_steps(cli, tmp_path: Path
     lines = re.findall(r"scale (\d)/2 step (\d+)/12 .*ETA (\d+):(\d\d)\n", err)
     assert [int(k) for _, k, _, _ in lines] == list(range(1, 13)), err
     eta = [int(m) * 60 + int(s) for _, _, m, s in lines]
-    plan = make_plan(DEFAULT.replace(size=64, start_size=32, scale_factor=2.0, steps=6), (64, 43), "fp32")
+    layers = {"content_layers": ("block2_conv2",), "style_layers": ("block1_conv1", "block2_conv1")}  # fast_args'
+    plan = make_plan(DEFAULT.replace(size=64, start_size=32, scale_factor=2.0, steps=6, **layers), (64, 43), "fp32")
     per_step = [clock.step_seconds(s.size) for s in plan.scales for _ in range(s.steps)]
     truth = [sum(per_step[k + 1:]) for k in range(12)]
     prior = SECONDS_PER_COST[("cpu", "fp32")]

@@ -26,8 +26,10 @@ STEP_OVERHEAD_PIXELS = 16_000
 #: step of the default preset took 2.9 s in bf16 on a 2-core Xeon with AVX512-BF16, 9.9 s in fp32
 #: there and 9.1 s in fp32 on a 2-core AMD EPYC (AVX2). Larger steps cost more per pixel (53.5 s at
 #: 2048x1536 in fp32: 1.4x); the ETA after the first steps is measured, this is only what the CLI
-#: says before them.
-SECONDS_PER_COST = {("cpu", "bf16"): 3.7e-6, ("cpu", "fp32"): 1.2e-5}
+#: says before them. fp32 since the steps got cheaper (large blocks from the heap, the moments'
+#: backward), on a 2-core AMD EPYC with AVX2 only: 9.0e-6 at 512x384 (1.51 s a step), 1.09e-5 at
+#: 1024x768 (6.8 s); the figure between them is off by a tenth either way.
+SECONDS_PER_COST = {("cpu", "bf16"): 3.7e-6, ("cpu", "fp32"): 1.0e-5}
 #: The layers those figures were measured with (the default preset's then, up to block5_conv1): a run
 #: whose network stops earlier costs its share of their arithmetic a pixel (block4_conv2: 0.77).
 CALIBRATED_LAYERS = ("block5_conv1",)
