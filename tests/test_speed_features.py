@@ -119,13 +119,17 @@ def test_maps_over_32_mib_are_reused_from_the_heap_in_untiled_scales():
     assert mapped > 10_000 and heap < 100, (mapped, heap)
 
 
-def test_the_engine_takes_large_blocks_from_the_heap_in_untiled_scales_only(pair, monkeypatch):
+def test_the_engine_takes_large_blocks_from_the_heap_in_small_untiled_scales_only(pair, monkeypatch):
     calls: list[bool] = []
     monkeypatch.setattr("painterly.engine.run.large_blocks_from_heap", calls.append)
     result = stylize(*pair, TUTORIAL.replace(size=96, start_size=48, steps=1, min_scale_steps=1), device="cpu",
                      tile_size=64)
     assert [h["size"] for h in result.history][0] != list(result.image.size)
     assert calls == [True, False, False, False]  # 48 px whole, 68 and 96 px in tiles of 64, then back to mapping
+    calls.clear()
+    monkeypatch.setattr("painterly.engine.run.HEAP_MAX_PIXELS", 48 * 32)  # larger images fragment the heap
+    stylize(*pair, TUTORIAL.replace(size=96, start_size=48, steps=1, min_scale_steps=1), device="cpu")
+    assert calls == [True, False, False, False]  # 48x32 from the heap, 68 and 96 px whole but mapped
 
 
 def test_the_cli_keeps_freed_memory_and_the_library_leaves_the_process_alone(pair, tmp_path, monkeypatch):

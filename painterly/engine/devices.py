@@ -58,6 +58,11 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _MMAP_THRESHOLD = 32 << 20  # glibc's largest: blocks up to 32 MiB come from the heap
 _TRIM_THRESHOLD = 1 << 30  # free memory at the heap's top is handed back only beyond 1 GiB
 _MMAP_MAX = 65536  # glibc's default: how many blocks may be mapped at once (0: none, all from the heap)
+#: The most pixels of an untiled scale that takes its large blocks from the heap. Larger images
+#: fragment it: peak memory rose 19-21% (a default step at 1024x768 in fp32: 2.65 -> 3.15 GiB, at
+#: 1448x1086 4.62 -> 5.59 GiB; 2-core AMD EPYC), past the plan's estimate (2.98 and 4.85 GiB). Up to
+#: 512x512 it rose 1-5% and stayed under it (1.51 GiB of 1.8 planned).
+HEAP_MAX_PIXELS = 512 * 512
 _allocator_tuned: list[bool] = []
 
 
@@ -108,8 +113,9 @@ def large_blocks_from_heap(on: bool) -> None:
     faults (about 10 GiB faulted in and zeroed). From the heap they are reused, step after step: 0.5
     million faults, the same pixels and the same peak memory within 5%, and the whole command up to a
     tenth sooner on a 2-core AVX2 CPU (``benchmarks/revisions.py``). The engine turns it on for
-    untiled scales only: a tiled scale's memory plan was measured with mapped blocks and runs near its
-    budget. A no-op where the allocator was not tuned."""
+    untiled scales of at most :data:`HEAP_MAX_PIXELS` only: larger ones fragment the heap past the
+    memory plan, and a tiled scale's plan was measured with mapped blocks and runs near its budget.
+    A no-op where the allocator was not tuned."""
     if _allocator_tuned and _allocator_tuned[0]:
         try:
             ctypes.CDLL(None).mallopt(_M_MMAP_MAX, 0 if on else _MMAP_MAX)

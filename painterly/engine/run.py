@@ -16,6 +16,7 @@ from . import colour
 from .checkpoint import Checkpoint
 from .cluster import TileCluster, check_cluster
 from .devices import (
+    HEAP_MAX_PIXELS,
     large_blocks_from_heap,
     memory_budget,
     pick_device,
@@ -159,7 +160,7 @@ def _paint_scales(run: _Run, resume: Checkpoint | None, on_checkpoint: Callable[
     reached = first_scale
     for scale in run.plan.scales[first_scale:]:
         t0 = time.perf_counter()
-        large_blocks_from_heap(scale.tile == 0)  # untiled scales: see its docstring
+        large_blocks_from_heap(scale.tile == 0 and scale.pixels <= HEAP_MAX_PIXELS)  # see its docstring
         try:
             objective, gradient, to_rgb, image = _set_up_scale(scale, image, run)
         except KeyboardInterrupt:
