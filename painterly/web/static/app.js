@@ -507,7 +507,10 @@ function follow(id) {
 const RUN_BUTTONS = ["#download", "#zoom", "#less", "#more", "#open-form", "#rerun", "#delete"];
 
 function showStatus(job, source) {
-  const was = state.shown && state.shown.id === job.id ? state.shown.status : null;
+  // The status this page last knew: from its stream, or, for a run it just started, from the answer
+  // to Start (a run of a few steps can be over before the stream's first event).
+  const started = state.active && state.active.id === job.id ? state.active.status : null;
+  const was = state.shown && state.shown.id === job.id ? state.shown.status : started;
   state.shown = job;
   const badge = $("#run-status");
   badge.textContent = job.status;
