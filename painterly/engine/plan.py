@@ -26,10 +26,16 @@ STEP_OVERHEAD_PIXELS = 16_000
 #: step of the default preset took 2.9 s in bf16 on a 2-core Xeon with AVX512-BF16, 9.9 s in fp32
 #: there and 9.1 s in fp32 on a 2-core AMD EPYC (AVX2). Larger steps cost more per pixel (53.5 s at
 #: 2048x1536 in fp32: 1.4x); the ETA after the first steps is measured, this is only what the CLI
-#: says before them. fp32 since the steps got cheaper (large blocks from the heap, the moments'
-#: backward), on a 2-core AMD EPYC with AVX2 only: 9.0e-6 at 512x384 (1.51 s a step), 1.09e-5 at
-#: 1024x768 (6.8 s); the figure between them is off by a tenth either way.
+#: says before them. fp32 since the steps got cheaper (large blocks from the heap up to 512x512
+#: pixels, the moments' backward), on a 2-core AMD EPYC with AVX2 only: 0.9-1.0e-5 at 512x384 (1.5-1.7
+#: s a step), the figure here; larger steps cost more per unit (:data:`RATE_GROWTH`).
 SECONDS_PER_COST = {("cpu", "bf16"): 3.7e-6, ("cpu", "fp32"): 1.0e-5}
+#: The pixels of the step :data:`SECONDS_PER_COST` holds for (512x384), and how its seconds per unit
+#: of cost grow beyond them with the pixels the network runs over at once (the whole image, or a
+#: tile): ``(pixels / RATE_PIXELS) ** RATE_GROWTH``. Fitted on that EPYC in fp32: 1.36e-5 at 1024x768
+#: (8.5 s a step; 4x the pixels, 1.35x the rate).
+RATE_PIXELS = 512 * 384
+RATE_GROWTH = 0.22
 #: The layers those figures were measured with (the default preset's then, up to block5_conv1): a run
 #: whose network stops earlier costs its share of their arithmetic a pixel (block4_conv2: 0.77).
 CALIBRATED_LAYERS = ("block5_conv1",)
@@ -64,7 +70,8 @@ TILE_SIZES = (2048, 1536, 1024, 768, 512, 384, 256)
 #: the Xeon; on a 2-core AMD EPYC (AVX2) the 4096x4096 default run (--part big) spent 2.5 to 2.7e-5 s
 #: per unit of untiled cost in its tiled scales, 2.1 to 2.3 times SECONDS_PER_COST's fp32 rate (its
 #: untiled scales 0.8 to 1.3 times), and took 4.6 hours where a factor of 1.0 had planned 2.2.
-TILED_STEP_FACTOR = {"bf16": 1.0, "fp32": 2.2, "fp64": 2.2}
+#: Against today's 1.0e-5 and its growth at tiles of 512 px (x1.065), that is 2.45 (2.6e-5 a unit).
+TILED_STEP_FACTOR = {"bf16": 1.0, "fp32": 2.45, "fp64": 2.45}
 #: ... until the halos dominate: small tiles cost this much per pixel the network runs over (tile and
 #: halo), as a multiple of an untiled step's per pixel (fitted to the same two measurements).
 HALO_COST = 0.6
@@ -94,6 +101,13 @@ class ScalePlan:
     @property
     def pixels(self) -> int:
         return self.size[0] * self.size[1]
+
+    @property
+    def rate_factor(self) -> float:
+        """How much more a unit of this scale's cost takes than at :data:`RATE_PIXELS` (never less)."""
+        w, h = self.size
+        at_once = min(w, self.tile) * min(h, self.tile) if self.tile else w * h
+        return max(1.0, at_once / RATE_PIXELS) ** RATE_GROWTH
 
     @property
     def step_parts(self) -> tuple[float, float]:
@@ -146,8 +160,16 @@ class Plan:
         """A rough time for the whole run before any step has run, from :data:`SECONDS_PER_COST`
         (measured on one 2-core CPU; None where nothing was measured). The progress bar's ETA,
         from the steps actually run, replaces it."""
-        rate = SECONDS_PER_COST.get((device, precision))
+        rate = self.prior_rate(device, precision)
         return None if rate is None else SETUP_SECONDS + self.total_cost * rate
+
+    def prior_rate(self, device: str, precision: str) -> float | None:
+        """Seconds per unit of this plan's cost before any step has run: :data:`SECONDS_PER_COST`,
+        grown for its larger scales (:attr:`ScalePlan.rate_factor`), averaged over the scales by cost."""
+        rate = SECONDS_PER_COST.get((device, precision))
+        if rate is None:
+            return None
+        return rate * sum(s.cost * s.rate_factor for s in self.scales) / max(self.total_cost, 1e-9)
 
     def describe(self) -> str:
         """One line per scale, for a terminal: size, steps, style size, memory."""

@@ -30,7 +30,7 @@ from .network import VGG19, deepest
 from .objective import WHOLE, build_objective
 from .optimize import ScaleOutcome, run_scale
 from .palette import tone_palette
-from .plan import SECONDS_PER_COST, Plan, ScalePlan, make_plan
+from .plan import Plan, ScalePlan, make_plan
 from .prints import to_uint16
 from .progress import Tracker
 from .result import Callback, Result
@@ -116,7 +116,7 @@ def stylize(
     run = _Run(content_img, style_imgs, masks, _init_image(settings, init_image), settings, machine, plan,
                engine.network(settings, device, precision), engine, extra_terms, device, precision,
                storage_dtype(precision), torch.bfloat16 if precision == "bf16" else None,
-               Tracker(plan, settings.optimizer, callback, SECONDS_PER_COST.get((device.type, precision))), cluster)
+               Tracker(plan, settings.optimizer, callback, plan.prior_rate(device.type, precision)), cluster)
     try:
         outcome, image, reached, interrupted, to_rgb = _paint_scales(run, resume, on_checkpoint)
     finally:
