@@ -196,19 +196,17 @@ class _Moments(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_mean: torch.Tensor | None, grad_cov: torch.Tensor | None) -> torch.Tensor:
+    def backward(ctx, grad_mean: torch.Tensor, grad_cov: torch.Tensor) -> torch.Tensor:
+        # An output that was not used comes back as zeros (autograd materializes them).
         (centred,) = ctx.saved_tensors
         positions = centred.shape[0]
-        grad = (centred @ ((grad_cov + grad_cov.T) / positions) if grad_cov is not None
-                else torch.zeros_like(centred))
-        return grad if grad_mean is None else grad + grad_mean / positions
+        return centred @ ((grad_cov + grad_cov.T) / positions) + grad_mean / positions
 
 
 def feature_moments(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean (C,) and covariance (C, C) over the positions of (1, C, H, W) maps, float32 (float64)."""
     _, c, h, w = features.shape
-    mean, cov = _Moments.apply(_wide(features.permute(0, 2, 3, 1).reshape(h * w, c)))
-    return mean, cov
+    return _Moments.apply(_wide(features.permute(0, 2, 3, 1).reshape(h * w, c)))
 
 
 def moment_targets(features: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
