@@ -26,16 +26,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from quality import art_path, photo_path  # noqa: E402  (benchmarks/ is the script's own folder)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-EXAMPLES = ROOT / "painterly" / "examples"
-BENCH_PHOTOS = HERE / "quality" / "photos"
-
-
-def photo_path(name: str) -> Path:
-    bundled = EXAMPLES / "content" / f"{name}.jpg"
-    return bundled if bundled.exists() else BENCH_PHOTOS / f"{name}.jpg"
 
 
 def timed(tree: Path, photo: Path, artwork: Path, preset: str, size: int, out: Path) -> dict:
@@ -73,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     base_commit = subprocess.run(["git", "-C", str(base_tree), "rev-parse", "--short", "HEAD"], check=True,
                                  capture_output=True, text=True).stdout.strip()
     trees = {"base": base_tree, "this": ROOT}
-    artwork = EXAMPLES / "styles" / f"{args.artwork}.jpg"
+    artwork = art_path(args.artwork)
     runs: dict[str, dict[str, list[dict]]] = {p: {"base": [], "this": []} for p in args.photos}
     same: dict[str, bool] = {}
     try:
