@@ -42,7 +42,7 @@ def timed(tree: Path, photo: Path, artwork: Path, preset: str, size: int, out: P
     proc = subprocess.Popen(command, cwd=tree)
     _, status, usage = os.wait4(proc.pid, 0)
     seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4: Popen must not wait again
     if proc.returncode:
         raise SystemExit(f"revisions: {' '.join(command)} failed in {tree} (exit {proc.returncode})")
     return {"seconds": round(seconds, 2), "faults": usage.ru_minflt, "peak_mib": round(usage.ru_maxrss / 1024)}

@@ -97,11 +97,7 @@ def release_freed_memory() -> None:
     Called between scales, whose maps have other sizes: what the last scale freed would otherwise
     stay resident, up to :data:`_TRIM_THRESHOLD` and more where the heap is fragmented. A no-op where
     the allocator was not tuned."""
-    if _allocator_tuned and _allocator_tuned[0]:
-        try:
-            ctypes.CDLL(None).malloc_trim(0)
-        except (OSError, AttributeError):
-            pass
+    _tuned_glibc("malloc_trim", 0)
 
 
 def large_blocks_from_heap(on: bool) -> None:
@@ -116,9 +112,14 @@ def large_blocks_from_heap(on: bool) -> None:
     untiled scales of at most :data:`HEAP_MAX_PIXELS` only: larger ones fragment the heap past the
     memory plan, and a tiled scale's plan was measured with mapped blocks and runs near its budget.
     A no-op where the allocator was not tuned."""
+    _tuned_glibc("mallopt", _M_MMAP_MAX, 0 if on else _MMAP_MAX)
+
+
+def _tuned_glibc(function: str, *args: int) -> None:
+    """glibc's ``function(*args)``, where :func:`keep_freed_memory` tuned the allocator; else nothing."""
     if _allocator_tuned and _allocator_tuned[0]:
         try:
-            ctypes.CDLL(None).mallopt(_M_MMAP_MAX, 0 if on else _MMAP_MAX)
+            getattr(ctypes.CDLL(None), function)(*args)
         except (OSError, AttributeError):
             pass
 
