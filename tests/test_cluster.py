@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import painterly.engine.settings as settings_module
 from painterly import DEFAULT, TUTORIAL, stylize
 from painterly.engine.cluster import LocalShards, LocalTiles, describe_workers, evaluate_sharded, run_sharded
 from painterly.engine.objective import build_objective
@@ -97,21 +98,35 @@ def test_sharded_step_equals_tiled_step_in_fp32(case: str) -> None:
     _check_equal(terms, grad, ref_terms, ref_grad, torch.float32)
 
 
-@pytest.mark.parametrize("first_step", [0.0, 8.0])
-def test_sharded_run_follows_the_single_process_run(first_step: float) -> None:
-    settings, precision, tiled, image = _setup("gram", torch.float64)
+@pytest.mark.parametrize("case, first_step, first_from", [("gram", 0.0, 512), ("gram", 8.0, 512),
+                                                       ("moments", 0.0, 64)])
+def test_sharded_run_follows_the_single_process_run(case: str, first_step: float, first_from: int,
+                                                    monkeypatch) -> None:
+    """... also where the first step is a whole step because the image is large (here from 64 px, and this
+    image is 96 px wide): each shard sizes it by the whole image, not by its tiles."""
+    monkeypatch.setattr(settings_module, "FIRST_STEP_FROM", first_from)
+    settings, precision, tiled, image = _setup(case, torch.float64)
     settings = settings.replace(lbfgs_first_step=first_step)
     assert bool(((image < 4) | (image > 251)).any())  # pixels that reach a bound, which both leave out
     single: list[float] = []
     spread: list[float] = []
-    ref = run_scale(tiled.objective, image, settings, 5, lambda i, losses, _: single.append(losses["total"]) and False,
-                    gradient=tiled)
+    moved: list[float] = []
+
+    def note(i: int, losses: dict, picture: torch.Tensor) -> bool:
+        single.append(losses["total"])
+        if i == 0:
+            moved.append(float((picture - image).abs().max()))
+        return False
+
+    ref = run_scale(tiled.objective, image, settings, 5, note, gradient=tiled)
     out = run_sharded(LocalShards(tiled.features), tiled, image, settings, 5,
                       lambda i, losses, _: spread.append(losses["total"]) and False, None, precision, 3)
     # The compact form of L-BFGS (the cluster's) and the two-loop recursion (the CPU's) are the same step.
     assert spread == pytest.approx(single, rel=1e-9)
     assert (out.best_step, out.steps_run) == (ref.best_step, ref.steps_run)
     assert _relative(out.image, ref.image) < 1e-9
+    if first_from < W:  # the whole 12-level cap, where the gradient's own step moves no pixel a level
+        assert settings.lbfgs_max_step == 12.0 and moved[0] > 6.0
 
 
 def test_lost_shard_costs_one_step_and_changes_nothing() -> None:

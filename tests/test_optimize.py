@@ -103,6 +103,19 @@ def test_strengths_above_0_8_let_the_steps_grow(strength: float, cap: float) -> 
     assert make_optimizer(image, settings).defaults["max_step"] == pytest.approx(cap)
 
 
+@pytest.mark.parametrize("size, first", [((384, 512), 0.0), ((512, 362), 0.0), ((768, 1024), 12.0),
+                                         ((1086, 1448), 12.0)])
+def test_the_first_step_is_whole_above_512_px(size: tuple[int, int], first: float) -> None:
+    """Above 512 px L-BFGS's first step at a scale moves a pixel a whole step cap (there the relative losses'
+    gradient step would hardly move the pixels); up to 512 px it is the gradient's step, unless
+    ``lbfgs_first_step`` sets it at every size."""
+    image = torch.zeros(1, 3, *size, requires_grad=True)
+    settings = Settings(optimizer="lbfgs", lbfgs_max_step=12.0, strength=0.5)
+    assert make_optimizer(image, settings).first_step == first
+    assert make_optimizer(image, settings.replace(strength=1.0)).first_step == (first and 48.0)
+    assert make_optimizer(image, settings.replace(lbfgs_first_step=5.0)).first_step == 5.0
+
+
 def _minimize(optimizer_for, loss_of, x0: torch.Tensor, steps: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
     x = x0.clone().requires_grad_(True)
     optimizer = optimizer_for(x)

@@ -238,7 +238,7 @@ def make_optimizer(image: torch.Tensor, settings: Settings, steps: int | None = 
         return TFAdam([image], lr=settings.lr, betas=(settings.adam_beta1, settings.adam_beta2), eps=settings.adam_eps)
     history = settings.lbfgs_history if steps is None else max(1, min(settings.lbfgs_history, steps - 1))
     return PixelLBFGS([image], lr=settings.lr, history_size=history, max_step=settings.step_cap(),
-                      first_step=settings.lbfgs_first_step, bounds=PIXEL_RANGE)
+                      first_step=settings.first_step(max(image.shape[-2:])), bounds=PIXEL_RANGE)
 
 
 def capture_graph(run: Callable[[], object], device: torch.device, warmup: int = 2):

@@ -42,6 +42,11 @@ TUTORIAL_STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4
 #: grows geometrically to STEP_GROWTH times ``lbfgs_max_step`` at strength 1 (:meth:`Settings.step_cap`).
 STEP_GROWTH_FROM = 0.8
 STEP_GROWTH = 4.0
+#: Scales whose longer side is over FIRST_STEP_FROM px take a whole step cap as L-BFGS's first step
+#: (:meth:`Settings.first_step`). The losses are relative to the image's size, so a pixel's gradient falls
+#: with the pixel count, and there the gradient's own first step left the upsampled picture as it was:
+#: at 1024 px the default's last two scales added almost none of the artwork's finer strokes.
+FIRST_STEP_FROM = 512
 #: Below this strength the palette start (``init="palette"``) is mixed with the photo, its share growing
 #: with the square of the strength from none at 0 (:meth:`Settings.palette_share`): the low end of the
 #: dial is the photo with the artwork's texture, not the photo recoloured. Recolouring moves the structure
@@ -235,7 +240,8 @@ class Settings:
     lbfgs_first_step: float = field(
         default=0.0,
         metadata=_opt("largest change of a pixel in each scale's first L-BFGS step, in levels (0: the gradient "
-                      "times lr, which may hardly move the pixels)", group="optimizer"),
+                      "times lr up to 512 px, where it may hardly move the pixels; a whole step above)",
+                      group="optimizer"),
     )
     ema: float = field(
         default=0.0,
@@ -332,6 +338,14 @@ class Settings:
         if self.strength <= STEP_GROWTH_FROM:
             return self.lbfgs_max_step
         return self.lbfgs_max_step * STEP_GROWTH ** ((self.strength - STEP_GROWTH_FROM) / (1 - STEP_GROWTH_FROM))
+
+    def first_step(self, longer: int) -> float:
+        """How far L-BFGS's first step at a scale whose longer side is ``longer`` px moves the pixel that
+        moves most, in levels (0: the gradient times ``lr``): ``lbfgs_first_step`` where set; otherwise the
+        whole :meth:`step_cap` above :data:`FIRST_STEP_FROM` px, and the gradient's step up to it."""
+        if self.lbfgs_first_step or longer <= FIRST_STEP_FROM:
+            return self.lbfgs_first_step
+        return self.step_cap()
 
     def palette_share(self) -> float:
         """How much of the palette start the first scale takes (the rest is the photo): all of it from

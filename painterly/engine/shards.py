@@ -352,9 +352,10 @@ class Shard:
         """Move the owned pixels by the direction, scaled so that no pixel of the whole image moves
         more than ``max_step`` (``largest``: the whole direction's largest entry), clamp them, and
         return the pixels each other shard holds as halo. ``first``: there is no curvature pair yet,
-        and the step is scaled to ``lbfgs_first_step`` first where that is set, as PixelLBFGS does."""
+        and the step is scaled to :meth:`Settings.first_step` of the whole image where that is set, as
+        PixelLBFGS does."""
         x, g, d = self.step["x"], self.step["g"], self.step["d"]
-        first_step = self.settings.lbfgs_first_step if first else 0.0
+        first_step = self.settings.first_step(max(self.spec.size)) if first else 0.0
         d.mul_(step_factor(largest.to(d), self.settings.step_cap(), first_step))
         moved = (x + d.to(x.dtype)).clamp_(*PIXEL_RANGE)
         self._scatter(moved)
